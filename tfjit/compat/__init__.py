@@ -1,0 +1,1 @@
+"""The TF1 API surface that `import tfjit as tf` exposes."""

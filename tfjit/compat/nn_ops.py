@@ -1,0 +1,2 @@
+"""TF1 `tf.nn` ops beyond activations (filled in by the nn work)."""
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Runtime: state, program extraction and execution."""
