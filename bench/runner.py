@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from .machine import describe
 from .numpy_models import reference
 from .systems import SYSTEMS
 from .workloads import WORKLOADS, make_inputs, min_bytes
@@ -199,6 +200,33 @@ def progress_line(i: int, n: int, started: float, task: Task, recs: list[dict]) 
             f"{task.device} {task.system:<14} " + "; ".join(parts))
 
 
+def gpu_name() -> str | None:
+    """The first NVIDIA GPU's name, or None when there is none."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    names = out.stdout.strip().splitlines()
+    return names[0] if out.returncode == 0 and names else None
+
+
+def meta(config: Config, records: list[dict[str, Any]]) -> dict[str, Any]:
+    versions = {"numpy": np.__version__}
+    for r in records:
+        if r.get("version"):
+            versions.setdefault(SYSTEMS[r["system"]].package, r["version"])
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "command": config.command, "preset": config.preset, "repeat": config.repeat,
+            "warmup": config.warmup, "rounds": config.rounds, "seed": config.seed,
+            "devices": config.devices, "systems": config.systems,
+            "workloads": config.workloads,
+            "one_process_per_system": config.one_process_per_system,
+            "machine": {**describe(), "gpu": gpu_name()}, "versions": versions}
+
+
 def run(config: Config, log: TextIO = sys.stderr) -> tuple[Path, dict[str, Any]]:
     """Run the whole benchmark; returns the run folder and every raw figure."""
     run_dir = config.out / time.strftime("%Y%m%d-%H%M%S")
@@ -217,4 +245,6 @@ def run(config: Config, log: TextIO = sys.stderr) -> tuple[Path, dict[str, Any]]
         print(progress_line(i, len(tasks), started, task, recs), file=log, flush=True)
     for bulky in ("data", "cache"):                        # large, and reproducible
         shutil.rmtree(run_dir / bulky, ignore_errors=True)
-    return run_dir, {"workloads": info, "machine": machine, "records": records}
+    raw = {"meta": meta(config, records), "workloads": info, "machine": machine,
+           "records": records}
+    return run_dir, raw

@@ -29,10 +29,12 @@ from .compat.variables import (AUTO_REUSE, Variable, VariableScope, all_variable
                                local_variables_initializer, model_variables, trainable_variables,
                                variable_scope, variables_initializer)
 from .compat.variables import _install_variable_operators
+from .debug import dump_ir, program_for  # noqa: F401
 from .errors import (FailedPreconditionError, InvalidArgumentError, NotFoundError,  # noqa: F401
                      OpError)
 from .ir.types import (DType, as_dtype, bool_ as bool, float16, float32, float64, int8,  # noqa: F401
                        int32, int64, uint8)
+from .trace.function import Function, TensorSpec, function  # noqa: F401
 from .trace.graph import Graph, get_default_graph, reset_default_graph  # noqa: F401
 from .trace.tensor import Dimension, Operation, Tensor, TensorShape, convert_to_tensor  # noqa: F401
 

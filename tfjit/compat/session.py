@@ -10,6 +10,7 @@ import numpy as np
 
 from ..ir.graph import Node, Value
 from ..ir.types import TensorType, as_dtype, shape_compatible
+from ..runtime.hooks import notify_compiled
 from ..runtime.program import extract
 from ..runtime.state import RuntimeState
 from ..trace.graph import get_default_graph
@@ -195,6 +196,7 @@ class Session:
 
             feed_types = [(v, TensorType(as_dtype(feeds[v].dtype), feeds[v].shape)) for v in fed_order]
             program = extract(self.graph.nodes, fetch_values, targets, feed_types, default_device=CPU0)
+            notify_compiled(program)
             if self.config.log_device_placement:
                 self._log_placement(program.nodes)
             cached = (reference.compile_graph(program), fetch_values)

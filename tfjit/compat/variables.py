@@ -85,13 +85,20 @@ class Variable:
 
     # -- reading -------------------------------------------------------------------------
     def value(self) -> Tensor:
-        return self._variable
+        return self._as_graph_tensor()
 
     def read_value(self) -> Tensor:
-        return emit1("identity", [self._variable], name="read")
+        return emit1("identity", [self._as_graph_tensor()], name="read")
 
     def _as_graph_tensor(self) -> Tensor:
-        return self._variable
+        """The variable's value in the graph being built; a traced function gets its own read."""
+        graph = get_default_graph()
+        if graph is self.graph:
+            return self._variable
+        var = self._attrs["var"]
+        if var not in graph.captured_variables:
+            graph.captured_variables[var] = graph.emit("variable", [], self._attrs, name=var.split("/")[-1]).outputs[0]
+        return graph.captured_variables[var]
 
     def eval(self, session: Any = None) -> np.ndarray:
         return self._variable.eval(session=session)
@@ -133,7 +140,7 @@ def _install_variable_operators() -> None:
              "__neg__", "__abs__", "__getitem__", "__and__", "__or__", "__invert__"]
     for dunder in names:
         if hasattr(Tensor, dunder):
-            setattr(Variable, dunder, lambda self, *args, _d=dunder: getattr(self._variable, _d)(*args))
+            setattr(Variable, dunder, lambda self, *args, _d=dunder: getattr(self._as_graph_tensor(), _d)(*args))
 
 
 # -- variable scopes ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import numpy as np
 
 from .attrs import ArrayAttr
 from .graph import Graph, Loc, Node, Value
+from .printer import long_device
 from .types import ALL_DTYPES, DType, TensorType, as_dtype
 
 _TOKEN = re.compile(
@@ -102,9 +103,11 @@ class _Parser:
         while self.peek()[1] != "return":
             nodes.append(self.node())
         self.expect("return")
-        results = [self.use()]
-        while self.accept(","):
+        results: list[Value] = []
+        if self.peek()[0] == "value":
             results.append(self.use())
+            while self.accept(","):
+                results.append(self.use())
         self.expect("}")
         return Graph(name[1:], params, nodes, results)
 
@@ -202,6 +205,8 @@ class _Parser:
             key = self.next()[1]
             self.expect("=")
             out[key] = json.loads(self.next()[1])
+        if "device" in out:
+            out["device"] = long_device(out["device"])
         return out
 
     def attr_value(self) -> Any:

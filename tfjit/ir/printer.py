@@ -72,6 +72,19 @@ def _format_array(a: ArrayAttr) -> str:
     return head + 'b64"' + data + '"'
 
 
+_LOCAL_PREFIX = "/job:localhost/replica:0/task:0/device:"
+
+
+def short_device(device: str) -> str:
+    """'/job:localhost/replica:0/task:0/device:CPU:0' prints as 'CPU:0'; others as they are."""
+    return device[len(_LOCAL_PREFIX):] if device.startswith(_LOCAL_PREFIX) else device
+
+
+def long_device(text: str) -> str:
+    """Inverse of `short_device`."""
+    return text if text.startswith("/") else _LOCAL_PREFIX + text
+
+
 class _Names:
     """Print-time names: one per value, and one per result-less node (for `^%n` control edges)."""
 
@@ -111,7 +124,7 @@ def _meta(node: Node, with_loc: bool) -> str:
     if node.name is not None:
         items.append(f"name={json.dumps(node.name)}")
     if node.device is not None:
-        items.append(f"device={json.dumps(node.device)}")
+        items.append(f"device={json.dumps(short_device(node.device))}")
     if with_loc and node.loc is not None:
         items.append(f"loc={json.dumps(node.loc.short)}")
     return " {" + ", ".join(items) + "}" if items else ""
@@ -140,6 +153,6 @@ def print_graph(g: Graph) -> str:
     lines = [f"func @{g.name}({params}) -> ({result_types}) {{"]
     for node in g.nodes:
         lines.append("  " + format_node(node, names))
-    lines.append("  return " + ", ".join(names[r] for r in g.results))
+    lines.append(" ".join(["  return", ", ".join(names[r] for r in g.results)]).rstrip())
     lines.append("}")
     return "\n".join(lines)

@@ -36,6 +36,7 @@ class Graph:
         self.variables: dict[str, Any] = {}  # variable name -> Variable (get_variable's store)
         self.variable_scopes: list[Any] = []  # the open tf.variable_scope()s, innermost last
         self.variable_scope_counts: dict[str, int] = {}  # default_name uniquifying per scope
+        self.captured_variables: dict[str, Any] = {}  # outer variables read inside a traced function
         self.version = 0  # bumped on every emit, so sessions know their caches may be stale
         self.finalized = False
 
