@@ -79,8 +79,7 @@ def lstm_cell(tf: Any, x: Any, h: Any, c: Any, wx: Any, wh: Any, b: Any) -> tupl
 def lstm_forward(tf: Any, t: T, s: Size) -> T:
     zeros = tf.zeros([s["batch"], s["hidden"]], dtype=tf.float32)
     h, c = [zeros, zeros], [zeros, zeros]
-    for step in range(s["steps"]):
-        inp = t["x"][step]
+    for inp in tf.unstack(t["x"], axis=0):    # TF1's static-RNN idiom
         for layer in range(2):
             h[layer], c[layer] = lstm_cell(tf, inp, h[layer], c[layer], t[f"Wx{layer}"],
                                            t[f"Wh{layer}"], t[f"b{layer}"])

@@ -45,10 +45,10 @@ def _pair(x: Any, y: Any) -> tuple[Tensor, Tensor]:
     """Convert two operands; a Python scalar takes the other operand's dtype, as in TF."""
     if isinstance(x, Tensor) or hasattr(x, "_as_graph_tensor"):
         x = convert_to_tensor(x)
-        y = convert_to_tensor(y, preferred_dtype=x.dtype)
+        y = convert_to_tensor(y, preferred_dtype=x.dtype, graph=x.graph)
     else:
         y = convert_to_tensor(y)
-        x = convert_to_tensor(x, preferred_dtype=y.dtype)
+        x = convert_to_tensor(x, preferred_dtype=y.dtype, graph=y.graph)
     return x, y
 
 

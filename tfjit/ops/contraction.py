@@ -33,7 +33,12 @@ def _matmul(a: np.ndarray, b: np.ndarray, transpose_a: bool = False, transpose_b
         a = np.swapaxes(a, -1, -2)
     if transpose_b:
         b = np.swapaxes(b, -1, -2)
-    return np.matmul(a, b)
+    return np.matmul(_widen(a), _widen(b)).astype(a.dtype, copy=False)
+
+
+def _widen(a: np.ndarray) -> np.ndarray:
+    """float16 products accumulate in float32, as TF's half matmul does."""
+    return a.astype(np.float32) if a.dtype == np.float16 else a
 
 
 register("matmul", _matmul_rule, _matmul, Fusion.CONTRACTION)
@@ -43,22 +48,25 @@ def _tensordot_rule(in_types: tuple[TensorType, ...], axes_a: tuple[int, ...],
                     axes_b: tuple[int, ...]) -> tuple[TensorType, ...]:
     a, b = in_types
     dtype = same_dtype(in_types, "tensordot's operands")
+    require_numeric(a)
     if a.shape is None or b.shape is None:
         return (TensorType(dtype, None),)
-    if len(axes_a) != len(axes_b):
-        raise OpTypeError(f"tensordot needs as many axes for a as for b, got {axes_a} and {axes_b}")
+    if len(axes_a) != len(axes_b) or len(set(axes_a)) != len(axes_a) or len(set(axes_b)) != len(axes_b):
+        raise OpTypeError(f"tensordot needs as many distinct axes for a as for b, got {axes_a} and {axes_b}")
     for i, j in zip(axes_a, axes_b):
         if not (0 <= i < len(a.shape) and 0 <= j < len(b.shape)):
             raise OpTypeError(f"tensordot axes {axes_a}, {axes_b} are out of range for {a} and {b}")
         if not dims_compatible(a.shape[i], b.shape[j]):
-            raise OpTypeError(f"tensordot contracts dim {i} of {a} with dim {j} of {b}: sizes differ")
+            raise OpTypeError(f"tensordot contracts dim {i} of {a} with dim {j} of {b}: "
+                              f"{a.shape[i]} != {b.shape[j]}")
     keep_a: tuple[Dim, ...] = tuple(d for i, d in enumerate(a.shape) if i not in axes_a)
     keep_b: tuple[Dim, ...] = tuple(d for j, d in enumerate(b.shape) if j not in axes_b)
     return (TensorType(dtype, keep_a + keep_b),)
 
 
 def _tensordot(a: np.ndarray, b: np.ndarray, axes_a: tuple[int, ...], axes_b: tuple[int, ...]) -> np.ndarray:
-    return np.tensordot(a, b, axes=(list(axes_a), list(axes_b))).astype(a.dtype, copy=False)
+    out = np.tensordot(_widen(a), _widen(b), axes=(list(axes_a), list(axes_b)))
+    return out.astype(a.dtype, copy=False)
 
 
 register("tensordot", _tensordot_rule, _tensordot, Fusion.CONTRACTION)

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import OpTypeError
+from ..errors import InvalidArgumentError, OpTypeError
 from ..ir.attrs import ArrayAttr
 from ..ir.types import DType, Dim, TensorType
 from .registry import Fusion, register
@@ -27,9 +27,11 @@ def _fill_rule(in_types: tuple[TensorType, ...], shape: tuple[Dim, ...]) -> tupl
     value = in_types[0]
     if value.shape not in ((), None):
         raise OpTypeError(f"fill's value must be a scalar, got {value}")
+    if any(isinstance(d, int) and d < 0 for d in shape):
+        raise OpTypeError(f"fill's dims must be non-negative, got {list(shape)}")
     if len(in_types) == 2:
         dims = in_types[1]
-        if dims.dtype.is_floating or dims.rank != 1:
+        if not dims.dtype.is_integer or dims.rank not in (1, None):
             raise OpTypeError(f"fill's dims must be an integer vector, got {dims}")
     elif not all(isinstance(d, int) for d in shape):
         raise OpTypeError(f"fill with unknown dims {shape} needs a dims tensor")
@@ -38,6 +40,8 @@ def _fill_rule(in_types: tuple[TensorType, ...], shape: tuple[Dim, ...]) -> tupl
 
 def _fill(value: np.ndarray, dims: np.ndarray | None = None, shape: tuple[Dim, ...] = ()) -> np.ndarray:
     target = tuple(int(d) for d in dims) if dims is not None else shape
+    if any(d < 0 for d in target):
+        raise InvalidArgumentError(message=f"fill's dims must be non-negative, got {list(target)}")
     return np.full(target, value, dtype=value.dtype)
 
 
@@ -65,13 +69,32 @@ def _range_rule(in_types: tuple[TensorType, ...], size: int | None = None) -> tu
     dtypes = {t.dtype for t in in_types}
     if len(dtypes) != 1:
         raise OpTypeError(f"range's start, limit and delta must share a dtype, got {[str(t) for t in in_types]}")
+    if in_types[0].dtype.is_bool:
+        raise OpTypeError("range needs numbers, got bool")
     return (TensorType(in_types[0].dtype, (size,)),)
 
 
-def _range(start: np.ndarray, limit: np.ndarray, delta: np.ndarray, size: Any = None) -> np.ndarray:
+def range_size(start: np.generic, limit: np.generic, delta: np.generic) -> int:
+    """TF's length of a range (computed in the range's dtype), with TF's argument checks."""
     if delta == 0:
-        raise ValueError("range's delta must not be zero")
-    return np.arange(start, limit, delta, dtype=start.dtype)
+        raise InvalidArgumentError(message=f"Requires delta != 0: {delta}")
+    if delta > 0 and start > limit:
+        raise InvalidArgumentError(message=f"Requires start <= limit when delta > 0: {start}/{limit}")
+    if delta < 0 and start < limit:
+        raise InvalidArgumentError(message=f"Requires start >= limit when delta < 0: {start}/{limit}")
+    if np.asarray(start).dtype.kind in "iu":
+        span, step = abs(int(limit) - int(start)), abs(int(delta))
+        return (span + step - 1) // step
+    with np.errstate(all="ignore"):
+        return int(np.ceil(np.abs((limit - start) / delta)))
+
+
+def _range(start: np.ndarray, limit: np.ndarray, delta: np.ndarray, size: Any = None) -> np.ndarray:
+    """`start + i * delta` in the range's dtype, as TF's kernel computes it."""
+    n = range_size(start[()], limit[()], delta[()])
+    if start.dtype.kind in "iu":
+        return (int(start) + np.arange(n, dtype=np.int64) * int(delta)).astype(start.dtype)
+    return np.arange(n).astype(start.dtype) * delta + start
 
 
 register("range", _range_rule, _range, Fusion.CREATION, differentiable=False)

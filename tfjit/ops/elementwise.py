@@ -1,4 +1,9 @@
-"""Elementwise unary and binary ops (binary ones broadcast like NumPy and TF)."""
+"""Elementwise unary and binary ops (binary ones broadcast like NumPy and TF).
+
+References follow TF's CPU kernels: float16 is computed in float32 and rounded once (as
+Eigen's half arithmetic does), overflow gives inf/NaN silently, and integer division by
+zero raises `InvalidArgumentError` as TF's CPU kernels do.
+"""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -6,32 +11,33 @@ from typing import Any, Callable
 import numpy as np
 from scipy import special
 
+from ..errors import InvalidArgumentError
 from ..ir.types import DType, TensorType, bool_
 from .registry import Fusion, register
-from .shapes import (broadcast_shapes, require_bool, require_float, require_numeric, same_dtype)
+from .shapes import (broadcast_shapes, require, require_bool, require_float, require_numeric,
+                     same_dtype)
+
+
+def _widen(a: np.ndarray) -> np.ndarray:
+    """float16 inputs are computed in float32: NumPy's float16 chains round every step."""
+    return a.astype(np.float32) if a.dtype == np.float16 else a
 
 
 def _quiet(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-    """NumPy reference without overflow/invalid warnings: TF returns inf/NaN silently."""
+    """Reference of an op whose inputs and result share one dtype (the type rule checks it).
+
+    It runs without NumPy warnings (TF returns inf/NaN silently), widens float16 and casts
+    the result back to the inputs' dtype (NumPy promotes, and returns Python scalars).
+    """
 
     def run(*args: np.ndarray, **attrs: Any) -> np.ndarray:
+        dtype = args[0].dtype
         with np.errstate(all="ignore"):
-            out = fn(*args, **attrs)
-        dtype = _result_dtype(args)
-        out = np.asarray(out)
-        return out.astype(dtype, copy=False) if out.dtype != np.bool_ and dtype is not None else out
+            out = np.asarray(fn(*(_widen(a) for a in args), **attrs))
+            return out.astype(dtype, copy=False)
 
     run.__name__ = getattr(fn, "__name__", "reference")
     return run
-
-
-def _result_dtype(args: tuple[np.ndarray, ...]) -> np.dtype | None:
-    """Keep the inputs' dtype (NumPy would promote f16 math or return Python scalars)."""
-    for a in args:
-        a = np.asarray(a)
-        if a.dtype != np.bool_:
-            return a.dtype
-    return None
 
 
 # -- unary ---------------------------------------------------------------------------------
@@ -53,16 +59,16 @@ def _to_bool(check: Callable[[TensorType], None]) -> Callable[..., tuple[TensorT
     return rule
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return special.expit(x)
+def _zero(x: np.ndarray) -> np.ndarray:
+    return np.zeros((), x.dtype)
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
-    return np.logaddexp(np.zeros((), x.dtype), x)
+    return np.logaddexp(_zero(x), x)
 
 
 def _elu(x: np.ndarray) -> np.ndarray:
-    return np.where(x > 0, x, np.expm1(x))
+    return np.where(x < 0, np.expm1(x), x)
 
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -70,38 +76,47 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 
 
 def _selu(x: np.ndarray) -> np.ndarray:
-    return _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(x))
+    return _SELU_SCALE * np.where(x < 0, _SELU_ALPHA * np.expm1(x), x)
 
 
 def _gelu(x: np.ndarray, approximate: bool = False) -> np.ndarray:
+    """TF's formulas: erfc keeps the exact form accurate for large negative inputs."""
     if approximate:
-        c = np.sqrt(2.0 / np.pi)
-        return 0.5 * x * (1.0 + np.tanh(c * (x + 0.044715 * x ** 3)))
-    return 0.5 * x * (1.0 + special.erf(x / np.sqrt(2.0)))
+        return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * special.erfc(-x * 0.7071067811865476)
 
 
-def _gelu_rule(in_types: tuple[TensorType, ...], approximate: bool = False) -> tuple[TensorType, ...]:
-    return _same(require_float)(in_types)
-
-
-def _leaky_rule(in_types: tuple[TensorType, ...], alpha: float = 0.2) -> tuple[TensorType, ...]:
-    return _same(require_float)(in_types)
+def _leaky_relu(x: np.ndarray, alpha: float = 0.2) -> np.ndarray:
+    return np.where(x > 0, x, x * np.asarray(alpha, x.dtype))
 
 
 def _sign(x: np.ndarray) -> np.ndarray:
-    return np.sign(x)
+    """TF1 documents zero, not NaN, for NaN inputs."""
+    return np.where(np.isnan(x), _zero(x), np.sign(x)) if x.dtype.kind == "f" else np.sign(x)
+
+
+def _round(x: np.ndarray) -> np.ndarray:
+    """Half to even, as TF's Round; integers are returned unchanged."""
+    return np.round(x) if x.dtype.kind == "f" else x
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, _zero(x))
+
+
+def _relu6(x: np.ndarray) -> np.ndarray:
+    return np.minimum(np.maximum(x, _zero(x)), np.asarray(6, x.dtype))
 
 
 _float_unary: dict[str, Callable[..., np.ndarray]] = {
     "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1, "sqrt": np.sqrt,
     "rsqrt": lambda x: 1 / np.sqrt(x), "reciprocal": lambda x: 1 / x, "sin": np.sin, "cos": np.cos,
-    "tanh": np.tanh, "sigmoid": _sigmoid, "elu": _elu, "selu": _selu, "softplus": _softplus,
-    "softsign": lambda x: x / (1 + np.abs(x)), "floor": np.floor, "ceil": np.ceil, "round": np.round,
+    "tanh": np.tanh, "sigmoid": special.expit, "elu": _elu, "selu": _selu, "softplus": _softplus,
+    "softsign": lambda x: x / (1 + np.abs(x)), "floor": np.floor, "ceil": np.ceil,
 }
 _numeric_unary: dict[str, Callable[..., np.ndarray]] = {
-    "neg": np.negative, "abs": np.abs, "sign": _sign, "square": np.square,
-    "relu": lambda x: np.maximum(x, np.zeros((), x.dtype)),
-    "relu6": lambda x: np.minimum(np.maximum(x, np.zeros((), x.dtype)), np.asarray(6, x.dtype)),
+    "neg": np.negative, "abs": np.abs, "sign": _sign, "square": np.square, "round": _round,
+    "relu": _relu, "relu6": _relu6,
 }
 _NOT_DIFFERENTIABLE = {"floor", "ceil", "round", "sign"}
 
@@ -112,10 +127,17 @@ for _name, _fn in _numeric_unary.items():
     register(_name, _same(require_numeric), _quiet(_fn), Fusion.ELEMENTWISE,
              differentiable=_name not in _NOT_DIFFERENTIABLE)
 
+
+def _gelu_rule(in_types: tuple[TensorType, ...], approximate: bool = False) -> tuple[TensorType, ...]:
+    return _same(require_float)(in_types)
+
+
+def _leaky_rule(in_types: tuple[TensorType, ...], alpha: float = 0.2) -> tuple[TensorType, ...]:
+    return _same(require_float)(in_types)
+
+
 register("gelu", _gelu_rule, _quiet(_gelu), Fusion.ELEMENTWISE)
-register("leaky_relu", _leaky_rule,
-         _quiet(lambda x, alpha=0.2: np.where(x > 0, x, x * np.asarray(alpha, x.dtype))),
-         Fusion.ELEMENTWISE)
+register("leaky_relu", _leaky_rule, _quiet(_leaky_relu), Fusion.ELEMENTWISE)
 register("logical_not", _same(require_bool), np.logical_not, Fusion.ELEMENTWISE, differentiable=False)
 register("is_nan", _to_bool(require_float), np.isnan, Fusion.ELEMENTWISE, differentiable=False)
 register("is_finite", _to_bool(require_float), np.isfinite, Fusion.ELEMENTWISE, differentiable=False)
@@ -128,6 +150,7 @@ def _cast_rule(in_types: tuple[TensorType, ...], dtype: DType) -> tuple[TensorTy
 
 
 def _cast(x: np.ndarray, dtype: DType) -> np.ndarray:
+    """C casts: floats truncate toward zero, nonzero is True; NaN to int is undefined in TF too."""
     with np.errstate(all="ignore"):
         return x.astype(dtype.np_dtype)
 
@@ -150,23 +173,31 @@ def _any(t: TensorType) -> None:
     return None
 
 
+def _no_zero_divisor(y: np.ndarray) -> None:
+    if y.dtype.kind in "iu" and np.any(y == 0):
+        raise InvalidArgumentError(message="Integer division by zero")
+
+
 def _floordiv(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    if x.dtype.kind in "iu":
-        safe = np.where(y == 0, 1, y)
-        return np.where(y == 0, 0, np.floor_divide(x, safe))
+    """Floats: floor(x / y) as TF (NumPy's floor_divide differs, e.g. 1 // 0.1 == 9)."""
+    if x.dtype.kind == "f":
+        return np.floor(x / y)
+    _no_zero_divisor(y)
     return np.floor_divide(x, y)
 
 
 def _mod(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    if x.dtype.kind in "iu":
-        safe = np.where(y == 0, 1, y)
-        return np.where(y == 0, 0, np.mod(x, safe))
+    """TF's FloorMod: the remainder takes the divisor's sign."""
+    if x.dtype.kind == "f":
+        trunc = np.fmod(x, y)
+        return np.where((trunc != 0) & ((y < 0) != (trunc < 0)), trunc + y, trunc)
+    _no_zero_divisor(y)
     return np.mod(x, y)
 
 
 def _pow(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if x.dtype.kind in "iu" and np.any(y < 0):
-        raise ValueError("integers to negative integer powers are not allowed")
+        raise InvalidArgumentError(message="Integers to negative integer powers are not allowed")
     return np.power(x, y)
 
 
@@ -180,12 +211,18 @@ for _name, _fn in _arith.items():
              differentiable=_name not in ("floordiv", "mod"))
 register("divide", _binary(require_float), _quiet(np.divide), Fusion.BROADCAST)
 
-_compare: dict[str, Callable[..., np.ndarray]] = {
-    "equal": np.equal, "not_equal": np.not_equal, "less": np.less, "less_equal": np.less_equal,
-    "greater": np.greater, "greater_equal": np.greater_equal,
+
+def _not_bool(t: TensorType) -> None:
+    require(t, not t.dtype.is_bool, "numeric tensors (TF orders numbers only)")
+
+
+_compare: dict[str, tuple[Callable[..., np.ndarray], Callable[[TensorType], None]]] = {
+    "equal": (np.equal, _any), "not_equal": (np.not_equal, _any), "less": (np.less, _not_bool),
+    "less_equal": (np.less_equal, _not_bool), "greater": (np.greater, _not_bool),
+    "greater_equal": (np.greater_equal, _not_bool),
 }
-for _name, _fn in _compare.items():
-    register(_name, _binary(_any, out=bool_), _fn, Fusion.BROADCAST, differentiable=False)
+for _name, (_fn, _check) in _compare.items():
+    register(_name, _binary(_check, out=bool_), _fn, Fusion.BROADCAST, differentiable=False)
 register("logical_and", _binary(require_bool, out=bool_), np.logical_and, Fusion.BROADCAST,
          differentiable=False)
 register("logical_or", _binary(require_bool, out=bool_), np.logical_or, Fusion.BROADCAST,

@@ -5,9 +5,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..ir.types import DType, TensorType, int64
+from ..errors import OpTypeError
+from ..ir.types import DType, TensorType, int32, int64
 from .registry import Fusion, register
-from .shapes import normalize_axis, reduced_shape, require_bool, require_numeric
+from .shapes import normalize_axis, reduced_shape, require_bool, require_float, require_numeric
 
 Axes = tuple[int, ...] | None
 
@@ -22,44 +23,51 @@ def _rule(check: Callable[[TensorType], None]) -> Callable[..., tuple[TensorType
 
 
 def _reference(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-    def run(x: np.ndarray, axes: Axes = None, keepdims: bool = False) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            out = fn(x, axis=axes, keepdims=keepdims)
-        return np.asarray(out).astype(x.dtype, copy=False)
+    """Quiet (TF reduces inf/NaN silently), float16 summed in float32, result in x's dtype."""
 
+    def run(x: np.ndarray, axes: Axes = None, keepdims: bool = False) -> np.ndarray:
+        wide = x.astype(np.float32) if x.dtype == np.float16 else x
+        with np.errstate(all="ignore"):
+            out = fn(wide, axis=axes, keepdims=keepdims)
+            return np.asarray(out).astype(x.dtype, copy=False)
+
+    run.__name__ = getattr(fn, "__name__", "reference")
     return run
 
 
 def _mean(x: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray:
-    if x.dtype.kind in "iu":  # TF's integer mean truncates like its integer division
+    if x.dtype.kind in "iu":  # TF's integer mean is the sum divided by the count, truncated
         n = x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))
         total = np.sum(x, axis=axis, keepdims=keepdims, dtype=np.int64)
-        return np.trunc(total / max(n, 1)).astype(x.dtype)
-    return np.mean(x, axis=axis, keepdims=keepdims, dtype=np.float64 if x.dtype == np.float16 else None)
+        return np.sign(total) * (np.abs(total) // max(n, 1))
+    return np.mean(x, axis=axis, keepdims=keepdims)
+
+
+def _lowest(dtype: np.dtype) -> Any:
+    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+def _highest(dtype: np.dtype) -> Any:
+    return np.inf if dtype.kind == "f" else np.iinfo(dtype).max
 
 
 def _max(x: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray:
-    if x.size == 0:  # TF returns the lowest value for an empty max
-        init = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        return np.max(x, axis=axis, keepdims=keepdims, initial=init)
-    return np.max(x, axis=axis, keepdims=keepdims)
+    """An empty max is the lowest value, as in TF; NaN propagates (TF >= 2.4)."""
+    return np.max(x, axis=axis, keepdims=keepdims, initial=_lowest(x.dtype))
 
 
 def _min(x: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray:
-    if x.size == 0:
-        init = np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).max
-        return np.min(x, axis=axis, keepdims=keepdims, initial=init)
-    return np.min(x, axis=axis, keepdims=keepdims)
+    return np.min(x, axis=axis, keepdims=keepdims, initial=_highest(x.dtype))
 
 
 def _logsumexp(x: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray:
-    m = np.max(x, axis=axis, keepdims=True) if x.size else np.zeros((1,) * x.ndim, x.dtype)
+    """TF's formula: shift by the finite max so large values do not overflow; -inf rows stay -inf."""
+    m = _max(x, axis, keepdims=True)
     m = np.where(np.isfinite(m), m, np.zeros((), x.dtype))
-    s = np.sum(np.exp(x - m), axis=axis, keepdims=True)
-    out = np.log(s) + m
-    if not keepdims:
-        out = np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
-    return out
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    if keepdims:
+        return out
+    return out.reshape(()) if axis is None else np.squeeze(out, axis=axis)
 
 
 register("sum", _rule(require_numeric), _reference(np.sum), Fusion.REDUCTION)
@@ -67,7 +75,7 @@ register("mean", _rule(require_numeric), _reference(_mean), Fusion.REDUCTION)
 register("max", _rule(require_numeric), _reference(_max), Fusion.REDUCTION)
 register("min", _rule(require_numeric), _reference(_min), Fusion.REDUCTION)
 register("prod", _rule(require_numeric), _reference(np.prod), Fusion.REDUCTION)
-register("logsumexp", _rule(require_numeric), _reference(_logsumexp), Fusion.REDUCTION)
+register("logsumexp", _rule(require_float), _reference(_logsumexp), Fusion.REDUCTION)
 register("all", _rule(require_bool), _reference(np.all), Fusion.REDUCTION, differentiable=False)
 register("any", _rule(require_bool), _reference(np.any), Fusion.REDUCTION, differentiable=False)
 
@@ -75,6 +83,8 @@ register("any", _rule(require_bool), _reference(np.any), Fusion.REDUCTION, diffe
 def _arg_rule(in_types: tuple[TensorType, ...], axis: int, output_type: DType = int64) -> tuple[TensorType, ...]:
     (t,) = in_types
     require_numeric(t)
+    if output_type not in (int32, int64):
+        raise OpTypeError(f"output_type must be int32 or int64, got {output_type.name}")
     if t.shape is None:
         return (TensorType(output_type, None),)
     axis = normalize_axis(axis, len(t.shape), t)

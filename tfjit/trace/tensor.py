@@ -265,8 +265,9 @@ class Tensor:
 
 
 def convert_to_tensor(value: Any, dtype: Any = None, name: str | None = None,
-                      preferred_dtype: Any = None) -> Tensor:
-    """A Tensor for `value`: Tensors and Variables as they are, other values as constants."""
+                      preferred_dtype: Any = None, graph: Any = None) -> Tensor:
+    """A Tensor for `value`: Tensors and Variables as they are, other values as constants
+    (built in `graph`, by default the default graph)."""
     from .graph import get_default_graph
 
     if isinstance(value, Tensor):
@@ -282,7 +283,7 @@ def convert_to_tensor(value: Any, dtype: Any = None, name: str | None = None,
 
         return stack([convert_to_tensor(x, dtype=dtype) for x in value], name=name or "packed")
     array = _as_array(value, dtype if dtype is not None else None, preferred_dtype)
-    graph = get_default_graph()
+    graph = graph if graph is not None else get_default_graph()
     op = graph.emit("constant", [], {"value": ArrayAttr(array)}, name=name or "Const")
     return op.outputs[0]
 
