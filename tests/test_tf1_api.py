@@ -212,12 +212,17 @@ def test_string_dtypes_and_graph_contexts():
 
 
 def test_log_device_placement_prints_each_node_device(capsys):
-    a = tf.constant([1.0], name="a")
-    b = tf.add(a, a, name="b")
+    x = tf.placeholder(tf.float32, [2, 3], name="x")
+    w = tf.Variable(tf.ones([3, 4]), name="w")
+    y = tf.matmul(x, w, name="MatMul")
     with tf.Session(config=tf.ConfigProto(log_device_placement=True)) as sess:
-        sess.run(b)
+        sess.run(w.initializer)
+        sess.run(y, feed_dict={x: np.ones((2, 3))})
+        sess.run(y, feed_dict={x: np.ones((2, 3))})
     err = capsys.readouterr().err
-    assert "b: (add): /job:localhost/replica:0/task:0/device:CPU:0" in err
+    cpu = "/job:localhost/replica:0/task:0/device:CPU:0"
+    assert f"MatMul: (MatMul): {cpu}" in err and f"w: (VariableV2): {cpu}" in err
+    assert err.count("MatMul: (MatMul)") == 1  # once per compiled graph
 
 
 # -- errors ---------------------------------------------------------------------------------

@@ -57,3 +57,10 @@ def device(device_name: str | None):
 
 
 __version__ = "0.1.0"
+
+# -- autodiff (issue 3)
+from . import testing  # noqa: E402
+from .autodiff import UnconnectedGradients, custom_gradient, gradients, hessians  # noqa: E402,F401
+from .compat.array_ops import stop_gradient  # noqa: E402,F401
+
+test = testing

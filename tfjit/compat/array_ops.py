@@ -5,9 +5,13 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import GraphError, InvalidArgumentError
+from ..errors import where as at
 from ..ir.attrs import ArrayAttr
-from ..ir.types import as_dtype, float32, int32, make_shape
+from ..ir.types import DType, as_dtype, float32, float64, int32, int64, make_shape
+from ..ops.creation import range_size
 from ..trace.graph import get_default_graph
+from ..trace.source import user_location
 from ..trace.tensor import Tensor, convert_to_tensor
 from .math_ops import constant_value, emit1
 
@@ -25,35 +29,65 @@ def placeholder_with_default(input: Any, shape: Any, name: str | None = None) ->
 
 def constant(value: Any, dtype: Any = None, shape: Any = None, name: str = "Const",
              verify_shape: bool = False) -> Tensor:
-    """A constant; a scalar `value` with a `shape` is broadcast to it, as in TF."""
-    array = np.asarray(value)
-    if dtype is not None:
-        dt = as_dtype(dtype)
-        if array.dtype.kind == "f" and dt.is_integer and not np.all(np.mod(array, 1) == 0):
-            raise TypeError(f"Expected {dt.name}, got {value!r} of type '{type(value).__name__}' instead.")
-        array = array.astype(dt.np_dtype)
-    else:
-        array = _as_tf_default(array, value)
+    """A constant, as TF1's `tf.constant`.
+
+    With a `shape`, a value of the same size is reshaped and a shorter one is padded with its
+    last element (a scalar fills the shape); `verify_shape=True` demands the exact shape.
+    """
+    array = _typed_array(value, as_dtype(dtype) if dtype is not None else None)
     if shape is not None:
-        dims = tuple(int(d) for d in make_shape(shape))
-        if array.size == 1:
-            array = np.broadcast_to(array.reshape(()), dims).copy()
-        elif array.size == int(np.prod(dims)) and not verify_shape:
-            array = array.reshape(dims)
-        else:
-            raise TypeError(f"constant of {array.size} elements cannot take shape {list(dims)}")
+        array = _shaped(array, tuple(int(d) for d in make_shape(shape)), verify_shape)
     return get_default_graph().emit("constant", [], {"value": ArrayAttr(array)}, name=name).outputs[0]
 
 
+def _typed_array(value: Any, dtype: DType | None) -> np.ndarray:
+    """`value` as an array of `dtype`, or of TF's default dtype for it when `dtype` is None."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"tfjit has no tensors of {array.dtype}; cannot convert {value!r}")
+    if dtype is None:
+        return _as_tf_default(array, value)
+    if not isinstance(value, (np.ndarray, np.generic)) and not _python_fits(array.dtype, dtype):
+        raise TypeError(f"Expected {dtype.name}, got {value!r} of type '{type(value).__name__}' instead.")
+    return array.astype(dtype.np_dtype)
+
+
+def _python_fits(kind_of: np.dtype, dtype: DType) -> bool:
+    """TF accepts Python bools and ints for numbers, floats only for floats, bools only for bool."""
+    if dtype.is_bool:
+        return kind_of.kind == "b"
+    return kind_of.kind in "biu" or dtype.is_floating
+
+
+def _shaped(array: np.ndarray, dims: tuple[int, ...], verify_shape: bool) -> np.ndarray:
+    size = int(np.prod(dims, dtype=np.int64))
+    if verify_shape and array.shape != dims:
+        raise TypeError(f"Expected Tensor's shape: {dims}, got {array.shape}.")
+    if array.size > size:
+        raise TypeError(f"Too many elements provided. Needed at most {size}, but received {array.size}")
+    if array.size == 0 and size > 0:
+        raise TypeError(f"constant has no elements to fill shape {list(dims)}")
+    flat = array.reshape(-1)
+    if flat.size < size:  # TF1 repeats the last element
+        flat = np.concatenate([flat, np.repeat(flat[-1:], size - flat.size)])
+    return flat.reshape(dims)
+
+
 def _as_tf_default(array: np.ndarray, value: Any) -> np.ndarray:
-    """Python floats become float32 and Python ints int32, as TF does; NumPy arrays keep theirs."""
+    """Python floats become float32 and Python ints int32 (int64 when too large), as TF does;
+    NumPy arrays keep their dtype."""
     if isinstance(value, (np.ndarray, np.generic)):
         return array
     if array.dtype == np.float64:
         return array.astype(np.float32)
-    if array.dtype == np.int64:
+    if array.dtype == np.int64 and _fits_int32(array):
         return array.astype(np.int32)
     return array
+
+
+def _fits_int32(array: np.ndarray) -> bool:
+    info = np.iinfo(np.int32)
+    return array.size == 0 or (int(array.min()) >= info.min and int(array.max()) <= info.max)
 
 
 def _shape_args(shape: Any) -> tuple[tuple[Any, ...], Tensor | None]:
@@ -107,21 +141,48 @@ def ones_like(tensor: Any, dtype: Any = None, name: str | None = None, optimize:
     return emit1("ones_like", [t], {"dtype": as_dtype(dtype) if dtype is not None else None}, name or "ones_like")
 
 
+_RANGE_DTYPES = (int32, int64, float32, float64)  # TF's order for inferring range's dtype
+
+
 def range(start: Any, limit: Any = None, delta: Any = 1, dtype: Any = None, name: str = "range") -> Tensor:  # noqa: A001
-    """TF's `tf.range`; the length is static when start, limit and delta are known."""
+    """TF's `tf.range`: 1 to 3 arguments; without `dtype` the widest argument's dtype wins
+    (int32 < int64 < float32 < float64). The length is static when all three are known."""
     if limit is None:
         start, limit = 0, start
-    values = [constant_value(x) for x in (start, limit, delta)]
+    args = (start, limit, delta)
     if dtype is None:
-        kinds = [np.asarray(v).dtype.kind if v is not None else x.dtype.np_dtype.kind
-                 for v, x in zip(values, (start, limit, delta))]
-        dtype = float32 if "f" in kinds else int32
-    dt = as_dtype(dtype)
-    tensors = [convert_to_tensor(x, dtype=dt) if not isinstance(x, Tensor) else x for x in (start, limit, delta)]
-    size = None
-    if all(v is not None for v in values):
-        size = len(np.arange(*(np.asarray(v).item() for v in values)))
-    return emit1("range", tensors, {"size": size}, name)
+        dt = max((_default_dtype(a) for a in args), key=_range_rank)
+        tensors = [_cast_to(convert_to_tensor(a, dtype=dt) if not isinstance(a, Tensor) else a, dt) for a in args]
+    else:
+        dt = as_dtype(dtype)
+        tensors = [convert_to_tensor(a, dtype=dt) for a in args]
+    return emit1("range", tensors, {"size": _static_range_size(tensors)}, name)
+
+
+def _default_dtype(value: Any) -> DType:
+    if isinstance(value, Tensor):
+        return value.dtype
+    return as_dtype(_typed_array(value, None).dtype)
+
+
+def _range_rank(dtype: DType) -> int:
+    if dtype not in _RANGE_DTYPES:
+        raise TypeError(f"range's arguments must be int32, int64, float32 or float64, got {dtype.name}")
+    return _RANGE_DTYPES.index(dtype)
+
+
+def _cast_to(t: Tensor, dtype: DType) -> Tensor:
+    return t if t.dtype == dtype else emit1("cast", [t], {"dtype": dtype}, "Cast")
+
+
+def _static_range_size(tensors: list[Tensor]) -> int | None:
+    values = [constant_value(t) for t in tensors]
+    if any(v is None for v in values):
+        return None
+    try:
+        return range_size(*(v[()] for v in values))
+    except InvalidArgumentError as e:
+        raise GraphError(f"{at('range', user_location())}: {e.message}") from None
 
 
 def shape(input: Any, name: str | None = None, out_type: Any = int32) -> Tensor:

@@ -4,57 +4,56 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
+from ..ir.types import DType, as_dtype, float32
+from ..trace.tensor import Tensor
+from . import array_ops, random_ops
 
-from ..ir.types import as_dtype, float32
-from ..trace.tensor import Tensor, convert_to_tensor
-from . import random_ops
-from .math_ops import emit1
+# Standard deviation of a unit normal truncated to [-2, 2]: truncated draws are rescaled by it
+# so that the variance is the one asked for.
+_TRUNCATED_STDDEV = 0.87962566103423978
 
 
 class Initializer:
-    """Called as `init(shape, dtype=None, partition_info=None)`; returns a Tensor."""
+    """Called as `init(shape, dtype=None, partition_info=None)`; returns a Tensor.
+
+    `dtype` falls back to the one given when the initializer was made, then to float32.
+    """
 
     def __init__(self, dtype: Any = None):
         self.dtype = as_dtype(dtype) if dtype is not None else None
 
-    def _dtype(self, dtype: Any) -> Any:
+    def _dtype(self, dtype: Any) -> DType:
         return as_dtype(dtype) if dtype is not None else (self.dtype or float32)
 
-    def __call__(self, shape: Any, dtype: Any = None, partition_info: Any = None) -> Tensor:
-        raise NotImplementedError
-
-
-def fill(shape: tuple[int, ...], value: Any, dtype: Any, name: str | None = None) -> Tensor:
-    scalar = convert_to_tensor(np.asarray(value, as_dtype(dtype).np_dtype))
-    return emit1("fill", [scalar], {"shape": tuple(int(d) for d in shape)}, name or "Fill")
+    def _float_dtype(self, dtype: Any) -> DType:
+        dt = self._dtype(dtype)
+        if not dt.is_floating:
+            raise ValueError(f"Expected floating point type, got {dt.name}.")
+        return dt
 
 
 class Zeros(Initializer):
     def __call__(self, shape: Any, dtype: Any = None, partition_info: Any = None) -> Tensor:
-        return fill(_dims(shape), 0, self._dtype(dtype), "zeros")
+        return array_ops.zeros(_dims(shape), self._dtype(dtype))
 
 
 class Ones(Initializer):
     def __call__(self, shape: Any, dtype: Any = None, partition_info: Any = None) -> Tensor:
-        return fill(_dims(shape), 1, self._dtype(dtype), "ones")
+        return array_ops.ones(_dims(shape), self._dtype(dtype))
 
 
 class Constant(Initializer):
+    """`tf.constant(value, dtype, shape)`: a shorter value is padded with its last element."""
+
     def __init__(self, value: Any = 0, dtype: Any = None, verify_shape: bool = False):
         super().__init__(dtype)
         self.value = value
         self.verify_shape = verify_shape
 
-    def __call__(self, shape: Any, dtype: Any = None, partition_info: Any = None) -> Tensor:
-        dims, dt = _dims(shape), self._dtype(dtype)
-        value = np.asarray(self.value, dt.np_dtype)
-        if value.ndim == 0:
-            return fill(dims, value, dt, "Const")
-        if value.size != int(np.prod(dims)):
-            raise ValueError(f"constant_initializer value has {value.size} elements, "
-                             f"the variable's shape {list(dims)} has {int(np.prod(dims))}")
-        return convert_to_tensor(value.reshape(dims), name="Const")
+    def __call__(self, shape: Any, dtype: Any = None, partition_info: Any = None,
+                 verify_shape: bool | None = None) -> Tensor:
+        verify = self.verify_shape if verify_shape is None else verify_shape
+        return array_ops.constant(self.value, self._dtype(dtype), _dims(shape), verify_shape=verify)
 
 
 class RandomNormal(Initializer):
@@ -63,16 +62,21 @@ class RandomNormal(Initializer):
         self.mean, self.stddev, self.seed = mean, stddev, seed
 
     def __call__(self, shape: Any, dtype: Any = None, partition_info: Any = None) -> Tensor:
-        return random_ops.random_normal(_dims(shape), self.mean, self.stddev, self._dtype(dtype), self.seed)
+        dt = self._float_dtype(dtype)
+        return random_ops.random_normal(_dims(shape), self.mean, self.stddev, dt, self.seed)
 
 
 class TruncatedNormal(RandomNormal):
+    """Normal draws beyond two standard deviations are redrawn."""
+
     def __call__(self, shape: Any, dtype: Any = None, partition_info: Any = None) -> Tensor:
-        return random_ops.truncated_normal(_dims(shape), self.mean, self.stddev, self._dtype(dtype), self.seed)
+        dt = self._float_dtype(dtype)
+        return random_ops.truncated_normal(_dims(shape), self.mean, self.stddev, dt, self.seed)
 
 
 class RandomUniform(Initializer):
-    def __init__(self, minval: float = 0.0, maxval: float | None = None, seed: int | None = None, dtype: Any = None):
+    def __init__(self, minval: float = 0, maxval: float | None = None, seed: int | None = None,
+                 dtype: Any = None):
         super().__init__(dtype)
         self.minval, self.maxval, self.seed = minval, maxval, seed
 
@@ -81,11 +85,16 @@ class RandomUniform(Initializer):
 
 
 class VarianceScaling(Initializer):
-    """TF1's variance scaling; `glorot_uniform` is the default initializer of `get_variable`."""
+    """Draws with variance `scale / n`, n the fan-in, fan-out or their mean.
+
+    `glorot_uniform` (the default initializer of `get_variable`) is scale 1, fan_avg, uniform.
+    """
 
     def __init__(self, scale: float = 1.0, mode: str = "fan_in", distribution: str = "truncated_normal",
                  seed: int | None = None, dtype: Any = None):
         super().__init__(dtype)
+        if scale <= 0.0:
+            raise ValueError("`scale` must be positive float.")
         if mode not in ("fan_in", "fan_out", "fan_avg"):
             raise ValueError(f"Invalid `mode` argument: {mode}")
         distribution = "truncated_normal" if distribution == "normal" else distribution
@@ -94,21 +103,21 @@ class VarianceScaling(Initializer):
         self.scale, self.mode, self.distribution, self.seed = scale, mode, distribution, seed
 
     def __call__(self, shape: Any, dtype: Any = None, partition_info: Any = None) -> Tensor:
-        dims = _dims(shape)
+        dims, dt = _dims(shape), self._float_dtype(dtype)
         fan_in, fan_out = _fans(dims)
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
-        scale = self.scale / max(1.0, n)
-        dt = self._dtype(dtype)
+        variance = self.scale / max(1.0, n)
         if self.distribution == "truncated_normal":
-            stddev = math.sqrt(scale) / 0.87962566103423978  # std of a unit normal truncated at 2
+            stddev = math.sqrt(variance) / _TRUNCATED_STDDEV
             return random_ops.truncated_normal(dims, 0.0, stddev, dt, self.seed)
         if self.distribution == "untruncated_normal":
-            return random_ops.random_normal(dims, 0.0, math.sqrt(scale), dt, self.seed)
-        limit = math.sqrt(3.0 * scale)
+            return random_ops.random_normal(dims, 0.0, math.sqrt(variance), dt, self.seed)
+        limit = math.sqrt(3.0 * variance)
         return random_ops.random_uniform(dims, -limit, limit, dt, self.seed)
 
 
 def glorot_uniform_initializer(seed: int | None = None, dtype: Any = None) -> VarianceScaling:
+    """Uniform on [-limit, limit] with limit = sqrt(6 / (fan_in + fan_out))."""
     return VarianceScaling(1.0, "fan_avg", "uniform", seed, dtype)
 
 
@@ -120,14 +129,27 @@ def he_normal(seed: int | None = None) -> VarianceScaling:
     return VarianceScaling(2.0, "fan_in", "truncated_normal", seed)
 
 
+def he_uniform(seed: int | None = None) -> VarianceScaling:
+    return VarianceScaling(2.0, "fan_in", "uniform", seed)
+
+
+def lecun_normal(seed: int | None = None) -> VarianceScaling:
+    return VarianceScaling(1.0, "fan_in", "truncated_normal", seed)
+
+
+def lecun_uniform(seed: int | None = None) -> VarianceScaling:
+    return VarianceScaling(1.0, "fan_in", "uniform", seed)
+
+
 def _fans(shape: tuple[int, ...]) -> tuple[float, float]:
+    """TF's fans: a matrix is [in, out]; a conv kernel is [*receptive field, in, out]."""
     if len(shape) < 1:
         return 1.0, 1.0
     if len(shape) == 1:
         return float(shape[0]), float(shape[0])
     if len(shape) == 2:
         return float(shape[0]), float(shape[1])
-    receptive = float(np.prod(shape[:-2]))
+    receptive = float(math.prod(shape[:-2]))
     return shape[-2] * receptive, shape[-1] * receptive
 
 

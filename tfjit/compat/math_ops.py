@@ -7,10 +7,10 @@ import numpy as np
 
 from ..errors import GraphError
 from ..errors import where as at
-from ..ir.types import as_dtype, bool_, float32, float64, int32, int64
+from ..ir.types import DType, as_dtype, bool_, dims_compatible, float32, float64, int32, int64
+from ..ops.shapes import broadcast_shapes, normalize_axes, normalize_axis
 from ..trace.graph import get_default_graph
 from ..trace.source import user_location
-from ..ops.shapes import normalize_axis
 from ..trace.tensor import Tensor, convert_to_tensor
 
 
@@ -45,11 +45,28 @@ def _pair(x: Any, y: Any) -> tuple[Tensor, Tensor]:
     """Convert two operands; a Python scalar takes the other operand's dtype, as in TF."""
     if isinstance(x, Tensor) or hasattr(x, "_as_graph_tensor"):
         x = convert_to_tensor(x)
-        y = convert_to_tensor(y, preferred_dtype=x.dtype, graph=x.graph)
+        y = _operand(y, x)
     else:
         y = convert_to_tensor(y)
-        x = convert_to_tensor(x, preferred_dtype=y.dtype, graph=y.graph)
+        x = _operand(x, y)
     return x, y
+
+
+def _operand(value: Any, like: Tensor) -> Tensor:
+    """Convert `value` next to the tensor `like`, into its graph and, if it can, its dtype.
+
+    A numeric NumPy array takes `like`'s dtype too (TF converts it with `dtype=`), except
+    that floats never silently become integers.
+    """
+    if isinstance(value, (np.ndarray, np.generic)) and _array_fits(value.dtype, like.dtype):
+        value = np.asarray(value).astype(like.dtype.np_dtype)
+    return convert_to_tensor(value, preferred_dtype=like.dtype, graph=like.graph)
+
+
+def _array_fits(dtype: np.dtype, like: DType) -> bool:
+    if dtype.kind not in "iuf" or like.is_bool:
+        return False
+    return not (dtype.kind == "f" and like.is_integer)
 
 
 def _binary_api(op: str, tf_name: str) -> Any:
@@ -123,7 +140,11 @@ softsign = _unary_api("softsign", "Softsign")
 
 
 def leaky_relu(features: Any, alpha: float = 0.2, name: str | None = None) -> Tensor:
-    return emit1("leaky_relu", [convert_to_tensor(features)], {"alpha": float(alpha)}, name or "LeakyRelu")
+    """TF1 casts integer features to float32 first."""
+    x = convert_to_tensor(features)
+    if x.dtype.is_integer:
+        x = cast(x, float32)
+    return emit1("leaky_relu", [x], {"alpha": float(alpha)}, name or "LeakyRelu")
 
 
 def gelu(features: Any, approximate: bool = False, name: str | None = None) -> Tensor:
@@ -200,20 +221,47 @@ def where_v2(condition: Any, x: Any = None, y: Any = None, name: str | None = No
 
 
 def add_n(inputs: Sequence[Any], name: str | None = None) -> Tensor:
+    """Sum of tensors of one shape and dtype (no broadcasting, as in TF)."""
     tensors = [convert_to_tensor(t) for t in inputs]
     if not tensors:
-        raise ValueError("add_n needs at least one input")
-    total = tensors[0]
+        raise ValueError("inputs must be a list of at least one Tensor with the same dtype and shape")
     for t in tensors[1:]:
-        total = emit1("add", [total, t], name=name or "AddN")
-    return total if len(tensors) > 1 else emit1("identity", [total], name=name or "AddN")
+        if not _same_shape(tensors[0].type.shape, t.type.shape):
+            raise GraphError(f"{at('add_n', user_location())}: inputs must have the same shape, "
+                             f"got {tensors[0].type} and {t.type}")
+    if len(tensors) == 1:
+        return emit1("identity", tensors, name=name or "AddN")
+    total = tensors[0]
+    for i, t in enumerate(tensors[1:], start=2):
+        total = emit1("add", [total, t], name=(name or "AddN") if i == len(tensors) else None)
+    return total
+
+
+def _same_shape(a: tuple[Any, ...] | None, b: tuple[Any, ...] | None) -> bool:
+    if a is None or b is None:
+        return True
+    return len(a) == len(b) and all(dims_compatible(x, y) for x, y in zip(a, b))
 
 
 def clip_by_value(t: Any, clip_value_min: Any, clip_value_max: Any, name: str | None = None) -> Tensor:
+    """min(t, max) then max(., min), as TF; the bounds may not broadcast t to a larger shape."""
     x = convert_to_tensor(t)
-    lo = convert_to_tensor(clip_value_min, preferred_dtype=x.dtype)
-    hi = convert_to_tensor(clip_value_max, preferred_dtype=x.dtype)
-    return emit1("minimum", [emit1("maximum", [x, lo]), hi], name=name or "clip_by_value")
+    hi = _operand(clip_value_max, x)
+    lo = _operand(clip_value_min, x)
+    _check_no_growth("clip_by_value", x, hi, lo)
+    upper = emit1("minimum", [x, hi], name="clip_by_value/Minimum")
+    return emit1("maximum", [upper, lo], name=name or "clip_by_value")
+
+
+def _check_no_growth(op: str, x: Tensor, *others: Tensor) -> None:
+    """Raise when `others` would broadcast `x` to a larger shape (incompatible ones the op reports)."""
+    try:
+        shape = broadcast_shapes(x.type.shape, *(o.type.shape for o in others))
+    except ValueError:
+        return
+    if not _same_shape(x.type.shape, shape):
+        listed = ", ".join(str(o.type) for o in others)
+        raise GraphError(f"{at(op, user_location())}: {listed} would broadcast {x.type} to a larger shape")
 
 
 def matmul(a: Any, b: Any, transpose_a: bool = False, transpose_b: bool = False,
@@ -225,27 +273,35 @@ def matmul(a: Any, b: Any, transpose_a: bool = False, transpose_b: bool = False,
 
 
 def tensordot(a: Any, b: Any, axes: Any, name: str | None = None) -> Tensor:
+    """Contract `axes` (an int: last n of a with first n of b; or a pair of axis lists)."""
     x, y = _pair(a, b)
     ra, rb = x.type.rank, y.type.rank
     if ra is None or rb is None:
         raise ValueError("tensordot needs operands of known rank")
     if isinstance(axes, int):
+        if not 0 <= axes <= min(ra, rb):
+            raise GraphError(f"{at('tensordot', user_location())}: axes={axes} must be between 0 and "
+                             f"the smaller rank of {x.type} and {y.type}")
         axes_a, axes_b = list(range(ra - axes, ra)), list(range(axes))
     else:
         axes_a, axes_b = axes
         axes_a = [axes_a] if isinstance(axes_a, int) else list(axes_a)
         axes_b = [axes_b] if isinstance(axes_b, int) else list(axes_b)
-    axes_a = tuple(int(i) % ra for i in axes_a)
-    axes_b = tuple(int(i) % rb for i in axes_b)
-    return emit1("tensordot", [x, y], {"axes_a": axes_a, "axes_b": axes_b}, name or "Tensordot")
+    attrs = {"axes_a": _wrap_axes(axes_a, ra), "axes_b": _wrap_axes(axes_b, rb)}
+    return emit1("tensordot", [x, y], attrs, name or "Tensordot")
+
+
+def _wrap_axes(axes: list[Any], rank: int) -> tuple[int, ...]:
+    """Negative axes count from the end; out-of-range ones are left for the type rule to report."""
+    return tuple(int(i) + rank if -rank <= int(i) < 0 else int(i) for i in axes)
 
 
 # -- reductions ---------------------------------------------------------------------------------
-def _axes(axis: Any, legacy: Any, rank: int | None) -> tuple[int, ...] | None:
-    from ..ops.shapes import normalize_axes
-
-    if axis is None:
-        axis = legacy
+def _axes(op: str, x: Tensor, axis: Any, legacy: Any) -> tuple[int, ...] | None:
+    """Reduction axes normalised at build time; a bad axis names the op, the shape and the line."""
+    if axis is not None and legacy is not None:
+        raise ValueError("Can not specify both 'axis' and 'reduction_indices'")
+    axis = legacy if axis is None else axis
     if axis is None:
         return None
     if isinstance(axis, Tensor):
@@ -256,17 +312,22 @@ def _axes(axis: Any, legacy: Any, rank: int | None) -> tuple[int, ...] | None:
         axis = value
     axis = np.asarray(axis).reshape(-1).tolist()
     try:
-        return normalize_axes(axis, rank)
+        return normalize_axes(axis, x.type.rank, x.type)
     except ValueError as e:
-        raise GraphError(f"{at('reduce', user_location())}: {e}") from None
+        raise GraphError(f"{at(op, user_location())}: {e}") from None
+
+
+def _keep(keepdims: Any, keep_dims: Any) -> bool:
+    if keepdims is not None and keep_dims is not None:
+        raise ValueError("Can not specify both 'keepdims' and 'keep_dims'")
+    return bool(keepdims if keepdims is not None else (keep_dims or False))
 
 
 def _reduction_api(op: str, tf_name: str) -> Any:
     def fn(input_tensor: Any, axis: Any = None, keepdims: Any = None, name: str | None = None,
            reduction_indices: Any = None, keep_dims: Any = None) -> Tensor:
         x = convert_to_tensor(input_tensor)
-        keep = bool(keepdims if keepdims is not None else (keep_dims or False))
-        attrs = {"axes": _axes(axis, reduction_indices, x.type.rank), "keepdims": keep}
+        attrs = {"axes": _axes(op, x, axis, reduction_indices), "keepdims": _keep(keepdims, keep_dims)}
         return emit1(op, [x], attrs, name or tf_name)
 
     fn.__name__ = f"reduce_{op}"
@@ -307,11 +368,15 @@ argmax = _arg_api("argmax", "ArgMax")
 argmin = _arg_api("argmin", "ArgMin")
 
 
-def count_nonzero(input_tensor: Any, axis: Any = None, keepdims: bool = False, dtype: Any = int64,
-                  name: str | None = None) -> Tensor:
-    x = convert_to_tensor(input_tensor)
+def count_nonzero(input_tensor: Any = None, axis: Any = None, keepdims: Any = None, dtype: Any = int64,
+                  name: str | None = None, reduction_indices: Any = None, keep_dims: Any = None,
+                  input: Any = None) -> Tensor:
+    """Counts in int64 (as TF) and casts the count to `dtype`."""
+    x = convert_to_tensor(input_tensor if input_tensor is not None else input)
     nonzero = not_equal(x, np.zeros((), x.dtype.np_dtype))
-    return reduce_sum(cast(nonzero, dtype), axis=axis, keepdims=keepdims, name=name)
+    count = reduce_sum(cast(nonzero, int64), axis=axis, keepdims=keepdims, reduction_indices=reduction_indices,
+                       keep_dims=keep_dims)
+    return cast(count, dtype, name=name or "count_nonzero")
 
 
 # -- Tensor operators -----------------------------------------------------------------------------

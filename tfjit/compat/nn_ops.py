@@ -30,7 +30,8 @@ def _data_format(data_format: str | None) -> str:
         return "NCHW"
     if data_format.startswith("N") and data_format.endswith("C"):
         return "NHWC"
-    raise ValueError(f"`data_format` must be of the form `N...C` or `NC...`. Received: data_format={data_format}")
+    raise ValueError("`data_format` must be of the form `N...C` or `NC...`. "
+                     f"Received: data_format={data_format}")
 
 
 def bias_add(value: Any, bias: Any, data_format: str | None = None, name: str | None = None) -> Tensor:

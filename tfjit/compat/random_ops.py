@@ -4,10 +4,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..ir.types import as_dtype, float32
+from ..ir.types import DType, as_dtype, float32, float64
 from ..trace.graph import get_default_graph
 from ..trace.tensor import Tensor
-from .math_ops import constant_value, emit1
+from .math_ops import cast, constant_value, emit1, floor
 
 DEFAULT_GRAPH_SEED = 87654321
 
@@ -56,9 +56,22 @@ def truncated_normal(shape: Any, mean: float = 0.0, stddev: float = 1.0, dtype: 
     return _random("truncated_normal", shape, dtype, seed, name or "truncated_normal", mean=mean, stddev=stddev)
 
 
-def random_uniform(shape: Any, minval: float = 0.0, maxval: float | None = None, dtype: Any = float32,
+def random_uniform(shape: Any, minval: float = 0, maxval: float | None = None, dtype: Any = float32,
                    seed: int | None = None, name: str | None = None) -> Tensor:
-    if not as_dtype(dtype).is_floating:
-        raise ValueError("tfjit's random_uniform supports floating dtypes only; draw floats and tf.cast them")
-    return _random("random_uniform", shape, dtype, seed, name or "random_uniform", minval=minval,
+    """Uniform on [minval, maxval); integer dtypes need `maxval`, as in TF."""
+    dt = as_dtype(dtype)
+    if dt.is_integer:
+        return _random_integers(shape, minval, maxval, dt, seed, name or "random_uniform")
+    return _random("random_uniform", shape, dt, seed, name or "random_uniform", minval=minval,
                    maxval=1.0 if maxval is None else maxval)
+
+
+def _random_integers(shape: Any, minval: float, maxval: float | None, dtype: DType, seed: int | None,
+                     name: str) -> Tensor:
+    """floor of a float64 uniform draw on [minval, maxval): every integer equally likely."""
+    if maxval is None:
+        raise ValueError(f"Must specify maxval for integer dtype {dtype!r}")
+    if not minval < maxval:
+        raise ValueError(f"Need minval < maxval, got {minval} >= {maxval}")
+    draws = _random("random_uniform", shape, float64, seed, f"{name}/float", minval=minval, maxval=maxval)
+    return cast(floor(draws), dtype, name=name)

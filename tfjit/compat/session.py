@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import config
 from ..ir.graph import Node, Value
 from ..ir.types import TensorType, as_dtype, shape_compatible
 from ..runtime.hooks import notify_compiled
@@ -16,6 +17,7 @@ from ..runtime.state import RuntimeState
 from ..trace.graph import get_default_graph
 from ..trace.tensor import Operation, Tensor
 from .device import CPU0
+from .op_types import tf_op_type
 
 
 class GPUOptions:
@@ -197,9 +199,10 @@ class Session:
             feed_types = [(v, TensorType(as_dtype(feeds[v].dtype), feeds[v].shape)) for v in fed_order]
             program = extract(self.graph.nodes, fetch_values, targets, feed_types, default_device=CPU0)
             notify_compiled(program)
+            optimized = config.optimize(program)
             if self.config.log_device_placement:
-                self._log_placement(program.nodes)
-            cached = (reference.compile_graph(program), fetch_values)
+                self._log_placement(optimized.nodes)
+            cached = (reference.compile_graph(optimized), fetch_values)
             self._cache[key] = cached
         return cached
 
@@ -208,7 +211,7 @@ class Session:
             if node.name in self._logged:
                 continue
             self._logged.add(node.name)
-            print(f"{node.name}: ({node.op}): {node.device}", file=sys.stderr)
+            print(f"{node.name}: ({tf_op_type(node.op)}): {node.device}", file=sys.stderr)
 
     def _feeds(self, feed_dict: dict) -> dict[Value, np.ndarray]:
         feeds: dict[Value, np.ndarray] = {}

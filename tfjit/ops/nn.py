@@ -1,10 +1,10 @@
 """Neural-network ops: bias_add, softmax, log_softmax, the cross-entropy losses and l2_loss.
 
 Each loss is one op rather than a composition, so fusion sees one reduction and autodiff can
-give it the cheap rule TF uses (softmax minus labels). References follow TF's CPU kernels
-formula for formula (max-shifted exponentials, `labels * (logsumexp - shifted)`), so they
-agree with TF on extreme logits, NaN included; float16 is computed in float32 and rounded
-once at the end.
+give it the cheap rule TF uses (softmax minus labels). The references use the formulas of
+TF's CPU kernels (max-shifted exponentials, `labels * (logsumexp - shifted)`), so they agree
+with TF on extreme logits, NaN included; float16 is computed in float32 and rounded once at
+the end.
 """
 from __future__ import annotations
 
@@ -50,15 +50,26 @@ def _bias_add_rule(in_types: tuple[TensorType, ...], data_format: str = "NHWC") 
         raise OpTypeError(f"bias must be 1-D, got {bias}")
     if value.shape is None:
         return (value,)
-    min_rank = 3 if data_format == "NCHW" else 2
-    if len(value.shape) < min_rank:
-        raise OpTypeError(f"value must have rank >= {min_rank} for data_format {data_format}, got {value}")
-    c = 1 if data_format == "NCHW" else len(value.shape) - 1
-    channels = value.shape[c] if bias.shape is None else merge_dims(value.shape[c], bias.shape[0])
-    if bias.shape is not None and not dims_compatible(value.shape[c], bias.shape[0]):
+    c = _channel_axis(value, data_format)
+    if bias.shape is None:
+        return (value,)
+    if not dims_compatible(value.shape[c], bias.shape[0]):
         raise OpTypeError(f"bias {bias} must match the channel dimension {c} of value {value} "
                           f"(data_format {data_format}): {bias.shape[0]} != {value.shape[c]}")
-    return (TensorType(dtype, value.shape[:c] + (channels,) + value.shape[c + 1:]),)
+    shape = list(value.shape)
+    shape[c] = merge_dims(shape[c], bias.shape[0])
+    return (TensorType(dtype, tuple(shape)),)
+
+
+def _channel_axis(value: TensorType, data_format: str) -> int:
+    """Dim 1 for NCHW (which needs rank >= 3, as in TF), the last dim for NHWC."""
+    if data_format not in ("NHWC", "NCHW"):
+        raise OpTypeError(f"data_format must be NHWC or NCHW, got {data_format!r}")
+    rank = len(value.shape)
+    min_rank = 3 if data_format == "NCHW" else 2
+    if rank < min_rank:
+        raise OpTypeError(f"value must have rank >= {min_rank} for data_format {data_format}, got {value}")
+    return 1 if data_format == "NCHW" else rank - 1
 
 
 def _bias_add(value: np.ndarray, bias: np.ndarray, data_format: str = "NHWC") -> np.ndarray:
@@ -126,9 +137,10 @@ def _labels_broadcast(logits: TensorType, labels: TensorType) -> Shape:
         raise mismatch from None
     if shape is None:
         return tuple(logits.shape)
-    if len(shape) != len(logits.shape) or any(d == 1 and s != 1 for d, s in zip(logits.shape, shape)):
+    widened = [d == 1 and isinstance(s, int) and s != 1 for d, s in zip(logits.shape, shape)]
+    if len(shape) != len(logits.shape) or any(widened):
         raise mismatch
-    return shape
+    return tuple(1 if d == 1 else s for d, s in zip(logits.shape, shape))  # an unknown label dim may be 1
 
 
 def _xent(logits: np.ndarray, labels: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -154,11 +166,14 @@ def _sparse_xent_rule(in_types: tuple[TensorType, ...]) -> tuple[TensorType, ...
         return (TensorType(logits.dtype, labels.shape),)
     if not logits.shape:
         raise OpTypeError(f"logits cannot be a scalar, got {logits}")
-    outer = TensorType(labels.dtype, logits.shape[:-1])
-    if labels.shape is not None and len(labels.shape) != len(outer.shape):
+    outer = logits.shape[:-1]
+    if labels.shape is None:
+        return (TensorType(logits.dtype, outer),)
+    if len(labels.shape) != len(outer):
         raise OpTypeError(f"the rank of labels {labels} must equal the rank of logits {logits} minus 1")
-    shape = _merge_same_shape(labels, outer, "labels and logits without its last dim")
-    return (TensorType(logits.dtype, shape),)
+    if not all(map(dims_compatible, labels.shape, outer)):
+        raise OpTypeError(f"labels {labels} must have the shape of logits {logits} without its last dim")
+    return (TensorType(logits.dtype, tuple(map(merge_dims, labels.shape, outer))),)
 
 
 def _sparse_xent(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

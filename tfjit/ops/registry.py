@@ -44,8 +44,12 @@ class OpDef:
     grad: Callable[..., Any] | None = None
     # False for ops with no gradient by definition (comparisons, argmax, casts to int, ...).
     differentiable: bool = True
-    # Reads or writes the runtime state; such ops get `state=` and are never merged or dropped.
+    # Reads or writes the runtime state (or draws random numbers): such ops get `state=` and
+    # are never merged, reordered or folded.
     stateful: bool = False
+    # Changes state others can observe (assignments, prints, queues): never dropped while
+    # the program runs, even when no result depends on it.
+    writes_state: bool = False
     doc: str = ""
 
     def infer(self, in_types: tuple[TensorType, ...], attrs: dict[str, Any]) -> tuple[TensorType, ...]:

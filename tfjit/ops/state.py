@@ -81,9 +81,12 @@ def _update_rule(in_types: tuple[TensorType, ...], var: str, dtype: DType, shape
     return _assign_rule(in_types, var, dtype, shape)
 
 
-register("assign", _assign_rule, _assign, Fusion.STATEFUL, stateful=True, differentiable=False)
-register("assign_add", _update_rule, _assign_add, Fusion.STATEFUL, stateful=True, differentiable=False)
-register("assign_sub", _update_rule, _assign_sub, Fusion.STATEFUL, stateful=True, differentiable=False)
+register("assign", _assign_rule, _assign, Fusion.STATEFUL, stateful=True, writes_state=True,
+         differentiable=False)
+register("assign_add", _update_rule, _assign_add, Fusion.STATEFUL, stateful=True, writes_state=True,
+         differentiable=False)
+register("assign_sub", _update_rule, _assign_sub, Fusion.STATEFUL, stateful=True, writes_state=True,
+         differentiable=False)
 
 
 def _is_initialized(*, var: str, state: RuntimeState) -> np.ndarray:

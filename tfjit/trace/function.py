@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .. import config
 from ..ir.graph import Graph as IRGraph
 from ..ir.graph import Node
 from ..ir.types import TensorType, as_dtype, make_shape, shape_compatible
@@ -69,7 +70,7 @@ class ConcreteFunction:
         if self._executable is None:
             from ..backends import reference
 
-            self._executable = reference.compile_graph(self.graph)
+            self._executable = reference.compile_graph(config.optimize(self.graph))
         outputs = self._executable.run(list(arrays), state)
         return self._rebuild([o[()] if o.ndim == 0 else (o if o.flags.writeable else o.copy()) for o in outputs])
 

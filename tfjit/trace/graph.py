@@ -39,6 +39,7 @@ class Graph:
         self.captured_variables: dict[str, Any] = {}  # outer variables read inside a traced function
         self.version = 0  # bumped on every emit, so sessions know their caches may be stale
         self.finalized = False
+        self.backward_loc: Loc | None = None  # set by tfjit.autodiff: backward nodes take the forward line
 
     # -- building ------------------------------------------------------------------------
     def emit(self, op: str, inputs: Sequence[Value], attrs: dict[str, Any] | None = None,
@@ -47,7 +48,7 @@ class Graph:
         if self.finalized:
             raise RuntimeError("Graph is finalized and cannot be modified.")
         attrs = attrs or {}
-        loc = loc if loc is not None else user_location()
+        loc = loc if loc is not None else (self.backward_loc or user_location())
         opdef = get_op(op)
         frozen = freeze_attrs(attrs)
         types = self._infer(opdef, op, tuple(v.type for v in inputs), dict(frozen), loc)

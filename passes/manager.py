@@ -1,0 +1,98 @@
+"""The pass manager: runs the pipeline, verifying, timing and dumping after each pass.
+
+The pipeline is a flat list of named passes, each a pure `Graph -> Graph` with a one-line
+reason and the lowest optimisation level that runs it (O0 keeps only what execution needs).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, TextIO
+
+from tfjit.ir.graph import Graph
+from tfjit.ir.printer import print_graph
+from tfjit.ir.verifier import verify
+
+from .cse import cse
+from .dce import dce
+from .fold_constants import fold_constants
+from .simplify import simplify
+
+
+@dataclass(frozen=True)
+class Pass:
+    name: str
+    run: Callable[[Graph], Graph]
+    reason: str
+    level: int = 1  # runs at this optimisation level and above
+
+
+PIPELINE: tuple[Pass, ...] = (
+    Pass("fold_constants", fold_constants, "compute what depends only on constants once, at compile time"),
+    Pass("simplify", simplify, "drop exact no-ops (x*1, x+0, identity, double negation, same-dtype casts)"),
+    Pass("cse", cse, "compute each pure expression once"),
+    Pass("dce", dce, "drop what neither the results nor a state write needs", level=0),
+)
+
+
+class PassError(RuntimeError):
+    """A pass failed; says which pass, what ran before it, and the node when known."""
+
+
+@dataclass
+class PassRecord:
+    name: str
+    seconds: float
+    nodes_before: int
+    nodes_after: int
+
+
+@dataclass
+class PassManager:
+    """Runs `PIPELINE` at `level`, minus `disabled`; `verify_each` checks the IR after each pass."""
+
+    level: int = 2
+    disabled: frozenset[str] = frozenset()
+    verify_each: bool = field(default_factory=lambda: os.environ.get("TFJIT_VERIFY", "") == "1")
+    dump_after: frozenset[str] = field(default_factory=lambda: _dump_from_env())
+    dump_to: TextIO = sys.stderr
+    records: list[PassRecord] = field(default_factory=list)
+    history: list[tuple[str, Graph]] = field(default_factory=list)
+
+    def passes(self) -> list[Pass]:
+        unknown = self.disabled - {p.name for p in PIPELINE}
+        if unknown:
+            raise ValueError(f"unknown pass(es) {sorted(unknown)}; the pipeline has {[p.name for p in PIPELINE]}")
+        return [p for p in PIPELINE if p.level <= self.level and p.name not in self.disabled]
+
+    def run(self, graph: Graph) -> Graph:
+        self.history = [("input", graph)]
+        done: list[str] = []
+        for p in self.passes():
+            start = time.perf_counter()
+            try:
+                out = p.run(graph)
+                if self.verify_each:
+                    verify(out)
+            except Exception as e:
+                ran = ", ".join(done) or "none"
+                raise PassError(f"pass `{p.name}` failed on @{graph.name} (passes before it: {ran}): {e}") from e
+            self.records.append(PassRecord(p.name, time.perf_counter() - start, len(graph.nodes), len(out.nodes)))
+            self.history.append((p.name, out))
+            done.append(p.name)
+            if p.name in self.dump_after or "all" in self.dump_after:
+                print(f"// after {p.name}\n{print_graph(out)}", file=self.dump_to)
+            graph = out
+        return graph
+
+
+def _dump_from_env() -> frozenset[str]:
+    """TFJIT_DUMP=after:fuse,after:dce (or after:all) dumps the IR after those passes."""
+    spec = os.environ.get("TFJIT_DUMP", "")
+    return frozenset(part.split(":", 1)[1] for part in spec.split(",") if part.startswith("after:"))
+
+
+def optimize(graph: Graph, level: int = 2, disabled: frozenset[str] = frozenset()) -> Graph:
+    return PassManager(level=level, disabled=disabled).run(graph)

@@ -1,0 +1,12 @@
+"""Reverse-mode autodiff over the IR: `tf.gradients`, `tf.hessians`, `tf.custom_gradient`.
+
+Importing this package fills every differentiable op's gradient slot (`OpDef.grad`) from
+the rule modules below; the driver in `driver.py` is the only code that walks graphs.
+"""
+from . import backward_ops, rules_layout, rules_math, rules_nn  # noqa: F401  (registers rules)
+from .custom import custom_gradient
+from .driver import UnconnectedGradients, backward_location, gradients, sum_to
+from .hessians import hessians
+
+__all__ = ["UnconnectedGradients", "backward_location", "custom_gradient", "gradients", "hessians",
+           "sum_to"]

@@ -1,0 +1,40 @@
+"""Process-wide compiler settings (`tfjit.config`): optimisation level and switched-off passes.
+
+Levels: 0 runs only what execution needs (fastest compile), 1 adds the cleanup passes,
+2 (the default) adds fusion. `TFJIT_OPT_LEVEL` sets the level for a whole process.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CompilerConfig:
+    optimization_level: int = field(default_factory=lambda: int(os.environ.get("TFJIT_OPT_LEVEL", "2")))
+    disabled_passes: set[str] = field(default_factory=set)
+
+
+current = CompilerConfig()
+
+
+def set_optimization_level(level: int) -> None:
+    if level not in (0, 1, 2):
+        raise ValueError(f"optimization level must be 0, 1 or 2, got {level}")
+    current.optimization_level = level
+
+
+def disable_pass(name: str) -> None:
+    current.disabled_passes.add(name)
+
+
+def enable_pass(name: str) -> None:
+    current.disabled_passes.discard(name)
+
+
+def optimize(graph):  # type: ignore[no-untyped-def]
+    """Run the pass pipeline with the current settings (what Session and functions do)."""
+    from .passes.manager import PassManager
+
+    manager = PassManager(level=current.optimization_level, disabled=frozenset(current.disabled_passes))
+    return manager.run(graph)
