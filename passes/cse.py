@@ -8,8 +8,7 @@ from __future__ import annotations
 from typing import Any, Hashable
 
 from tfjit.ir.graph import Graph, Node
-from tfjit.ops.registry import get_op
-
+from .effects import is_pure
 from .rewrite import Rewriter
 
 
@@ -34,7 +33,7 @@ def cse(graph: Graph) -> Graph:
     rw = Rewriter(graph)
     seen: dict[Hashable, Node] = {}
     for node in graph.nodes:
-        if get_op(node.op).stateful:
+        if not is_pure(node):
             rw.keep(node)
             continue
         key = (node.op, rw.inputs(node), attrs_key(node), rw.controls(node), node.device, node.types)

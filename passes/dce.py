@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from tfjit.ir.graph import Graph, Node
-from tfjit.ops.registry import get_op
-
+from .effects import writes_state
 from .rewrite import Rewriter
 
 
 def live_nodes(graph: Graph) -> set[Node]:
     """Nodes reachable (by data or control edges) from the results and the state writers."""
-    roots = [r.node for r in graph.results] + [n for n in graph.nodes if get_op(n.op).writes_state]
+    roots = [r.node for r in graph.results] + [n for n in graph.nodes if writes_state(n)]
     live: set[Node] = set()
     stack = roots
     while stack:

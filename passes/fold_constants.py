@@ -9,9 +9,10 @@ from tfjit.ir.attrs import ArrayAttr
 from tfjit.ir.graph import Graph, Node
 from tfjit.ops.registry import get_op
 
+from .effects import is_pure
 from .rewrite import Rewriter
 
-MAX_FOLDED_ELEMENTS = 1 << 16
+MAX_FOLDED_ELEMENTS = 1024
 _SHAPE_QUERIES = {"shape", "size", "rank"}
 
 
@@ -31,7 +32,7 @@ def fold_constants(graph: Graph) -> Graph:
 
 def _fold(node: Node, rw: Rewriter) -> list[np.ndarray] | None:
     opdef = get_op(node.op)
-    if opdef.stateful or node.control_inputs or not node.types or node.op == "constant":
+    if not is_pure(node) or node.control_inputs or not node.types or node.op == "constant":
         return None
     if any((t.num_elements or MAX_FOLDED_ELEMENTS + 1) > MAX_FOLDED_ELEMENTS for t in node.types):
         return None

@@ -18,6 +18,7 @@ from tfjit.ir.verifier import verify
 from .cse import cse
 from .dce import dce
 from .fold_constants import fold_constants
+from .fuse import fuse
 from .simplify import simplify
 
 
@@ -34,6 +35,8 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("simplify", simplify, "drop exact no-ops (x*1, x+0, identity, double negation, same-dtype casts)"),
     Pass("cse", cse, "compute each pure expression once"),
     Pass("dce", dce, "drop what neither the results nor a state write needs", level=0),
+    Pass("fuse", fuse, "turn chains of elementwise ops, reductions with their producers and consumers, "
+                       "matmul epilogues and variable updates into single kernels", level=2),
 )
 
 

@@ -91,7 +91,7 @@ def _reshape(node: Node, ins: tuple[Value, ...]) -> Value | Node | None:
 
 
 def _broadcast_to(node: Node, ins: tuple[Value, ...]) -> Value | None:
-    return _same_type(node, ins[0])
+    return _same_type(node, ins[0]) if ins[0].type.is_fully_defined else None  # an unknown dim may be 1
 
 
 def _pow(node: Node, ins: tuple[Value, ...]) -> Value | Node | None:

@@ -111,6 +111,15 @@ class _Parser:
         self.expect("}")
         return Graph(name[1:], params, nodes, results)
 
+    def nested_graph(self) -> Graph:
+        """A sub-graph has its own value names: parse it with a fresh scope."""
+        outer = self.values, self.nodes
+        self.values, self.nodes = {}, {}
+        try:
+            return self.graph()
+        finally:
+            self.values, self.nodes = outer
+
     def param(self, index: int) -> Value:
         label = self.label()
         self.expect(":")
@@ -143,6 +152,9 @@ class _Parser:
         loc = None
         if self.peek()[0] == "comment":
             loc = _parse_loc(self.next()[1][1:].strip())
+        while self.peek()[0] == "ident" and self.peek(1)[1] == "func":
+            key = self.next()[1]
+            attrs = tuple(sorted((*attrs, (key, self.nested_graph()))))
         node = Node(op, tuple(inputs), attrs, tuple(types), loc=loc,
                     control_inputs=tuple(controls), **meta)
         if labels:

@@ -136,13 +136,17 @@ def format_node(node: Node, names: _Names) -> str:
     else:
         results = names.define_node(node)
     attrs = ""
-    if node.attrs:
-        attrs = "[" + ", ".join(f"{k}={format_attr(v)}" for k, v in node.attrs) + "]"
+    plain = [(k, v) for k, v in node.attrs if not isinstance(v, Graph)]
+    if plain:
+        attrs = "[" + ", ".join(f"{k}={format_attr(v)}" for k, v in plain) + "]"
     args = [names[v] for v in node.inputs]
     args += [names.control(c) for c in node.control_inputs]
     line = f"{results} = {node.op}{attrs}({', '.join(args)}){_meta(node, with_loc=False)}"
     if node.loc is not None:
         line += f"  # {node.loc.short}"
+    for key, body in node.attrs:  # a fused kernel's sub-graph, indented under its node
+        if isinstance(body, Graph):
+            line += f"\n    {key} " + print_graph(body).replace("\n", "\n    ")
     return line
 
 

@@ -33,6 +33,12 @@ def verify(graph: Graph) -> None:
             problems.append(f"{where}: unknown op")
         elif node.op != "param":
             problems.extend(_check_types(node, opdef, where))
+        for key, body in node.attrs:
+            if isinstance(body, Graph):
+                try:
+                    verify(body)
+                except VerifyError as e:
+                    problems.append(f"{where}: {key}: {e}")
         defined.update(node.outputs)
         seen_nodes.add(node)
     for r in graph.results:

@@ -1,0 +1,332 @@
+"""Fusion: groups nodes into kernels, each kept in the IR as a `fused` node with a body.
+
+Kernel kinds and what they may hold (the backends generate one loop nest per kind):
+- loop:        elementwise/broadcast ops over one iteration space (same element count);
+- reduction:   reductions over the same input shape and axes, with the elementwise ops that
+               feed them (prologue) and use their results (epilogue) at the full or the
+               reduced shape — softmax, layer-norm and cross-entropy rows become one kernel;
+- contraction: one matmul/tensordot (or conv) plus its elementwise epilogue at its output shape;
+- update:      variable assignments with the elementwise math computing the new values, so an
+               optimizer's update of a variable and its slots is one in-place kernel.
+
+Producers are never duplicated: a value a kernel computes and others need becomes one more
+result of that kernel. Two groups merge only when no path leaves one and re-enters the
+other (no cycles), and only on the same device. Every decision is recorded with a reason
+(`explain_fusion`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tfjit.ir.graph import Graph, Node, Value
+from tfjit.ops.registry import Fusion, get_op
+
+from .effects import is_pure
+
+# Layout ops that only re-index (no data movement a loop cannot express): fusible like elementwise.
+_INDEX_ONLY = {"broadcast_to", "expand_dims", "squeeze"}
+_WRITES = {"assign", "assign_add", "assign_sub"}
+# A smaller producer may be recomputed inside a bigger loop only when it has this few elements.
+RECOMPUTE_ELEMENTS = 1
+
+
+@dataclass(eq=False)
+class Group:
+    kind: str  # loop | reduction | contraction | update
+    members: list[Node] = field(default_factory=list)
+    space: tuple | None = None  # loop: output shape; reduction: (input shape, axes); contraction: output shape
+
+    @property
+    def anchor(self) -> Node:
+        """The node that names the kernel: its reduction/contraction, else its last member."""
+        for n in self.members:
+            if _role(n) in ("reduction", "contraction"):
+                return n
+        return self.members[-1]
+
+
+def _role(node: Node) -> str:
+    if node.op in _WRITES:
+        return "write"
+    if not is_pure(node) or node.op == "fused" or not node.types or len(node.types) != 1:
+        return "opaque"
+    cls = get_op(node.op).fusion
+    if cls in (Fusion.ELEMENTWISE, Fusion.BROADCAST) or node.op in _INDEX_ONLY or _unit_reshape(node):
+        return "elementwise"
+    if cls is Fusion.REDUCTION and len(node.inputs) >= 1:
+        return "reduction"
+    if cls is Fusion.CONTRACTION:
+        return "contraction"
+    return "opaque"
+
+
+def _unit_reshape(node: Node) -> bool:
+    """A static reshape that only adds or removes size-1 dims is a re-indexing."""
+    if node.op != "reshape" or len(node.inputs) != 1:
+        return False
+    a, b = node.inputs[0].type.shape, node.types[0].shape
+    if a is None or b is None:
+        return False
+    return [d for d in a if d != 1] == [d for d in b if d != 1]
+
+
+def _shape(v: Value) -> tuple | None:
+    return v.type.shape
+
+
+def _elements(shape: tuple | None) -> int | None:
+    if shape is None or not all(isinstance(d, int) for d in shape):
+        return None
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _same_space(a: tuple | None, b: tuple | None) -> bool:
+    """Two shapes index the same elements (equal, allowing for leading/trailing unit dims)."""
+    if a is None or b is None:
+        return False
+    return [d for d in a if d != 1] == [d for d in b if d != 1]
+
+
+def _reduction_space(node: Node) -> tuple:
+    axes = node.attr("axes") if node.attr("axes") is not None else node.attr("axis")
+    if axes is None and node.op in ("sum", "mean", "max", "min", "prod", "logsumexp", "all", "any"):
+        rank = len(_shape(node.inputs[0]) or ())
+        axes = tuple(range(rank))
+    if isinstance(axes, int):
+        axes = (axes,)
+    return (_shape(node.inputs[0]), tuple(axes) if axes is not None else None)
+
+
+def _fits_reduction(shape: tuple | None, space: tuple) -> bool:
+    """Shapes a reduction kernel's rows can produce: the full input shape or the reduced one."""
+    full, axes = space
+    if shape is None or full is None or axes is None:
+        return False
+    keep = tuple(1 if i in axes else d for i, d in enumerate(full))
+    drop = tuple(d for i, d in enumerate(full) if i not in axes)
+    return any(_same_space(shape, s) for s in (full, keep, drop)) or _elements(shape) == 1
+
+
+class _Fuser:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.index = {n: i for i, n in enumerate(graph.nodes)}
+        self.group_of: dict[Node, Group] = {}
+        self.users: dict[Node, list[Node]] = {}
+        for n in graph.nodes:
+            for v in n.inputs:
+                self.users.setdefault(v.node, []).append(n)
+            for c in n.control_inputs:
+                self.users.setdefault(c, []).append(n)
+        self.decisions: list[str] = []
+
+    # -- forming groups --------------------------------------------------------------------
+    def run(self) -> list[Group]:
+        for node in self.graph.nodes:
+            role = _role(node)
+            if role == "opaque":
+                continue
+            group = self._new_group(node, role)
+            for producer in dict.fromkeys(v.node for v in node.inputs):
+                other = self.group_of.get(producer)
+                if other is not None and other is not group:
+                    group = self._try_merge(other, group, producer, node)
+        return list(dict.fromkeys(self.group_of.values()))
+
+    def _new_group(self, node: Node, role: str) -> Group:
+        if role == "elementwise":
+            group = Group("loop", [node], _shape(node.out))
+        elif role == "reduction":
+            group = Group("reduction", [node], _reduction_space(node))
+        elif role == "contraction":
+            group = Group("contraction", [node], _shape(node.out))
+        else:
+            group = Group("update", [node], None)
+        self.group_of[node] = group
+        return group
+
+    def _try_merge(self, producer_group: Group, consumer_group: Group, producer: Node, consumer: Node) -> Group:
+        pair = f"{producer.name or producer.op} -> {consumer.name or consumer.op}"
+        kind, space, why_not = _merged_kind(producer_group, consumer_group, producer, consumer)
+        if why_not is None and producer.device != consumer.device:
+            why_not = f"different devices ({producer.device} vs {consumer.device})"
+        if why_not is None and self._creates_cycle(producer_group, consumer_group):
+            why_not = "a path leaves the producer's kernel and re-enters the consumer's (fusing would form a cycle)"
+        if why_not is not None:
+            self.decisions.append(f"not fused: {pair}: {why_not}")
+            return consumer_group
+        merged = Group(kind, sorted(producer_group.members + consumer_group.members, key=self.index.__getitem__), space)
+        for n in merged.members:
+            self.group_of[n] = merged
+        self.decisions.append(f"fused: {pair} into one {kind} kernel")
+        return merged
+
+    def _creates_cycle(self, a: Group, b: Group) -> bool:
+        inside = set(a.members) | set(b.members)
+        limit = max(self.index[n] for n in inside)
+        frontier = [u for n in inside for u in self.users.get(n, []) if u not in inside]
+        seen: set[Node] = set()
+        while frontier:
+            n = frontier.pop()
+            if n in seen or self.index[n] > limit:
+                continue
+            seen.add(n)
+            for u in self.users.get(n, []):
+                if u in inside:
+                    return True
+                frontier.append(u)
+        return False
+
+
+def _merged_kind(p: Group, c: Group, producer: Node, consumer: Node) -> tuple[str, tuple | None, str | None]:
+    """The kind of the merged kernel, or why the two may not merge."""
+    kinds = {p.kind, c.kind}
+    if kinds == {"loop"}:
+        if _same_space(p.space, c.space):
+            return "loop", c.space, None
+        if _elements(p.space) is not None and _elements(p.space) <= RECOMPUTE_ELEMENTS:
+            return "loop", c.space, None
+        return "", None, f"different iteration spaces {p.space} and {c.space} (fusing would recompute the smaller one per element)"
+    if kinds == {"loop", "reduction"}:
+        red, loop = (p, c) if p.kind == "reduction" else (c, p)
+        if _fits_reduction(loop.space, red.space):
+            return "reduction", red.space, None
+        return "", None, f"shape {loop.space} is neither the reduction's input nor its result shape"
+    if kinds == {"reduction"}:
+        if p.space == c.space:
+            return "reduction", c.space, None
+        return "", None, f"reductions over different inputs/axes {p.space} and {c.space}"
+    if p.kind == "contraction" and c.kind == "loop":
+        if _same_space(c.space, p.space):
+            return "contraction", p.space, None
+        return "", None, f"epilogue shape {c.space} differs from the contraction's output {p.space}"
+    if c.kind == "contraction":
+        return "", None, "a contraction reads materialised operands (no prologue fusion)"
+    if "update" in kinds and kinds <= {"update", "loop"}:
+        return "update", None, None
+    return "", None, f"a {p.kind} kernel and a {c.kind} kernel do not fuse"
+
+
+# -- building the fused graph -------------------------------------------------------------------
+def _kernel(group: Group, number: int, outside_users: set[Value]) -> tuple[Node, list[Value], list[Value]]:
+    """The `fused` node for a group, its external inputs, and the member values it returns."""
+    members = set(group.members)
+    inputs: list[Value] = []
+    for n in group.members:
+        for v in n.inputs:
+            if v.node not in members and v not in inputs:
+                inputs.append(v)
+    params = {v: Node("param", (), (("index", i),), (v.type,)).out for i, v in enumerate(inputs)}
+    body: list[Node] = []
+    mapping: dict[Value, Value] = dict(params)
+    for n in group.members:
+        new = n.evolve(inputs=tuple(mapping[v] for v in n.inputs), control_inputs=())
+        body.append(new)
+        for a, b in zip(n.outputs, new.outputs):
+            mapping[a] = b
+    results = [v for n in group.members for v in n.outputs if v in outside_users]
+    anchor = group.anchor
+    sub = Graph(f"fused_{number}", [params[v] for v in inputs], body, [mapping[v] for v in results])
+    controls = tuple(dict.fromkeys(c for n in group.members for c in n.control_inputs if c not in members))
+    node = Node("fused", tuple(inputs), (("body", sub), ("kind", group.kind)), tuple(v.type for v in results),
+                device=anchor.device, loc=anchor.loc, name=f"fused/{anchor.name or anchor.op}",
+                control_inputs=controls)
+    return node, inputs, results
+
+
+def fuse(graph: Graph) -> Graph:
+    return _build(graph, [g for g in _Fuser(graph).run() if len(g.members) > 1])
+
+
+def explain_fusion(graph: Graph) -> list[str]:
+    """Why each pair of neighbours was or was not fused."""
+    fuser = _Fuser(graph)
+    fuser.run()
+    return fuser.decisions
+
+
+def _build(graph: Graph, groups: list[Group]) -> Graph:
+    group_of = {n: g for g in groups for n in g.members}
+    needed_outside: set[Value] = set(graph.results)
+    for n in graph.nodes:
+        for v in n.inputs:
+            if v.node in group_of and group_of.get(n) is not group_of[v.node]:
+                needed_outside.add(v)
+    units: list[tuple[Node, list[Value], list[Value]]] = []  # (new node, inputs, old values it defines)
+    for i, g in enumerate(groups):
+        units.append(_kernel(g, i, needed_outside))
+    plain = [n for n in graph.nodes if n not in group_of]
+    return _schedule(graph, plain, units, groups)
+
+
+def _schedule(graph: Graph, plain: list[Node], kernels: list[tuple[Node, list[Value], list[Value]]],
+              groups: list[Group]) -> Graph:
+    """Order plain nodes and kernels topologically, keeping the original order where free and
+    keeping every variable's reads and writes in their original order."""
+    index = {n: i for i, n in enumerate(graph.nodes)}
+    units: list[tuple[Node, list[Node], list[Value]]] = [(n, [n], list(n.outputs)) for n in plain]
+    units += [(k, g.members, results) for (k, _, results), g in zip(kernels, groups)]
+    unit_of = {m: u for u in range(len(units)) for m in units[u][1]}
+    deps: list[set[int]] = [set() for _ in units]
+    for u, (_, members, _) in enumerate(units):
+        for m in members:
+            for v in m.inputs:
+                if v.node in unit_of:  # parameters are defined before every unit
+                    deps[u].add(unit_of[v.node])
+            for c in m.control_inputs:
+                deps[u].add(unit_of[c])
+    _add_effect_order(graph, unit_of, deps)
+    for u in range(len(units)):
+        deps[u].discard(u)
+    order = _topological(units, deps, lambda u: min(index[m] for m in units[u][1]))
+    mapping: dict[Value, Value] = {}
+    node_map: dict[Node, Node] = {}
+    body: list[Node] = []
+    for u in order:
+        new, members, defined = units[u]
+        rebuilt = new.evolve(inputs=tuple(mapping.get(v, v) for v in new.inputs),
+                             control_inputs=tuple(dict.fromkeys(node_map.get(c, c) for c in new.control_inputs)))
+        body.append(rebuilt)
+        for m in members:
+            node_map[m] = rebuilt
+        for old, fresh in zip(defined, rebuilt.outputs):
+            mapping[old] = fresh
+    return Graph(graph.name, list(graph.params), body, [mapping.get(r, r) for r in graph.results])
+
+
+def _add_effect_order(graph: Graph, unit_of: dict[Node, int], deps: list[set[int]]) -> None:
+    """Reads and writes of one variable keep their order, though no data edge joins them."""
+    last: dict[str, int] = {}
+    for n in graph.nodes:
+        var = n.attr("var") if n.op in _WRITES or n.op == "variable" else None
+        if var is None:
+            continue
+        u = unit_of[n]
+        if var in last and last[var] != u:
+            deps[u].add(last[var])
+        last[var] = u
+
+
+def _topological(units: list, deps: list[set[int]], priority) -> list[int]:  # type: ignore[no-untyped-def]
+    import heapq
+
+    users: list[list[int]] = [[] for _ in units]
+    missing = [len(d) for d in deps]
+    for u, d in enumerate(deps):
+        for p in d:
+            users[p].append(u)
+    ready = [(priority(u), u) for u in range(len(units)) if missing[u] == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        _, u = heapq.heappop(ready)
+        order.append(u)
+        for w in users[u]:
+            missing[w] -= 1
+            if missing[w] == 0:
+                heapq.heappush(ready, (priority(w), w))
+    if len(order) != len(units):
+        raise RuntimeError("fusion produced a cyclic schedule (a bug in the cycle check)")
+    return order
