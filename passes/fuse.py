@@ -164,19 +164,23 @@ class _Fuser:
         return merged
 
     def _creates_cycle(self, a: Group, b: Group) -> bool:
+        """Whether some path leaves a∪b and comes back, counting every other group as one unit
+        (so the graph of kernels, not just of nodes, stays acyclic)."""
         inside = set(a.members) | set(b.members)
         limit = max(self.index[n] for n in inside)
         frontier = [u for n in inside for u in self.users.get(n, []) if u not in inside]
-        seen: set[Node] = set()
+        seen: set[object] = set()
         while frontier:
             n = frontier.pop()
-            if n in seen or self.index[n] > limit:
-                continue
-            seen.add(n)
-            for u in self.users.get(n, []):
-                if u in inside:
-                    return True
-                frontier.append(u)
+            if n in inside:
+                return True
+            group = self.group_of.get(n)
+            unit = group if group is not None else n
+            members = group.members if group is not None else [n]
+            if unit in seen or min(self.index[m] for m in members) > limit:
+                continue  # a unit after everything in a∪b cannot lead back into it
+            seen.add(unit)
+            frontier.extend(u for m in members for u in self.users.get(m, []))
         return False
 
 

@@ -19,6 +19,8 @@ from .cse import cse
 from .dce import dce
 from .fold_constants import fold_constants
 from .fuse import fuse
+from .place import Place
+from .plan_memory import plan_memory
 from .simplify import simplify
 
 
@@ -35,8 +37,11 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("simplify", simplify, "drop exact no-ops (x*1, x+0, identity, double negation, same-dtype casts)"),
     Pass("cse", cse, "compute each pure expression once"),
     Pass("dce", dce, "drop what neither the results nor a state write needs", level=0),
+    Pass("place", Place(), "give every node a device; colocate updates with variables; copy across devices",
+         level=0),
     Pass("fuse", fuse, "turn chains of elementwise ops, reductions with their producers and consumers, "
                        "matmul epilogues and variable updates into single kernels", level=2),
+    Pass("plan_memory", plan_memory, "reuse the buffers of dead intermediates and write in place", level=0),
 )
 
 
@@ -58,6 +63,8 @@ class PassManager:
 
     level: int = 2
     disabled: frozenset[str] = frozenset()
+    # Configured replacements for pipeline passes by name, e.g. {"place": Place(allow_soft_placement=True)}.
+    overrides: dict[str, Callable[[Graph], Graph]] = field(default_factory=dict)
     verify_each: bool = field(default_factory=lambda: os.environ.get("TFJIT_VERIFY", "") == "1")
     dump_after: frozenset[str] = field(default_factory=lambda: _dump_from_env())
     dump_to: TextIO = sys.stderr
@@ -68,7 +75,8 @@ class PassManager:
         unknown = self.disabled - {p.name for p in PIPELINE}
         if unknown:
             raise ValueError(f"unknown pass(es) {sorted(unknown)}; the pipeline has {[p.name for p in PIPELINE]}")
-        return [p for p in PIPELINE if p.level <= self.level and p.name not in self.disabled]
+        chosen = [p for p in PIPELINE if p.level <= self.level and p.name not in self.disabled]
+        return [Pass(p.name, self.overrides.get(p.name, p.run), p.reason, p.level) for p in chosen]
 
     def run(self, graph: Graph) -> Graph:
         self.history = [("input", graph)]

@@ -32,9 +32,15 @@ def enable_pass(name: str) -> None:
     current.disabled_passes.discard(name)
 
 
-def optimize(graph):  # type: ignore[no-untyped-def]
-    """Run the pass pipeline with the current settings (what Session and functions do)."""
+def pass_manager(allow_soft_placement: bool = False):  # type: ignore[no-untyped-def]
+    """A pass manager with the current settings (what Session and functions use)."""
     from .passes.manager import PassManager
+    from .passes.place import Place
 
-    manager = PassManager(level=current.optimization_level, disabled=frozenset(current.disabled_passes))
-    return manager.run(graph)
+    return PassManager(level=current.optimization_level, disabled=frozenset(current.disabled_passes),
+                       overrides={"place": Place(allow_soft_placement=allow_soft_placement)})
+
+
+def optimize(graph):  # type: ignore[no-untyped-def]
+    """Run the pass pipeline with the current settings."""
+    return pass_manager().run(graph)

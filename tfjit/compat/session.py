@@ -199,9 +199,11 @@ class Session:
             feed_types = [(v, TensorType(as_dtype(feeds[v].dtype), feeds[v].shape)) for v in fed_order]
             program = extract(self.graph.nodes, fetch_values, targets, feed_types, default_device=CPU0)
             notify_compiled(program)
-            optimized = config.optimize(program)
+            manager = config.pass_manager(allow_soft_placement=self.config.allow_soft_placement)
+            optimized = manager.run(program)
             if self.config.log_device_placement:
-                self._log_placement(optimized.nodes)
+                placed = dict(manager.history).get("place", optimized)
+                self._log_placement(placed.nodes)
             cached = (reference.compile_graph(optimized), fetch_values)
             self._cache[key] = cached
         return cached

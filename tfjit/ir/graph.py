@@ -45,6 +45,8 @@ class Node:
     loc: Loc | None = None
     name: str | None = None
     control_inputs: tuple["Node", ...] = ()
+    # Planned buffer of each result (memory planning); None until planned.
+    buffers: tuple[int, ...] | None = None
     uid: int = field(default_factory=lambda: next(_ids), compare=False)
 
     @property

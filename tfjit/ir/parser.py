@@ -216,10 +216,23 @@ class _Parser:
                 self.expect(",")
             key = self.next()[1]
             self.expect("=")
-            out[key] = json.loads(self.next()[1])
+            out[key] = self.meta_value()
         if "device" in out:
             out["device"] = long_device(out["device"])
+        if "buffers" in out:
+            out["buffers"] = tuple(out["buffers"])
         return out
+
+    def meta_value(self) -> Any:
+        """A string, or a list of ints (planned buffers)."""
+        if self.accept("["):
+            items: list[int] = []
+            while not self.accept("]"):
+                if items:
+                    self.expect(",")
+                items.append(int(self.next()[1]))
+            return items
+        return json.loads(self.next()[1])
 
     def attr_value(self) -> Any:
         kind, text, line = self.peek()

@@ -125,6 +125,8 @@ def _meta(node: Node, with_loc: bool) -> str:
         items.append(f"name={json.dumps(node.name)}")
     if node.device is not None:
         items.append(f"device={json.dumps(short_device(node.device))}")
+    if node.buffers is not None:
+        items.append(f"buffers={json.dumps(list(node.buffers))}")
     if with_loc and node.loc is not None:
         items.append(f"loc={json.dumps(node.loc.short)}")
     return " {" + ", ".join(items) + "}" if items else ""
