@@ -210,6 +210,8 @@ def _merged_kind(p: Group, c: Group, producer: Node, consumer: Node) -> tuple[st
         return "", None, "a contraction reads materialised operands (no prologue fusion)"
     if "update" in kinds and kinds <= {"update", "loop"}:
         return "update", None, None
+    if p.kind == "contraction" and c.kind == "update":
+        return "contraction", p.space, None  # e.g. var -= lr * (x^T @ g): one GEMM into the variable
     return "", None, f"a {p.kind} kernel and a {c.kind} kernel do not fuse"
 
 
@@ -301,16 +303,29 @@ def _schedule(graph: Graph, plain: list[Node], kernels: list[tuple[Node, list[Va
 
 
 def _add_effect_order(graph: Graph, unit_of: dict[Node, int], deps: list[set[int]]) -> None:
-    """Reads and writes of one variable keep their order, though no data edge joins them."""
-    last: dict[str, int] = {}
+    """Reads and writes of one variable keep their order, though no data edge joins them; and a
+    write waits for every user of an earlier read, so a backend may update the variable in place."""
+    users: dict[Node, list[Node]] = {}
+    for n in graph.nodes:
+        for v in n.inputs:
+            users.setdefault(v.node, []).append(n)
+    before: dict[str, list[Node]] = {}  # var -> reads and writes so far
     for n in graph.nodes:
         var = n.attr("var") if n.op in _WRITES or n.op == "variable" else None
         if var is None:
             continue
         u = unit_of[n]
-        if var in last and last[var] != u:
-            deps[u].add(last[var])
-        last[var] = u
+        if n.op in _WRITES:
+            for earlier in before.get(var, []):
+                for dep in [earlier, *users.get(earlier, [])] if earlier.op == "variable" else [earlier]:
+                    if unit_of[dep] != u and not _depends_on(dep, n):
+                        deps[u].add(unit_of[dep])
+        before.setdefault(var, []).append(n)
+
+
+def _depends_on(a: Node, b: Node) -> bool:
+    """Whether `a` reads `b`'s result directly (then `a` runs after `b` anyway)."""
+    return any(v.node is b for v in a.inputs)
 
 
 def _topological(units: list, deps: list[set[int]], priority) -> list[int]:  # type: ignore[no-untyped-def]

@@ -537,6 +537,18 @@ def test_ir_round_trip_of_a_classifier_head():
         assert f"= {op}" in text
 
 
+def test_inside_tfjit_function():
+    @tf.function
+    def loss(logits, labels):
+        return (tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+                + tf.nn.l2_loss(tf.nn.bias_add(logits, [1.0, -2.0, 0.5])))
+
+    for batch in [2, 5]:
+        x, y = logits_of((batch, 3), np.float64), distribution((batch, 3), -1, np.float64)
+        expected = np_xent(y, x, -1) + np_l2_loss(x + [1.0, -2.0, 0.5])
+        close(loss(x, y), expected, np.float64)
+
+
 # -- TensorFlow itself, when it is installed -----------------------------------------------
 def test_against_tensorflow_compat_v1():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
