@@ -120,6 +120,8 @@ class _Fuser:
                 self.users.setdefault(v.node, []).append(n)
             for c in n.control_inputs:
                 self.users.setdefault(c, []).append(n)
+        for dep, write in effect_edges(graph):  # orderings count as edges for the cycle check
+            self.users.setdefault(dep, []).append(write)
         self.decisions: list[str] = []
 
     # -- forming groups --------------------------------------------------------------------
@@ -283,7 +285,8 @@ def _schedule(graph: Graph, plain: list[Node], kernels: list[tuple[Node, list[Va
                     deps[u].add(unit_of[v.node])
             for c in m.control_inputs:
                 deps[u].add(unit_of[c])
-    _add_effect_order(graph, unit_of, deps)
+    for dep, write in effect_edges(graph):
+        deps[unit_of[write]].add(unit_of[dep])
     for u in range(len(units)):
         deps[u].discard(u)
     order = _topological(units, deps, lambda u: min(index[m] for m in units[u][1]))
@@ -302,30 +305,30 @@ def _schedule(graph: Graph, plain: list[Node], kernels: list[tuple[Node, list[Va
     return Graph(graph.name, list(graph.params), body, [mapping.get(r, r) for r in graph.results])
 
 
-def _add_effect_order(graph: Graph, unit_of: dict[Node, int], deps: list[set[int]]) -> None:
-    """Reads and writes of one variable keep their order, though no data edge joins them; and a
-    write waits for every user of an earlier read, so a backend may update the variable in place."""
+def effect_edges(graph: Graph) -> list[tuple[Node, Node]]:
+    """(before, write) pairs that order a variable's accesses though no data edge joins them:
+    reads and writes keep their order, and a write waits for every earlier user of an earlier
+    read, so a backend may update the variable in place. (A user placed after the write in the
+    program reads the old snapshot; a backend that updates in place must copy for it.)"""
+    index = {n: i for i, n in enumerate(graph.nodes)}
     users: dict[Node, list[Node]] = {}
     for n in graph.nodes:
         for v in n.inputs:
             users.setdefault(v.node, []).append(n)
-    before: dict[str, list[Node]] = {}  # var -> reads and writes so far
+    edges: list[tuple[Node, Node]] = []
+    before: dict[str, list[Node]] = {}  # var -> its reads and writes so far
     for n in graph.nodes:
         var = n.attr("var") if n.op in _WRITES or n.op == "variable" else None
         if var is None:
             continue
-        u = unit_of[n]
         if n.op in _WRITES:
             for earlier in before.get(var, []):
-                for dep in [earlier, *users.get(earlier, [])] if earlier.op == "variable" else [earlier]:
-                    if unit_of[dep] != u and not _depends_on(dep, n):
-                        deps[u].add(unit_of[dep])
+                readers = users.get(earlier, []) if earlier.op == "variable" else []
+                for dep in [earlier, *readers]:
+                    if index[dep] < index[n]:
+                        edges.append((dep, n))
         before.setdefault(var, []).append(n)
-
-
-def _depends_on(a: Node, b: Node) -> bool:
-    """Whether `a` reads `b`'s result directly (then `a` runs after `b` anyway)."""
-    return any(v.node is b for v in a.inputs)
+    return edges
 
 
 def _topological(units: list, deps: list[set[int]], priority) -> list[int]:  # type: ignore[no-untyped-def]

@@ -67,7 +67,7 @@ class PassManager:
     overrides: dict[str, Callable[[Graph], Graph]] = field(default_factory=dict)
     verify_each: bool = field(default_factory=lambda: os.environ.get("TFJIT_VERIFY", "") == "1")
     dump_after: frozenset[str] = field(default_factory=lambda: _dump_from_env())
-    dump_to: TextIO = sys.stderr
+    dump_to: TextIO | None = None  # default: sys.stderr at the time of the dump
     records: list[PassRecord] = field(default_factory=list)
     history: list[tuple[str, Graph]] = field(default_factory=list)
 
@@ -94,7 +94,7 @@ class PassManager:
             self.history.append((p.name, out))
             done.append(p.name)
             if p.name in self.dump_after or "all" in self.dump_after:
-                print(f"// after {p.name}\n{print_graph(out)}", file=self.dump_to)
+                print(f"// after {p.name}\n{print_graph(out)}", file=self.dump_to or sys.stderr)
             graph = out
         return graph
 

@@ -63,6 +63,8 @@ def _shaped(array: np.ndarray, dims: tuple[int, ...], verify_shape: bool) -> np.
     size = int(np.prod(dims, dtype=np.int64))
     if verify_shape and array.shape != dims:
         raise TypeError(f"Expected Tensor's shape: {dims}, got {array.shape}.")
+    if size == 0:
+        return np.empty(dims, array.dtype)
     if array.size > size:
         raise TypeError(f"Too many elements provided. Needed at most {size}, but received {array.size}")
     if array.size == 0 and size > 0:
@@ -102,6 +104,8 @@ def _shape_args(shape: Any) -> tuple[tuple[Any, ...], Tensor | None]:
         return (None,) * n, shape
     if hasattr(shape, "as_list"):
         shape = shape.as_list()
+    if isinstance(shape, np.ndarray):
+        shape = shape.tolist()
     dims = list(shape) if isinstance(shape, (list, tuple)) else [shape]
     if any(isinstance(d, Tensor) for d in dims):
         static = tuple(d if isinstance(d, int) else _static_dim(d) for d in dims)
@@ -206,10 +210,17 @@ def stop_gradient(input: Any, name: str | None = None) -> Tensor:
 
 
 def reshape(tensor: Any, shape: Any, name: str | None = None) -> Tensor:
-    """Reshape to a static target (one -1 allowed)."""
+    """Reshape to `shape` (one -1 is inferred); dims may be tensors, as in
+    `tf.reshape(x, [tf.shape(x)[0], -1])` or `tf.reshape(x, tf.shape(y))`.
+
+    The node keeps what is known of the target while building as its `shape` attribute
+    (None where unknown) and, unless all of it is known, takes the target as a second input.
+    """
+    from .layout_ops import int_operand
+
     t = convert_to_tensor(tensor)
-    static, dynamic = _shape_args(shape)
-    if dynamic is not None:
-        raise ValueError("tfjit's reshape needs a target shape known while building (ints and -1); "
-                         "a target computed from tf.shape() is not supported yet")
-    return emit1("reshape", [t], {"shape": tuple(-1 if d is None else d for d in static)}, name or "Reshape")
+    entries, dynamic = int_operand(shape, "reshape's shape")
+    if entries.ndim != 1:
+        raise ValueError(f"reshape's shape must be a vector, got {shape!r}")
+    inputs = [t] if dynamic is None else [t, dynamic]
+    return emit1("reshape", inputs, {"shape": tuple(entries.tolist())}, name or "Reshape")

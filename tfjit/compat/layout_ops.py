@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import GraphError, OpTypeError
 from ..errors import where as at
-from ..ir.types import DType, int32
+from ..ir.types import DType, as_dtype, float32
 from ..ops.layout import strided_index
 from ..ops.shapes import normalize_axis
 from ..trace.source import user_location
@@ -88,8 +88,16 @@ def _objects(values: Sequence[Any]) -> np.ndarray:
     return out
 
 
+def _entries_or_unknown(t: Tensor) -> np.ndarray | None:
+    """`static_entries`, or all None when only the shape of `t` is known."""
+    entries = static_entries(t)
+    if entries is None and t.type.is_fully_defined:
+        return np.full(t.type.shape, None, dtype=object)
+    return entries
+
+
 def _inputs_known(t: Tensor) -> list[np.ndarray] | None:
-    parts = [static_entries(x) for x in t.op.inputs]
+    parts = [_entries_or_unknown(x) for x in t.op.inputs]
     return None if any(p is None for p in parts) else parts
 
 
@@ -118,8 +126,8 @@ def _from_same(t: Tensor) -> np.ndarray | None:
 
 
 def _from_strided_slice(t: Tensor) -> np.ndarray | None:
-    parts = _inputs_known(t)
-    if parts is None or len(parts) != 1:
+    parts = _inputs_known(t) if len(t.op.inputs) == 1 else None
+    if parts is None:
         return None
     attrs = t.op.node.attr_dict
     try:
@@ -155,11 +163,9 @@ def int_operand(value: Any, what: str) -> tuple[np.ndarray, Tensor | None]:
     t = _pack(value, _first_dtype(value))
     if not t.dtype.is_integer:
         raise TypeError(f"{what} must be an integer tensor, got {t}")
-    entries = static_entries(t)
+    entries = _entries_or_unknown(t)
     if entries is None:
-        if not t.type.is_fully_defined:
-            raise ValueError(f"the shape of {what} must be known while the graph is built, got {t}")
-        entries = np.full(t.type.shape, None, dtype=object)
+        raise ValueError(f"the shape of {what} must be known while the graph is built, got {t}")
     known = all(isinstance(e, int) for e in entries.flat)
     return entries, (None if known else t)
 
@@ -181,7 +187,7 @@ def transpose(a: Any, perm: Any = None, name: str = "transpose", conjugate: bool
     x = convert_to_tensor(a)
     rank = x.type.rank
     if perm is None:
-        order = None if rank is None else tuple(builtins.range(rank))[::-1]
+        order = None if rank is None else tuple(range(rank))[::-1]
     else:
         entries, dynamic = int_operand(perm, "transpose's perm")
         if dynamic is not None:
@@ -227,7 +233,10 @@ def concat(values: Any, axis: Any, name: str = "concat") -> Tensor:
     tensors = _convert_all(values)
     if not tensors:
         raise ValueError("concat needs at least one tensor")
-    a = _axis("concat", _python_int(axis, "concat's axis"), _common_rank(tensors), tensors)
+    a = _python_int(axis, "concat's axis")
+    rank = _common_rank(tensors)
+    if rank != 0:  # scalars get the type rule's "use tf.stack" error
+        a = _axis("concat", a, rank, tensors)
     return emit1("concat", tensors, {"axis": a}, name)
 
 
@@ -248,16 +257,13 @@ def split(value: Any, num_or_size_splits: Any, axis: Any = 0, num: int | None = 
     """Split into `num_or_size_splits` equal pieces, or pieces of the given sizes (one may be -1)."""
     x = convert_to_tensor(value)
     a = _axis("split", _python_int(axis, "split's axis"), x.type.rank, [x])
-    if isinstance(num_or_size_splits, (int, np.integer)) and not isinstance(num_or_size_splits, bool):
-        count, sizes = int(num_or_size_splits), None
-    else:
-        entries, dynamic = int_operand(num_or_size_splits, "split's size_splits")
-        if dynamic is not None or entries.ndim != 1:
-            raise ValueError("split's size_splits must be a vector known while the graph is built")
-        sizes = tuple(entries.tolist())
-        count = len(sizes)
-        if num is not None and num != count:
-            raise ValueError(f"split got num={num} but {count} sizes {list(sizes)}")
+    entries, dynamic = int_operand(num_or_size_splits, "split's num_or_size_splits")
+    if dynamic is not None or entries.ndim > 1:
+        raise ValueError("split's num_or_size_splits must be an int or a vector of sizes known while "
+                         f"the graph is built, got {num_or_size_splits!r}")
+    count, sizes = (int(entries.item()), None) if entries.ndim == 0 else (len(entries), tuple(entries.tolist()))
+    if sizes is not None and num is not None and num != count:
+        raise ValueError(f"split got num={num} but {count} sizes {list(sizes)}")
     return emit("split", [x], {"axis": a, "num": count, "sizes": sizes}, name).outputs
 
 
@@ -369,8 +375,8 @@ Tensor.__getitem__ = _getitem
 # -- gather, one_hot ------------------------------------------------------------------------------
 def gather(params: Any, indices: Any, validate_indices: Any = None, name: str | None = None,
            axis: Any = None) -> Tensor:
-    """`params` rows (along `axis`) picked by `indices` of any rank; an index out of range is a
-    run-time InvalidArgumentError."""
+    """`params` slices along `axis` picked by `indices` of any rank. Indices are always checked
+    (`validate_indices` is ignored, as in TF): one out of range is a run-time InvalidArgumentError."""
     p = convert_to_tensor(params)
     i = convert_to_tensor(indices)
     a = _axis("gather", _python_int(axis if axis is not None else 0, "gather's axis"), p.type.rank, [p, i])
@@ -383,6 +389,8 @@ def one_hot(indices: Any, depth: Any, on_value: Any = None, off_value: Any = Non
     idx = convert_to_tensor(indices)
     on, off = _on_off(on_value, off_value, dtype)
     a = -1 if axis is None else _python_int(axis, "one_hot's axis")
+    if a == -1 and idx.type.rank is not None:
+        a = idx.type.rank  # -1 is the new last axis
     entries, dynamic = int_operand(depth, "one_hot's depth")
     if entries.ndim != 0:
         raise ValueError(f"one_hot's depth must be a scalar, got {depth!r}")
@@ -391,14 +399,14 @@ def one_hot(indices: Any, depth: Any, on_value: Any = None, off_value: Any = Non
 
 
 def _on_off(on_value: Any, off_value: Any, dtype: Any) -> tuple[Tensor, Tensor]:
-    from ..ir.types import as_dtype, float32
-
-    given = [v for v in (on_value, off_value) if v is not None]
+    """on/off values of one dtype; a Python value takes `dtype`, else the other value's dtype."""
     target = as_dtype(dtype) if dtype is not None else None
-    if target is None:
-        target = convert_to_tensor(given[0]).dtype if given else float32
-    on = convert_to_tensor(1 if on_value is None else on_value, preferred_dtype=target)
-    off = convert_to_tensor(0 if off_value is None else off_value, preferred_dtype=target)
+    on = None if on_value is None else convert_to_tensor(on_value, preferred_dtype=target)
+    target = target or (on.dtype if on is not None else None)
+    off = None if off_value is None else convert_to_tensor(off_value, preferred_dtype=target)
+    target = target or (off.dtype if off is not None else float32)
+    on = on if on is not None else convert_to_tensor(1, dtype=target)
+    off = off if off is not None else convert_to_tensor(0, dtype=target)
     for what, t in (("on_value", on), ("off_value", off)):
         if t.dtype != target:
             raise TypeError(f"dtype {t.dtype.name} of {what} does not match dtype {target.name}")

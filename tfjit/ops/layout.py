@@ -8,7 +8,6 @@ entry of the attribute is known.
 """
 from __future__ import annotations
 
-import builtins
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -118,7 +117,7 @@ def _transpose_rule(in_types: tuple[TensorType, ...], perm: tuple[int, ...] | No
     if perm is None:
         return (TensorType(t.dtype, None if t.shape is None else t.shape[::-1]),)
     rank = len(perm) if t.shape is None else len(t.shape)
-    if sorted(perm) != list(builtins.range(rank)):
+    if sorted(perm) != list(range(rank)):
         raise OpTypeError(f"transpose's perm {list(perm)} is not a permutation of the {rank} axes of {t}")
     if t.shape is None:
         return (TensorType(t.dtype, (None,) * rank),)
@@ -180,10 +179,10 @@ def _concat_rule(in_types: tuple[TensorType, ...], axis: int) -> tuple[TensorTyp
         raise OpTypeError(f"cannot concatenate scalars ({listed}); use tf.stack instead")
     a = normalize_axis(axis, rank, in_types[0])
     mismatch = f"concat's inputs must have the same shape except along axis {a}, got {listed}"
-    out = [_merged((s[i] for s in shapes), mismatch) for i in builtins.range(rank)]
+    out = [_merged((s[i] for s in shapes), mismatch) if i != a else None for i in range(rank)]
     along = [s[a] for s in shapes]
-    complete = len(shapes) == len(in_types) and all(_known(d) for d in along)
-    out[a] = sum(along) if complete else None
+    if len(shapes) == len(in_types) and all(_known(d) for d in along):
+        out[a] = sum(along)
     return (TensorType(dtype, tuple(out)),)
 
 
@@ -203,7 +202,7 @@ def _stack_rule(in_types: tuple[TensorType, ...], axis: int) -> tuple[TensorType
     if not shapes:
         return (TensorType(dtype, None),)
     mismatch = f"stack's inputs must have the same shape, got {listed}"
-    shape = tuple(_merged((s[i] for s in shapes), mismatch) for i in builtins.range(len(shapes[0])))
+    shape = tuple(_merged((s[i] for s in shapes), mismatch) for i in range(len(shapes[0])))
     a = normalize_axis(axis, len(shape) + 1, in_types[0])
     return (TensorType(dtype, shape[:a] + (len(in_types),) + shape[a:]),)
 
@@ -239,7 +238,7 @@ def _split_rule(in_types: tuple[TensorType, ...], axis: int, num: int,
     if num < 1:
         raise OpTypeError(f"split needs at least one piece, got num={num}")
     if t.shape is None:
-        return tuple(TensorType(t.dtype, None) for _ in builtins.range(num))
+        return tuple(TensorType(t.dtype, None) for _ in range(num))
     a = normalize_axis(axis, len(t.shape), t)
     pieces = _split_sizes(t.shape[a], num, sizes, t)
     return tuple(TensorType(t.dtype, t.shape[:a] + (p,) + t.shape[a + 1:]) for p in pieces)
@@ -257,19 +256,19 @@ register("split", _split_rule, _split, Fusion.LAYOUT)
 def _unstack_rule(in_types: tuple[TensorType, ...], axis: int, num: int) -> tuple[TensorType, ...]:
     (t,) = in_types
     if t.shape is None:
-        return tuple(TensorType(t.dtype, None) for _ in builtins.range(num))
+        return tuple(TensorType(t.dtype, None) for _ in range(num))
     a = normalize_axis(axis, len(t.shape), t)
     if _known(t.shape[a]) and t.shape[a] != num:
         raise OpTypeError(f"cannot unstack {t} into {num} tensors: axis {a} has size {t.shape[a]}")
     piece = TensorType(t.dtype, t.shape[:a] + t.shape[a + 1:])
-    return tuple(piece for _ in builtins.range(num))
+    return tuple(piece for _ in range(num))
 
 
 def _unstack(x: np.ndarray, *, axis: int, num: int) -> tuple[np.ndarray, ...]:
     if x.shape[axis] != num:
         raise ValueError(f"cannot unstack a tensor of shape {list(x.shape)} into {num} tensors "
                          f"along axis {axis}")
-    return tuple(np.take(x, i, axis=axis) for i in builtins.range(num))
+    return tuple(np.take(x, i, axis=axis) for i in range(num))
 
 
 register("unstack", _unstack_rule, _unstack, Fusion.LAYOUT)
@@ -319,7 +318,7 @@ def _slice(x: np.ndarray, begin_t: np.ndarray | None = None, size_t: np.ndarray 
         if not (0 <= bi <= d and 0 <= si <= d - bi):
             raise ValueError(f"Expected begin[{i}] in [0, {d}] and size[{i}] in [0, {d - bi}], "
                              f"got begin {list(b)} and size {list(s)} for shape {list(x.shape)}")
-        index.append(builtins.slice(bi, bi + si))
+        index.append(slice(bi, bi + si))
     return _fresh(x[tuple(index)])
 
 
@@ -343,7 +342,7 @@ def strided_index(begin: Sequence[Any], end: Sequence[Any], strides: Sequence[An
         elif _bit(shrink_axis_mask, i):
             index.append(int(b))
         else:
-            index.append(builtins.slice(None if _bit(begin_mask, i) else b,
+            index.append(slice(None if _bit(begin_mask, i) else b,
                                         None if _bit(end_mask, i) else e, s))
     return tuple(index)
 
@@ -354,7 +353,7 @@ def _slice_plan(rank: int, n: int, ellipsis_mask: int, new_axis_mask: int,
 
     An ellipsis (explicit, or implied at the end) stands for as many full axes as needed.
     """
-    positions = builtins.range(n)
+    positions = range(n)
     if sum(_bit(ellipsis_mask, i) for i in positions) > 1:
         raise OpTypeError("a strided slice may have at most one ellipsis")
     consumed = sum(1 for i in positions if not _bit(ellipsis_mask, i) and not _bit(new_axis_mask, i))
@@ -364,14 +363,14 @@ def _slice_plan(rank: int, n: int, ellipsis_mask: int, new_axis_mask: int,
     axis = 0
     for i in positions:
         if _bit(ellipsis_mask, i):
-            plan += [("full", i, axis + k) for k in builtins.range(rank - consumed)]
+            plan += [("full", i, axis + k) for k in range(rank - consumed)]
             axis += rank - consumed
         elif _bit(new_axis_mask, i):
             plan.append(("new", i, None))
         else:
             plan.append(("shrink" if _bit(shrink_axis_mask, i) else "range", i, axis))
             axis += 1
-    plan += [("full", None, a) for a in builtins.range(axis, rank)]
+    plan += [("full", None, a) for a in range(axis, rank)]
     return plan
 
 
@@ -422,7 +421,7 @@ def _range_dim(d: Dim, b: Dim, e: Dim, s: Dim, masked: tuple[bool, bool]) -> Dim
         return None
     start = None if masked[0] else b
     stop = None if masked[1] else e
-    return len(builtins.range(*builtins.slice(start, stop, s).indices(d)))
+    return len(range(*slice(start, stop, s).indices(d)))
 
 
 def _strided_slice(x: np.ndarray, begin_t: np.ndarray | None = None, end_t: np.ndarray | None = None,

@@ -279,7 +279,7 @@ def convert_to_tensor(value: Any, dtype: Any = None, name: str | None = None,
     if to_tensor is not None:
         return convert_to_tensor(to_tensor(), dtype=dtype)
     if isinstance(value, (list, tuple)) and any(isinstance(x, Tensor) or hasattr(x, "_as_graph_tensor") for x in value):
-        from ..compat.array_ops import stack
+        from ..compat.layout_ops import stack
 
         return stack([convert_to_tensor(x, dtype=dtype) for x in value], name=name or "packed")
     array = _as_array(value, dtype if dtype is not None else None, preferred_dtype)
