@@ -7,6 +7,7 @@ import numpy as np
 
 from tfjit.ir.attrs import ArrayAttr
 from tfjit.ir.graph import Graph, Node
+from tfjit.ir.printer import INLINE_ELEMENTS
 from tfjit.ops.registry import get_op
 
 from .effects import is_pure
@@ -43,6 +44,8 @@ def _fold(node: Node, rw: Rewriter) -> list[np.ndarray] | None:
         arrays = [v.node.attr("value").array for v in inputs]
     else:
         return None
+    if _expands(node, arrays):
+        return None
     try:
         with np.errstate(all="ignore"):
             out = opdef.reference(*arrays, **node.attr_dict)
@@ -50,6 +53,12 @@ def _fold(node: Node, rw: Rewriter) -> list[np.ndarray] | None:
         return None
     outs = out if isinstance(out, tuple) else (out,)
     return [np.asarray(o, dtype=t.dtype.np_dtype) for o, t in zip(outs, node.types)]
+
+
+def _expands(node: Node, arrays: list[np.ndarray]) -> bool:
+    """Fills, broadcasts and tiles stay ops: their folded form would only be a bigger constant."""
+    produced = sum(t.num_elements or 0 for t in node.types)
+    return produced > max(INLINE_ELEMENTS, sum(a.size for a in arrays))
 
 
 def _constant_node(node: Node, index: int, array: np.ndarray) -> Node:

@@ -26,7 +26,7 @@ from tfjit.ops.registry import Fusion, get_op
 from .effects import is_pure
 
 # Layout ops that only re-index (no data movement a loop cannot express): fusible like elementwise.
-_INDEX_ONLY = {"broadcast_to", "expand_dims", "squeeze"}
+_INDEX_ONLY = {"broadcast_to", "expand_dims", "squeeze", "unreduce"}
 _WRITES = {"assign", "assign_add", "assign_sub"}
 # A smaller producer may be recomputed inside a bigger loop only when it has this few elements.
 RECOMPUTE_ELEMENTS = 1

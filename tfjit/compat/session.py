@@ -11,7 +11,6 @@ import numpy as np
 from .. import config
 from ..ir.graph import Node, Value
 from ..ir.types import TensorType, as_dtype, shape_compatible
-from ..runtime.hooks import notify_compiled
 from ..runtime.program import extract
 from ..runtime.state import RuntimeState
 from ..trace.graph import get_default_graph
@@ -198,7 +197,6 @@ class Session:
 
             feed_types = [(v, TensorType(as_dtype(feeds[v].dtype), feeds[v].shape)) for v in fed_order]
             program = extract(self.graph.nodes, fetch_values, targets, feed_types, default_device=CPU0)
-            notify_compiled(program)
             manager = config.pass_manager(allow_soft_placement=self.config.allow_soft_placement)
             optimized = manager.run(program)
             if self.config.log_device_placement:

@@ -20,7 +20,6 @@ from .. import config
 from ..ir.graph import Graph as IRGraph
 from ..ir.graph import Node
 from ..ir.types import TensorType, as_dtype, make_shape, shape_compatible
-from ..runtime.hooks import notify_compiled
 from ..runtime.state import RuntimeState
 from .graph import Graph
 from .source import user_location
@@ -163,7 +162,6 @@ class Function:
             rebuild = _flatten_outputs(outputs, leaves)
         body = [n for n in graph.nodes if n.op != "param"]
         ir = IRGraph(self.__name__, [t.value for t in params.values()], body, [t.value for t in leaves])
-        notify_compiled(ir)
         return ConcreteFunction(ir, list(params), rebuild)
 
     def _note_retrace(self, key: tuple[_Arg, ...]) -> None:
