@@ -90,6 +90,14 @@ def _reshape(node: Node, ins: tuple[Value, ...]) -> Value | Node | None:
     return None
 
 
+def _same_static_shape(node: Node, ins: tuple[Value, ...]) -> Value | None:
+    """sum_to_shape / unreduce to the shape the value already has (fully known) -> the value."""
+    x = ins[0]
+    if x.type.is_fully_defined and x.type == node.types[0]:
+        return x
+    return None
+
+
 def _broadcast_to(node: Node, ins: tuple[Value, ...]) -> Value | None:
     return _same_type(node, ins[0]) if ins[0].type.is_fully_defined else None  # an unknown dim may be 1
 
@@ -117,6 +125,8 @@ RULES: dict[str, Rule] = {
     "transpose": _transpose,
     "reshape": _reshape,
     "broadcast_to": _broadcast_to,
+    "sum_to_shape": _same_static_shape,
+    "unreduce": _same_static_shape,
     "pow": _pow,
 }
 

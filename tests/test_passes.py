@@ -244,13 +244,13 @@ def test_placement_assigns_devices_colocates_and_reports_conflicts():
 
 def test_placement_inserts_one_copy_per_value_and_device():
     cpu, gpu = "/job:localhost/replica:0/task:0/device:CPU:0", "/job:localhost/replica:0/task:0/device:GPU:0"
-    g = parse_graph(ir(f"""
-        func @f(%0: f32[2] {{device="CPU:0"}}) -> (f32[2], f32[2]) {{
-          %1: f32[2] = exp(%0) {{name="e", device="CPU:0"}}
-          %2: f32[2] = neg(%1) {{name="n", device="GPU:0"}}
-          %3: f32[2] = abs(%1) {{name="a", device="GPU:0"}}
+    g = parse_graph(ir("""
+        func @f(%0: f32[2] {device="CPU:0"}) -> (f32[2], f32[2]) {
+          %1: f32[2] = exp(%0) {name="e", device="CPU:0"}
+          %2: f32[2] = neg(%1) {name="n", device="GPU:0"}
+          %3: f32[2] = abs(%1) {name="a", device="GPU:0"}
           return %2, %3
-        }}"""))
+        }"""))
     out = Place(devices=(cpu, gpu), has_kernel=lambda d, op: True)(g)
     copies = [n for n in out.nodes if n.op == "device_copy"]
     assert len(copies) == 1 and copies[0].device == gpu and copies[0].attr("device") == gpu

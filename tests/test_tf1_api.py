@@ -164,6 +164,15 @@ def test_assign_ops_and_default_session_eval():
         sess.close()
 
 
+def test_is_variable_initialized_reports_the_sessions_state():
+    v = tf.Variable(tf.zeros([2]), name="v")
+    ready = tf.is_variable_initialized(v)
+    with tf.Session() as sess:
+        assert not sess.run(ready)
+        sess.run(v.initializer)
+        assert sess.run(ready)
+
+
 def test_fetched_variable_values_are_copies():
     v = tf.Variable(np.ones(3, np.float32))
     with tf.Session() as sess:

@@ -9,8 +9,10 @@ from .compat.control_flow import control_dependencies, group, no_op  # noqa: F40
 from .compat.control_flow import tuple_ as tuple  # noqa: F401,A001
 from .compat.graph_keys import (GraphKeys, add_to_collection, add_to_collections,  # noqa: F401
                                 get_collection, get_collection_ref)
+from .compat import initializers  # noqa: F401  (tf.initializers.*)
 from .compat.initializers import (constant_initializer, glorot_normal_initializer,  # noqa: F401
-                                  glorot_uniform_initializer, ones_initializer,
+                                  glorot_uniform_initializer, he_normal, he_uniform,
+                                  lecun_normal, lecun_uniform, ones_initializer,
                                   random_normal_initializer, random_uniform_initializer,
                                   truncated_normal_initializer, variance_scaling_initializer,
                                   zeros_initializer)
@@ -61,6 +63,9 @@ __version__ = "0.1.0"
 # -- autodiff (issue 3)
 from . import testing  # noqa: E402
 from .autodiff import UnconnectedGradients, custom_gradient, gradients, hessians  # noqa: E402,F401
-from .compat.array_ops import stop_gradient  # noqa: E402,F401
 
 test = testing
+
+# -- training (issue 3)
+from .compat import losses, metrics, summary, train  # noqa: E402,F401
+from .compat.clip_ops import clip_by_global_norm, clip_by_norm, global_norm  # noqa: E402,F401

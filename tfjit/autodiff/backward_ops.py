@@ -13,7 +13,8 @@ from scipy import special
 
 from ..compat.array_ops import zeros_like
 from ..compat.math_ops import emit1, reduce_sum
-from ..ir.types import TensorType
+from ..errors import OpTypeError
+from ..ir.types import TensorType, dims_compatible
 from ..ops.registry import Fusion, register, set_gradient
 from ..ops.shapes import require_float
 from ..trace.tensor import Operation, Tensor
@@ -24,6 +25,10 @@ Axes = tuple[int, ...] | None
 # -- sum_to_shape: the inverse of a NumPy broadcast ---------------------------------------------
 def _sum_to_shape_rule(in_types: tuple[TensorType, ...]) -> tuple[TensorType, ...]:
     grad, like = in_types
+    if grad.shape is not None and like.shape is not None:
+        lead = len(grad.shape) - len(like.shape)
+        if lead < 0 or not all(d == 1 or dims_compatible(d, g) for d, g in zip(like.shape, grad.shape[lead:])):
+            raise OpTypeError(f"cannot sum {grad} down to the shape of {like}: {like} does not broadcast to it")
     return (TensorType(grad.dtype, like.shape),)
 
 
@@ -31,7 +36,8 @@ def _sum_to_shape(grad: np.ndarray, like: np.ndarray) -> np.ndarray:
     """Sum `grad` over the axes along which `like`'s shape was broadcast to `grad`'s."""
     lead = grad.ndim - like.ndim
     stretched = tuple(lead + i for i, d in enumerate(like.shape) if d == 1 and grad.shape[lead + i] != 1)
-    out = np.sum(grad, axis=tuple(range(lead)) + stretched, keepdims=True)
+    wide = grad.astype(np.float32) if grad.dtype == np.float16 else grad
+    out = np.sum(wide, axis=tuple(range(lead)) + stretched, keepdims=True)
     return out.reshape(like.shape).astype(grad.dtype, copy=False)
 
 
@@ -52,6 +58,10 @@ def _sum_to_shape_grad(op: Operation, dy: Tensor) -> tuple[Tensor | None, ...]:
 # -- unreduce: broadcast a reduction's result back to its input's shape ----------------------
 def _unreduce_rule(in_types: tuple[TensorType, ...], axes: Axes, keepdims: bool) -> tuple[TensorType, ...]:
     reduced, like = in_types
+    if reduced.shape is not None and like.shape is not None:
+        kept = len(like.shape) if keepdims else len(like.shape) - (len(like.shape) if axes is None else len(axes))
+        if len(reduced.shape) != kept:
+            raise OpTypeError(f"{reduced} is not a reduction of {like} over axes {axes} (keepdims={keepdims})")
     return (TensorType(reduced.dtype, like.shape),)
 
 
@@ -107,3 +117,97 @@ def normal_pdf(x: Tensor) -> Tensor:
 @set_gradient("normal_cdf")
 def _normal_cdf_grad(op: Operation, dy: Tensor) -> tuple[Any, ...]:
     return (dy * normal_pdf(op.inputs[0]),)
+
+
+# -- scatter-backs: the adjoints of strided_slice, gather and mirror_pad -----------------------
+def _runtime(dynamic: np.ndarray | None, static: tuple[Any, ...]) -> tuple[int, ...]:
+    """An argument's value: its run-time input when the node has one, else the attribute."""
+    return static if dynamic is None else tuple(int(v) for v in dynamic.reshape(-1))
+
+
+def _like_rule(in_types: tuple[TensorType, ...], **attrs: Any) -> tuple[TensorType, ...]:
+    """Result: the first input's dtype in the shape of the second (`like`)."""
+    return (TensorType(in_types[0].dtype, in_types[1].shape),)
+
+
+def _strided_slice_grad(dy: np.ndarray, like: np.ndarray, begin_t: np.ndarray | None = None,
+                        end_t: np.ndarray | None = None, strides_t: np.ndarray | None = None, *,
+                        begin: tuple[Any, ...], end: tuple[Any, ...], strides: tuple[Any, ...],
+                        **masks: int) -> np.ndarray:
+    from ..ops.layout import strided_index
+
+    index = strided_index(_runtime(begin_t, begin), _runtime(end_t, end), _runtime(strides_t, strides), **masks)
+    out = np.zeros(like.shape, dy.dtype)
+    out[index] = dy
+    return out
+
+
+register("strided_slice_grad", _like_rule, _strided_slice_grad, Fusion.LAYOUT,
+         doc="zeros shaped like `like` with `dy` written where strided_slice (same attrs) read")
+
+
+@set_gradient("strided_slice_grad")
+def _strided_slice_grad_grad(op: Operation, g: Tensor) -> tuple[Any, ...]:
+    bounds = op.inputs[2:]
+    sliced = emit1("strided_slice", [g, *bounds], op.node.attr_dict, name="StridedSlice")
+    return (sliced, None) + (None,) * len(bounds)
+
+
+def _scatter_add(updates: np.ndarray, indices: np.ndarray, like: np.ndarray, *, axis: int) -> np.ndarray:
+    out = np.zeros(like.shape, updates.dtype)
+    np.add.at(out, (slice(None),) * axis + (indices,), updates)
+    return out
+
+
+def _scatter_add_rule(in_types: tuple[TensorType, ...], axis: int) -> tuple[TensorType, ...]:
+    updates, _, like = in_types
+    return (TensorType(updates.dtype, like.shape),)
+
+
+register("scatter_add", _scatter_add_rule, _scatter_add, Fusion.OPAQUE,
+         doc="zeros shaped like `like` plus `updates` added at `indices` along `axis` (gather's adjoint)")
+
+
+def scatter_add(updates: Tensor, indices: Tensor, like: Tensor, axis: int) -> Tensor:
+    return emit1("scatter_add", [updates, indices, like], {"axis": axis}, name="ScatterAdd")
+
+
+@set_gradient("scatter_add")
+def _scatter_add_grad(op: Operation, g: Tensor) -> tuple[Any, ...]:
+    from ..compat.layout_ops import gather
+
+    _, indices, _ = op.inputs
+    return gather(g, indices, axis=op.get_attr("axis")), None, None
+
+
+def _mirror_sources(padded: int, lo: int, hi: int, mode: str) -> np.ndarray:
+    """For each position of a mirror-padded axis, the input position it copies."""
+    n = padded - lo - hi
+    p = np.arange(padded)
+    offset = 1 if mode == "REFLECT" else 0
+    left = lo - p - 1 + offset
+    right = 2 * n - 1 - offset - (p - lo)
+    return np.where(p < lo, left, np.where(p >= lo + n, right, p - lo))
+
+
+def _mirror_pad_grad(dy: np.ndarray, like: np.ndarray, paddings_t: np.ndarray | None = None, *,
+                     paddings: tuple[tuple[Any, Any], ...], mode: str) -> np.ndarray:
+    pairs = paddings if paddings_t is None else [tuple(row) for row in paddings_t.tolist()]
+    out = dy
+    for axis, (lo, hi) in enumerate(pairs):
+        folded = np.zeros(out.shape[:axis] + (like.shape[axis],) + out.shape[axis + 1:], dy.dtype)
+        np.add.at(folded, (slice(None),) * axis + (_mirror_sources(out.shape[axis], int(lo), int(hi), mode),), out)
+        out = folded
+    return out
+
+
+register("mirror_pad_grad", _like_rule, _mirror_pad_grad, Fusion.OPAQUE,
+         doc="mirror_pad's adjoint: the padded copies added back onto the positions they mirror")
+
+
+@set_gradient("mirror_pad_grad")
+def _mirror_pad_grad_grad(op: Operation, g: Tensor) -> tuple[Any, ...]:
+    extra = op.inputs[2:]
+    attrs = op.node.attr_dict
+    padded = emit1("mirror_pad", [g, *extra], attrs, name="MirrorPad")
+    return (padded, None) + (None,) * len(extra)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from ..compat.array_ops import ones_like, zeros_like
 from ..compat.math_ops import add_n, reduce_sum
@@ -22,6 +22,9 @@ from ..ops.registry import Fusion, OpDef, get_op
 from ..trace.graph import Graph
 from ..trace.tensor import Tensor, convert_to_tensor
 from .backward_ops import sum_to_shape
+
+
+Shape = tuple[Dim, ...] | None
 
 
 class UnconnectedGradients(enum.Enum):
@@ -37,6 +40,7 @@ _BROADCASTING_INPUTS: dict[str, dict[int, int]] = {
     "matmul": {0: 2, 1: 2},  # batch dims broadcast, the two matrix dims do not
     "softmax_cross_entropy_with_logits": {1: 0},  # labels broadcast to the logits' shape
     "bias_add": {},  # the rule sums the bias gradient itself: NCHW is not a NumPy broadcast
+    "broadcast_to": {0: 0},
 }
 
 
@@ -49,15 +53,18 @@ def gradients(ys: Any, xs: Any, grad_ys: Any = None, name: str = "gradients",
     `grad_ys` weights each y (default ones); `stop_gradients` are values treated as
     constants; an x the ys do not depend on gets None, or zeros with
     `unconnected_gradients='zero'`. Integer and bool tensors never get a gradient.
+    `colocate_gradients_with_ops` puts each backward node on its forward node's device;
+    `gate_gradients` and `aggregation_method` are accepted for compatibility (the passes
+    schedule and fuse the sums).
     """
     y_tensors, x_tensors = _tensors(ys, "ys"), _tensors(xs, "xs")
     stops = {t.value for t in _tensors(stop_gradients or [], "stop_gradients")}
     mode = UnconnectedGradients(getattr(unconnected_gradients, "value", unconnected_gradients))
     graph = _common_graph(y_tensors + x_tensors)
-    with graph.as_default(), graph.name_scope(name):
+    with graph.as_default(), graph.name_scope(name or "gradients"):
         seeds = _seeds(y_tensors, grad_ys)
-        pass_ = _Backward(graph, [t.value for t in x_tensors], stops)
-        totals = pass_.run(list(zip((t.value for t in y_tensors), seeds)))
+        sweep = _Backward(graph, [t.value for t in x_tensors], stops, colocate_gradients_with_ops)
+        totals = sweep.run(list(zip((t.value for t in y_tensors), seeds)))
         return [_unconnected(totals.get(x.value), x, mode) for x in x_tensors]
 
 
@@ -124,15 +131,17 @@ def backward_location(graph: Graph, loc: Loc | None) -> Iterator[None]:
 class _Backward:
     """One reverse sweep from seeded values to `xs` over the nodes between them."""
 
-    def __init__(self, graph: Graph, xs: list[Value], stops: set[Value]):
+    def __init__(self, graph: Graph, xs: list[Value], stops: set[Value], colocate: bool):
         self.graph = graph
         self.xs = xs
         self.stops = stops
+        self.colocate = colocate
+        self.reach: set[Value] = set()
         self.pending: dict[Value, list[Tensor]] = {}
         self.totals: dict[Value, Tensor] = {}
 
     def run(self, seeds: list[tuple[Value, Tensor]]) -> dict[Value, Tensor]:
-        order = sorted(_ancestors(v.node for v, _ in seeds), key=lambda n: n.uid)
+        order = _topological(v.node for v, _ in seeds)
         self.reach = _reachable(order, self.xs, self.stops)
         for value, seed in seeds:
             if value in self.reach:
@@ -140,12 +149,12 @@ class _Backward:
         for node in reversed(order):
             if any(v in self.reach for v in node.inputs):
                 self._visit(node)
-        return {x: total for x in self.xs if (total := self._total(x)) is not None}
+        return {x: total for x in self.xs if (total := self._final(x)) is not None}
 
     def _visit(self, node: Node) -> None:
         if not any(self._has_gradient(v) for v in node.outputs):
             return
-        with self.graph.name_scope(f"{node.name}_grad"), backward_location(self.graph, node.loc):
+        with self._at(node):
             out_grads = [self._total(v) if self._has_gradient(v) else None for v in node.outputs]
             opdef = get_op(node.op)
             in_grads = _call_rule(opdef, node, self.graph, self._materialise(node, out_grads))
@@ -153,6 +162,13 @@ class _Backward:
                 if grad is not None and value in self.reach:
                     grad = _fit(grad, value, node, opdef, index, self.graph)
                     self.pending.setdefault(value, []).append(grad)
+
+    @contextlib.contextmanager
+    def _at(self, node: Node) -> Iterator[None]:
+        """Name scope `<node>_grad`, the node's source line and, if asked, its device."""
+        device = self.graph.device(node.device) if self.colocate else contextlib.nullcontext()
+        with self.graph.name_scope(f"{node.name}_grad"), backward_location(self.graph, node.loc), device:
+            yield
 
     def _has_gradient(self, value: Value) -> bool:
         return value not in self.stops and (value in self.pending or value in self.totals)
@@ -166,22 +182,34 @@ class _Backward:
             self.totals[value] = grads[0] if len(grads) == 1 else add_n(grads)
         return self.totals[value]
 
+    def _final(self, x: Value) -> Tensor | None:
+        """x's gradient; contributions still pending are summed at x's own line."""
+        with backward_location(self.graph, x.node.loc):
+            return self._total(x)
+
     def _materialise(self, node: Node, out_grads: list[Tensor | None]) -> list[Tensor | None]:
         """Zeros for the float outputs of a multi-result node that got no gradient."""
         return [zeros_like(_tensor(self.graph, v)) if g is None and v.type.dtype.is_floating else g
                 for v, g in zip(node.outputs, out_grads)]
 
 
-def _ancestors(roots: Any) -> set[Node]:
-    """Every node the roots depend on through data edges (control edges carry no gradient)."""
-    seen: set[Node] = set()
-    stack = list(roots)
+def _topological(roots: Iterable[Node]) -> list[Node]:
+    """Every node the roots depend on through data edges (control edges carry no gradient),
+    producers before consumers."""
+    order: list[Node] = []
+    done: set[Node] = set()
+    stack: list[tuple[Node, bool]] = [(n, False) for n in roots]
     while stack:
-        node = stack.pop()
-        if node not in seen:
-            seen.add(node)
-            stack.extend(v.node for v in node.inputs)
-    return seen
+        node, inputs_done = stack.pop()
+        if node in done:
+            continue
+        if inputs_done:
+            done.add(node)
+            order.append(node)
+            continue
+        stack.append((node, True))
+        stack.extend((v.node, False) for v in node.inputs if v.node not in done)
+    return order
 
 
 def _reachable(order: list[Node], xs: list[Value], stops: set[Value]) -> set[Value]:
@@ -218,7 +246,7 @@ def _fit(grad: Any, value: Value, node: Node, opdef: OpDef, index: int, graph: G
                         f"is {grad.dtype.name}, but the input is {value.type.dtype.name}")
     core = _broadcast_core(opdef, index)
     if core is not None:
-        grad = sum_to(grad, _tensor(graph, value), core)
+        grad = sum_to(grad, _tensor(graph, value), core, _partners(node, index))
     if not _shapes_may_match(grad.type.shape, value.type.shape):
         raise ValueError(f"the gradient for input {index} of {where(node.op, node.loc)} ({node.name}) "
                          f"has type {grad.type}, but the input is {value.type}")
@@ -232,10 +260,21 @@ def _broadcast_core(opdef: OpDef, index: int) -> int | None:
     return 0 if opdef.fusion is Fusion.BROADCAST else None
 
 
-def sum_to(grad: Tensor, like: Tensor, core: int = 0) -> Tensor:
+def _partners(node: Node, index: int) -> list[Shape]:
+    """The shapes input `index` was broadcast against: the op's other operands (integer
+    inputs are run-time arguments such as broadcast_to's dims), or else its result."""
+    own = node.inputs[index].type.dtype
+    others = [v.type.shape for j, v in enumerate(node.inputs)
+              if j != index and (v.type.dtype == own or v.type.dtype.is_bool)]
+    return others or [node.types[0].shape]
+
+
+def sum_to(grad: Tensor, like: Tensor, core: int = 0, partners: list[Shape] | None = None) -> Tensor:
     """`grad` summed down to `like`'s shape: static sums where the shapes tell which axes were
-    broadcast, else the run-time `sum_to_shape` op. The last `core` dims never broadcast."""
-    axes = _broadcast_axes(grad.type.shape, like.type.shape, core)
+    broadcast, else the run-time `sum_to_shape` op. The last `core` dims never broadcast;
+    `partners` are the shapes `like` was broadcast against (default: `grad`'s)."""
+    partners = [grad.type.shape] if partners is None else partners
+    axes = _broadcast_axes(grad.type.shape, like.type.shape, core, partners)
     if axes is None:
         return sum_to_shape(grad, like)
     lead, stretched = axes
@@ -246,21 +285,33 @@ def sum_to(grad: Tensor, like: Tensor, core: int = 0) -> Tensor:
     return grad
 
 
-def _broadcast_axes(grad: tuple[Dim, ...] | None, like: tuple[Dim, ...] | None,
-                    core: int) -> tuple[int, list[int]] | None:
+def _broadcast_axes(grad: Shape, like: Shape, core: int, partners: list[Shape]) -> tuple[int, list[int]] | None:
     """(number of leading axes to drop, axes to sum keeping dims), or None when unknown dims
     leave it open whether `like` was broadcast."""
     if grad is None or like is None or len(grad) < len(like):
         return None
     lead = len(grad) - len(like)
+    batch = len(like) - core
     stretched = []
-    for i, d in enumerate(like[:len(like) - core]):
+    for i, d in enumerate(like[:batch]):
         g = grad[lead + i]
         if d == 1 and g != 1:
             stretched.append(lead + i)
-        elif not (isinstance(d, int) or g == 1 or (isinstance(d, str) and d == g)):
-            return None  # an unknown dim of `like` may be 1 at run time
+        elif not (isinstance(d, int) or g == 1 or (isinstance(d, str) and d == g)
+                  or _never_wider(partners, batch - i, core)):
+            return None  # an unknown dim of `like` may be 1 while a partner's is not
     return lead, stretched
+
+
+def _never_wider(partners: list[Shape], from_right: int, core: int) -> bool:
+    """Whether every partner's dim aligned `from_right` places before the core is 1 or absent."""
+    for shape in partners:
+        if shape is None:
+            return False
+        batch = shape[:len(shape) - core]
+        if from_right <= len(batch) and batch[len(batch) - from_right] != 1:
+            return False
+    return True
 
 
 def _shapes_may_match(a: tuple[Dim, ...] | None, b: tuple[Dim, ...] | None) -> bool:

@@ -313,3 +313,27 @@ def _matmul(op: Operation, dy: Tensor) -> Grads:
         return m.matmul(b, dy, transpose_b=True), m.matmul(a, dy)
     return (m.matmul(b, dy, transpose_a=True, transpose_b=True),
             m.matmul(dy, a, transpose_a=True, transpose_b=True))
+
+
+@set_gradient("tensordot")
+def _tensordot(op: Operation, dy: Tensor) -> Grads:
+    """Contract dy with the other operand over its free axes, then restore the axis order."""
+    a, b = op.inputs
+    axes_a, axes_b = list(op.get_attr("axes_a")), list(op.get_attr("axes_b"))
+    free_a = [i for i in range(a.type.rank) if i not in axes_a]
+    free_b = [j for j in range(b.type.rank) if j not in axes_b]
+    dy_b = list(range(len(free_a), len(free_a) + len(free_b)))
+    grad_a = m.tensordot(dy, b, [dy_b, free_b])
+    order_a = free_a + [axes_a[axes_b.index(j)] for j in sorted(axes_b)]
+    grad_b = m.tensordot(a, dy, [free_a, list(range(len(free_a)))])
+    order_b = [axes_b[axes_a.index(i)] for i in sorted(axes_a)] + free_b
+    return _restore_order(grad_a, order_a), _restore_order(grad_b, order_b)
+
+
+def _restore_order(t: Tensor, order: list[int]) -> Tensor:
+    """`t`, whose axis k is the operand's axis order[k], with the operand's axis order."""
+    from ..compat.layout_ops import transpose
+
+    if order == sorted(order):
+        return t
+    return transpose(t, [int(p) for p in np.argsort(order)])

@@ -13,6 +13,7 @@ from ..ops.creation import range_size
 from ..trace.graph import get_default_graph
 from ..trace.source import user_location
 from ..trace.tensor import Tensor, convert_to_tensor
+from .layout_ops import int_operand
 from .math_ops import constant_value, emit1
 
 
@@ -93,31 +94,14 @@ def _fits_int32(array: np.ndarray) -> bool:
 
 
 def _shape_args(shape: Any) -> tuple[tuple[Any, ...], Tensor | None]:
-    """A static shape, or (best static guess, dims tensor) when any dim is a tensor."""
-    if isinstance(shape, Tensor):
-        value = constant_value(shape)
-        if value is not None:
-            return tuple(int(d) for d in value.reshape(-1)), None
-        n = shape.type.shape[0] if shape.type.shape else None
-        if not isinstance(n, int):
-            raise ValueError("the rank of a dynamic shape tensor must be known while building")
-        return (None,) * n, shape
-    if hasattr(shape, "as_list"):
-        shape = shape.as_list()
-    if isinstance(shape, np.ndarray):
-        shape = shape.tolist()
-    dims = list(shape) if isinstance(shape, (list, tuple)) else [shape]
-    if any(isinstance(d, Tensor) for d in dims):
-        static = tuple(d if isinstance(d, int) else _static_dim(d) for d in dims)
-        from .layout_ops import stack
-
-        return static, stack([convert_to_tensor(d, dtype=int32) for d in dims])
-    return tuple(int(d) for d in dims), None
-
-
-def _static_dim(d: Any) -> int | None:
-    value = constant_value(d)
-    return None if value is None else int(value)
+    """A shape argument (list, TensorShape, array or int tensor, dims may be tensors): its dims
+    known while building (None where unknown) and, unless all are known, the tensor holding it."""
+    entries, dynamic = int_operand(shape, "shape")
+    if entries.ndim == 0 and dynamic is None:  # tf.zeros(5) means shape [5]
+        entries = entries.reshape(1)
+    if entries.ndim != 1:
+        raise ValueError(f"a shape must be a vector of dims, got {shape!r}")
+    return tuple(entries.tolist()), dynamic
 
 
 def fill(dims: Any, value: Any, name: str | None = None) -> Tensor:
@@ -153,7 +137,7 @@ def range(start: Any, limit: Any = None, delta: Any = 1, dtype: Any = None, name
     (int32 < int64 < float32 < float64). The length is static when all three are known."""
     if limit is None:
         start, limit = 0, start
-    args = (start, limit, delta)
+    args = tuple(convert_to_tensor(a) if hasattr(a, "_as_graph_tensor") else a for a in (start, limit, delta))
     if dtype is None:
         dt = max((_default_dtype(a) for a in args), key=_range_rank)
         tensors = [_cast_to(convert_to_tensor(a, dtype=dt) if not isinstance(a, Tensor) else a, dt) for a in args]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+
 from ..ir.types import DType, as_dtype, float32
 from ..trace.tensor import Tensor
 from . import array_ops, random_ops

@@ -6,7 +6,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..ir.types import as_dtype, bool_, float32, make_shape
+from ..ir.types import as_dtype, float32, make_shape
 from ..trace.graph import get_default_graph
 from ..trace.source import user_location
 from ..trace.tensor import Tensor, convert_to_tensor
@@ -280,8 +280,6 @@ def _initial_value(init: Any, shape: Any, dtype: Any, full: str) -> Any:
         raise ValueError(f"Shape of a new variable ({full}) must be fully defined, but instead was {shape}.")
     if init is None:
         init = init_ops.glorot_uniform_initializer() if dtype.is_floating else init_ops.Zeros()
-    if dtype == bool_ and isinstance(init, init_ops.Zeros):
-        return lambda: init_ops.fill(shape, False, bool_)
     return lambda: init(shape, dtype=dtype)
 
 

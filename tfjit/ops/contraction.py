@@ -33,7 +33,8 @@ def _matmul(a: np.ndarray, b: np.ndarray, transpose_a: bool = False, transpose_b
         a = np.swapaxes(a, -1, -2)
     if transpose_b:
         b = np.swapaxes(b, -1, -2)
-    return np.matmul(_widen(a), _widen(b)).astype(a.dtype, copy=False)
+    with np.errstate(all="ignore"):  # inf * 0 is NaN silently, as in TF
+        return np.matmul(_widen(a), _widen(b)).astype(a.dtype, copy=False)
 
 
 def _widen(a: np.ndarray) -> np.ndarray:
@@ -65,8 +66,9 @@ def _tensordot_rule(in_types: tuple[TensorType, ...], axes_a: tuple[int, ...],
 
 
 def _tensordot(a: np.ndarray, b: np.ndarray, axes_a: tuple[int, ...], axes_b: tuple[int, ...]) -> np.ndarray:
-    out = np.tensordot(_widen(a), _widen(b), axes=(list(axes_a), list(axes_b)))
-    return out.astype(a.dtype, copy=False)
+    with np.errstate(all="ignore"):
+        out = np.tensordot(_widen(a), _widen(b), axes=(list(axes_a), list(axes_b)))
+        return out.astype(a.dtype, copy=False)
 
 
 register("tensordot", _tensordot_rule, _tensordot, Fusion.CONTRACTION)

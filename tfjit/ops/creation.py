@@ -94,7 +94,8 @@ def _range(start: np.ndarray, limit: np.ndarray, delta: np.ndarray, size: Any = 
     n = range_size(start[()], limit[()], delta[()])
     if start.dtype.kind in "iu":
         return (int(start) + np.arange(n, dtype=np.int64) * int(delta)).astype(start.dtype)
-    return np.arange(n).astype(start.dtype) * delta + start
+    with np.errstate(all="ignore"):
+        return np.arange(n).astype(start.dtype) * delta + start
 
 
 register("range", _range_rule, _range, Fusion.CREATION, differentiable=False)

@@ -23,17 +23,18 @@ def _widen(a: np.ndarray) -> np.ndarray:
     return a.astype(np.float32) if a.dtype == np.float16 else a
 
 
-def _quiet(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+def _quiet(fn: Callable[..., np.ndarray], widen: bool = True) -> Callable[..., np.ndarray]:
     """Reference of an op whose inputs and result share one dtype (the type rule checks it).
 
-    It runs without NumPy warnings (TF returns inf/NaN silently), widens float16 and casts
-    the result back to the inputs' dtype (NumPy promotes, and returns Python scalars).
+    It runs without NumPy warnings (TF returns inf/NaN silently), widens float16 unless the
+    op is a chain TF rounds step by step (`widen=False`), and casts the result back to the
+    inputs' dtype (NumPy promotes, and returns Python scalars).
     """
 
     def run(*args: np.ndarray, **attrs: Any) -> np.ndarray:
         dtype = args[0].dtype
         with np.errstate(all="ignore"):
-            out = np.asarray(fn(*(_widen(a) for a in args), **attrs))
+            out = np.asarray(fn(*(_widen(a) if widen else a for a in args), **attrs))
             return out.astype(dtype, copy=False)
 
     run.__name__ = getattr(fn, "__name__", "reference")
@@ -137,7 +138,7 @@ def _leaky_rule(in_types: tuple[TensorType, ...], alpha: float = 0.2) -> tuple[T
 
 
 register("gelu", _gelu_rule, _quiet(_gelu), Fusion.ELEMENTWISE)
-register("leaky_relu", _leaky_rule, _quiet(_leaky_relu), Fusion.ELEMENTWISE)
+register("leaky_relu", _leaky_rule, _quiet(_leaky_relu, widen=False), Fusion.ELEMENTWISE)
 register("logical_not", _same(require_bool), np.logical_not, Fusion.ELEMENTWISE, differentiable=False)
 register("is_nan", _to_bool(require_float), np.isnan, Fusion.ELEMENTWISE, differentiable=False)
 register("is_finite", _to_bool(require_float), np.isfinite, Fusion.ELEMENTWISE, differentiable=False)
@@ -179,7 +180,8 @@ def _no_zero_divisor(y: np.ndarray) -> None:
 
 
 def _floordiv(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Floats: floor(x / y) as TF (NumPy's floor_divide differs, e.g. 1 // 0.1 == 9)."""
+    """Floats: floor(x / y) with the quotient rounded to x's dtype, as TF computes it
+    (NumPy's floor_divide differs, e.g. 1.0 // 0.1 == 9.0)."""
     if x.dtype.kind == "f":
         return np.floor(x / y)
     _no_zero_divisor(y)
@@ -206,9 +208,11 @@ _arith: dict[str, Callable[..., np.ndarray]] = {
     "mod": _mod, "pow": _pow, "maximum": np.maximum, "minimum": np.minimum,
     "squared_difference": lambda x, y: np.square(x - y),
 }
+# TF rounds the quotient to the dtype before flooring; widening float16 would skip that rounding.
+_ROUNDED_STEPWISE = {"floordiv", "mod"}
 for _name, _fn in _arith.items():
-    register(_name, _binary(require_numeric), _quiet(_fn), Fusion.BROADCAST,
-             differentiable=_name not in ("floordiv", "mod"))
+    register(_name, _binary(require_numeric), _quiet(_fn, widen=_name not in _ROUNDED_STEPWISE),
+             Fusion.BROADCAST, differentiable=_name not in ("floordiv", "mod"))
 register("divide", _binary(require_float), _quiet(np.divide), Fusion.BROADCAST)
 
 

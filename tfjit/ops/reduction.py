@@ -36,11 +36,12 @@ def _reference(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
 
 
 def _mean(x: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray:
+    """Sum over count: an empty float mean is NaN (np.mean would also warn)."""
+    n = x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))
     if x.dtype.kind in "iu":  # TF's integer mean is the sum divided by the count, truncated
-        n = x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))
         total = np.sum(x, axis=axis, keepdims=keepdims, dtype=np.int64)
         return np.sign(total) * (np.abs(total) // max(n, 1))
-    return np.mean(x, axis=axis, keepdims=keepdims)
+    return np.sum(x, axis=axis, keepdims=keepdims) / x.dtype.type(n)
 
 
 def _lowest(dtype: np.dtype) -> Any:

@@ -40,7 +40,8 @@ class OpDef:
     type_rule: TypeRule
     reference: Reference
     fusion: Fusion
-    # Gradient rule: (node, output_grads) -> input grads, written with ordinary ops (autodiff).
+    # Gradient rule `(op: Operation, *output_grads) -> one gradient per input (None = none)`,
+    # written with ordinary ops so gradients are graphs too (tfjit/autodiff).
     grad: Callable[..., Any] | None = None
     # False for ops with no gradient by definition (comparisons, argmax, casts to int, ...).
     differentiable: bool = True

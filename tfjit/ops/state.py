@@ -29,8 +29,8 @@ def _param_rule(in_types: tuple[TensorType, ...], index: int) -> tuple[TensorTyp
     raise OpTypeError("a param's type is given by the graph signature, not derived")
 
 
-register("param", _param_rule, _param, Fusion.STATEFUL, stateful=True)
-register("placeholder", _declared, _placeholder, Fusion.STATEFUL, stateful=True)
+register("param", _param_rule, _param, Fusion.STATEFUL, stateful=True, differentiable=False)
+register("placeholder", _declared, _placeholder, Fusion.STATEFUL, stateful=True, differentiable=False)
 
 
 def _with_default_rule(in_types: tuple[TensorType, ...], shape: tuple[Dim, ...] | None) -> tuple[TensorType, ...]:
@@ -46,7 +46,7 @@ def _variable(*, var: str, dtype: DType, shape: Any, state: RuntimeState) -> np.
 
 
 register("variable", lambda in_types, var, dtype, shape: (TensorType(dtype, shape),), _variable,
-         Fusion.STATEFUL, stateful=True)
+         Fusion.STATEFUL, stateful=True, differentiable=False)
 
 
 def _assign_rule(in_types: tuple[TensorType, ...], var: str, dtype: DType, shape: Any,

@@ -303,7 +303,9 @@ def _as_array(value: Any, dtype: Any, preferred: Any) -> np.ndarray:
     if arr.dtype == np.float64 and not isinstance(value, (np.ndarray, np.generic)):
         return arr.astype(np.float32)  # Python floats become float32, as in TF
     if arr.dtype == np.int64 and not isinstance(value, (np.ndarray, np.generic)):
-        return arr.astype(np.int32)  # Python ints become int32, as in TF
+        info = np.iinfo(np.int32)  # Python ints become int32, as in TF, unless they need int64
+        if arr.size == 0 or (info.min <= arr.min() and arr.max() <= info.max):
+            return arr.astype(np.int32)
     if arr.dtype.kind in "US":
         raise TypeError(f"tfjit has no string tensors; cannot convert {value!r}")
     return arr

@@ -1,9 +1,10 @@
 """TF1's `tf.train.Optimizer`: gradients, slot variables, and the update ops of one step.
 
 `apply_gradients` builds a step in TF's order: slot variables are created once, outside any
-control dependencies; every variable write waits on one gate that waits for every gradient,
-so all gradients of a step see the variables' pre-update values whatever order a scheduler
-picks; `_finish` groups the updates, and the global step is incremented after them.
+control dependencies, on their variable's device (as are the updates); every variable write
+waits on one gate that waits for every gradient, so all gradients of a step see the
+variables' pre-update values whatever order a scheduler picks; `_finish` groups the
+updates, and the global step is incremented after them.
 Subclasses give `_create_slots`, `_prepare` and `_apply_dense` (TF's names), written with
 ordinary ops and `_write` (an assign, assign_add or assign_sub node).
 """
@@ -94,7 +95,7 @@ class Optimizer:
             self._gate = group(*[g for g, _ in live], name="gradients_ready")
             update_ops = []
             for grad, var in live:
-                with graph.name_scope("update_" + var.op.name):
+                with graph.name_scope("update_" + var.op.name), graph.device(var.device or None):
                     update_ops.append(self._apply_dense(grad, var))
             train_op = self._finish_step(update_ops, scope, global_step)
         self._gate = None
@@ -170,7 +171,7 @@ class Optimizer:
 
 def _create_slot(primary: Variable, initial: Callable[[], Any], op_name: str) -> Variable:
     graph = primary.graph
-    with graph.name_scope(None):
+    with graph.name_scope(None), graph.device(primary.device or None):
         full = graph.unique_name(f"{primary.op.name}/{op_name}")
         slot = Variable(initial, trainable=False, name=full + "/")
     graph.variables[full] = slot  # TF makes slots with get_variable, so they live in its store

@@ -1,0 +1,1 @@
+"""Tracing: the TF1 graph builder, symbolic tensors and @tfjit.function."""
