@@ -248,6 +248,13 @@ def fuse(graph: Graph) -> Graph:
     return _build(graph, [g for g in _Fuser(graph).run() if len(g.members) > 1])
 
 
+def fuse_loops(graph: Graph) -> Graph:
+    """Only the loop kernels of `graph` (a backend's fallback for a kernel body it cannot
+    generate as a whole: the elementwise parts still become single loops)."""
+    groups = [g for g in _Fuser(graph).run() if len(g.members) > 1 and g.kind == "loop"]
+    return _build(graph, groups)
+
+
 def explain_fusion(graph: Graph) -> list[str]:
     """Why each pair of neighbours was or was not fused."""
     fuser = _Fuser(graph)

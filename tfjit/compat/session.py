@@ -193,8 +193,6 @@ class Session:
         key = (tuple(fetch_values), tuple(targets), signature)
         cached = self._cache.get(key)
         if cached is None:
-            from ..backends import reference
-
             feed_types = [(v, TensorType(as_dtype(feeds[v].dtype), feeds[v].shape)) for v in fed_order]
             program = extract(self.graph.nodes, fetch_values, targets, feed_types, default_device=CPU0)
             manager = config.pass_manager(allow_soft_placement=self.config.allow_soft_placement)
@@ -202,7 +200,7 @@ class Session:
             if self.config.log_device_placement:
                 placed = dict(manager.history).get("place", optimized)
                 self._log_placement(placed.nodes)
-            cached = (reference.compile_graph(optimized), fetch_values)
+            cached = (config.compile_graph(optimized), fetch_values)
             self._cache[key] = cached
         return cached
 

@@ -67,9 +67,7 @@ class ConcreteFunction:
 
     def __call__(self, arrays: Sequence[np.ndarray], state: RuntimeState) -> Any:
         if self._executable is None:
-            from ..backends import reference
-
-            self._executable = reference.compile_graph(config.optimize(self.graph))
+            self._executable = config.compile_graph(config.optimize(self.graph))
         outputs = self._executable.run(list(arrays), state)
         return self._rebuild([o[()] if o.ndim == 0 else (o if o.flags.writeable else o.copy()) for o in outputs])
 

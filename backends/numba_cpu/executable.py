@@ -1,0 +1,143 @@
+"""A compiled plan: one generated Python step function calling every kernel in order.
+
+Each node becomes one line of `step`: a generated numba kernel where the codegen covers the
+node (loop kernels, row reductions), the op's NumPy reference otherwise. Generating the step
+removes the interpreter loop, dict lookups and per-node dispatch from `Session.run`; values
+are deleted after their last use. An exception inside the step is re-raised naming the node
+and the user's line (the step's source maps lines back to nodes).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import linecache
+import sys
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from tfjit.errors import InvalidArgumentError, OpError, where
+from tfjit.ir.graph import Graph, Node, Value
+from tfjit.ops.registry import Fusion, get_op
+from tfjit.runtime.state import RuntimeState
+
+from . import loop, reduction
+
+
+class NumbaExecutable:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.kernels: list[tuple[Node, Any]] = [(n, _kernel_for(n)) for n in graph.nodes]
+        self._step, self._filename = _generate_step(graph, [k for _, k in self.kernels])
+
+    def run(self, args: Sequence[np.ndarray], state: RuntimeState) -> list[np.ndarray]:
+        try:
+            return self._step(list(args), state)
+        except OpError:
+            raise
+        except Exception as e:  # name the node whose line failed
+            node = self._failing_node(sys.exc_info()[2])
+            if node is None:
+                raise
+            raise InvalidArgumentError(node, node.op, f"{where(node.op, node.loc)} ({node.name}): {e}") from e
+
+    def _failing_node(self, tb: Any) -> Node | None:
+        line = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == self._filename:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        if line is None:
+            return None
+        index = line - _FIRST_NODE_LINE
+        return self.graph.nodes[index] if 0 <= index < len(self.graph.nodes) else None
+
+
+def compile_graph(graph: Graph) -> NumbaExecutable:
+    return NumbaExecutable(graph)
+
+
+def _kernel_for(node: Node) -> Callable[..., Any]:
+    """The callable running `node`: generated code where available, else its reference."""
+    opdef = get_op(node.op)
+    kind = node.attr("kind") if node.op == "fused" else None
+    generated = None
+    if kind == "loop" or (node.op != "fused" and opdef.fusion in (Fusion.ELEMENTWISE, Fusion.BROADCAST)
+                          and not opdef.stateful):
+        generated = loop.build(node)
+    elif kind == "reduction":
+        generated = reduction.build(node)
+    if generated is not None:
+        return generated
+    if node.op == "fused":
+        inner = NumbaExecutable(_loops_fused(node.attr("body")))
+        return _run_body(inner)
+    attrs = node.attr_dict
+    if opdef.stateful:
+        return functools.partial(_with_state, opdef.reference, attrs)
+    return functools.partial(opdef.reference, **attrs) if attrs else opdef.reference
+
+
+def _loops_fused(body: Graph) -> Graph:
+    from tfjit.passes.fuse import fuse_loops
+
+    return fuse_loops(body)
+
+
+def _run_body(inner: NumbaExecutable) -> Callable[..., Any]:
+    def run(*args: np.ndarray, state: RuntimeState) -> tuple[np.ndarray, ...]:
+        return tuple(inner.run(args, state))
+
+    run.needs_state = True  # type: ignore[attr-defined]
+    run.returns_tuple = True  # type: ignore[attr-defined]
+    return run
+
+
+def _with_state(reference: Callable[..., Any], attrs: dict[str, Any], *args: np.ndarray, state: RuntimeState) -> Any:
+    return reference(*args, state=state, **attrs)
+
+
+_with_state.needs_state = True  # type: ignore[attr-defined]
+_FIRST_NODE_LINE = 3  # the step's source: def line, params line, then one line per node
+
+
+def _needs_state(kernel: Any) -> bool:
+    target = kernel.func if isinstance(kernel, functools.partial) else kernel
+    return bool(getattr(target, "needs_state", False))
+
+
+def _generate_step(graph: Graph, kernels: list[Any]) -> tuple[Callable[..., Any], str]:
+    names: dict[Value, str] = {}
+    for i, p in enumerate(graph.params):
+        names[p] = f"p{i}"
+    last_use: dict[Value, int] = {}
+    for i, node in enumerate(graph.nodes):
+        for v in node.inputs:
+            last_use[v] = i
+    keep = set(graph.results)
+    lines = ["def step(args, state):",
+             "    " + (", ".join(names[p] for p in graph.params) + ", = args" if graph.params else "pass")]
+    namespace: dict[str, Any] = {}
+    for i, (node, kernel) in enumerate(zip(graph.nodes, kernels)):
+        namespace[f"k{i}"] = kernel
+        outs = [f"v{i}_{j}" for j in range(len(node.types))]
+        for v, name in zip(node.outputs, outs):
+            names[v] = name
+        args = [names[v] for v in node.inputs] + (["state=state"] if _needs_state(kernel) else [])
+        call = f"k{i}({', '.join(args)})"
+        if len(outs) == 0:
+            line = call
+        elif len(outs) == 1 and not getattr(kernel, "returns_tuple", False):
+            line = f"{outs[0]} = {call}"
+        else:
+            line = f"{', '.join(outs)}, = {call}"
+        dead = [names[v] for v in node.inputs if last_use.get(v) == i and v not in keep]
+        if dead:
+            line += "; del " + ", ".join(dict.fromkeys(dead))
+        lines.append(f"    {line}  # {node.op} {node.name or ''}")
+    lines.append("    return [" + ", ".join(names[r] for r in graph.results) + "]")
+    source = "\n".join(lines) + "\n"
+    filename = f"<tfjit-step-{hashlib.sha256(source.encode()).hexdigest()[:12]}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace["step"], filename

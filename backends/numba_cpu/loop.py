@@ -1,0 +1,155 @@
+"""Loop kernels: elementwise/broadcast bodies over one iteration space, one pass over memory.
+
+Before the call, inputs are put into the iteration space's shape: a re-indexing op applied
+to an input (expand_dims, unreduce, broadcast_to, ...) is done on the array as a NumPy view,
+inputs with as many elements as the space are reshaped to it, size-1 inputs become scalars
+and the rest are broadcast (NumPy's trailing rule, which is what broadcasting ops mean).
+Without broadcast inputs the kernel is one flat loop (which LLVM vectorises); otherwise it
+loops over the space's dims.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from tfjit.ir.graph import Graph, Node, Value
+from tfjit.ops.registry import get_op
+
+from .codegen import INDEX_ONLY, ElementWriter, Lines
+from .compile import compile_kernel
+
+FULL, SCALAR, BROADCAST = "full", "scalar", "broadcast"
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """How the kernel's inputs derive from the fused node's arguments."""
+
+    steps: tuple[tuple[Node, tuple[int, ...]], ...]  # index-only ops applied to inputs, in order
+    inputs: tuple[Value, ...]                       # body values the loop reads
+
+
+class LoopKernel:
+    """A compiled loop kernel for one fused body; callable as `kernel(*arrays) -> outputs`."""
+
+    returns_tuple = True
+
+    def __init__(self, body: Graph, name: str):
+        self.body = body
+        self.name = name
+        self.prepared = _prepare(body)
+        self._compiled: dict[tuple, Callable[..., None]] = {}
+
+    def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+        values: dict[Value, np.ndarray] = dict(zip(self.body.params, args))
+        for node, positions in self.prepared.steps:
+            out = get_op(node.op).reference(*(values[node.inputs[i]] for i in positions), **node.attr_dict)
+            values[node.out] = np.asarray(out)
+        outs = [np.empty(_concrete(r, values), r.type.dtype.np_dtype) for r in self.body.results]
+        space = max((o.shape for o in outs), key=lambda s: (int(np.prod(s)), len(s)))
+        size = int(np.prod(space))
+        arrays, kinds = [], []
+        for v in self.prepared.inputs:
+            a, kind = _fit(values[v], space, size)
+            arrays.append(a)
+            kinds.append(kind)
+        flat = BROADCAST not in kinds
+        views = [o.reshape(-1) if flat else o.reshape(space) for o in outs]
+        if flat:
+            arrays = [a.reshape(-1) if k == FULL else a for a, k in zip(arrays, kinds)]
+        key = (flat, len(space), tuple(kinds))
+        kernel = self._compiled.get(key)
+        if kernel is None:
+            kernel = compile_kernel(self._source(flat, len(space), kinds), "kernel")
+            self._compiled[key] = kernel
+        kernel(*arrays, *views)
+        return tuple(outs)
+
+    def source(self) -> str:
+        """The flat-loop form of this kernel's source (what `tfjit dump --stage kernels` shows)."""
+        return self._source(True, 1, [FULL] * len(self.prepared.inputs))
+
+    def _source(self, flat: bool, rank: int, kinds: Sequence[str]) -> str:
+        lines = Lines()
+        ins = [f"in{i}" for i in range(len(kinds))]
+        outs = [f"out{i}" for i in range(len(self.body.results))]
+        lines.add(f"def kernel({', '.join(ins + outs)}):", f"{self.name}")
+        lines.indent()
+        index = "i" if flat else ", ".join(f"i{d}" for d in range(rank))
+        loads: dict[Value, str] = {}
+        for i, (v, kind) in enumerate(zip(self.prepared.inputs, kinds)):
+            if kind == SCALAR:
+                lines.add(f"s{i} = in{i}[()]")
+                loads[v] = f"s{i}"
+        if flat:
+            lines.add(f"for i in range({outs[0]}.shape[0]):")
+            lines.indent()
+        else:
+            for d in range(rank):
+                lines.add(f"for i{d} in range({outs[0]}.shape[{d}]):")
+                lines.indent()
+        position = {v: i for i, v in enumerate(self.prepared.inputs)}
+
+        def load(v: Value) -> str:
+            if v in loads:
+                return loads[v]
+            name = f"a{position[v]}"
+            lines.add(f"{name} = in{position[v]}[{index}]")
+            loads[v] = name
+            return name
+
+        writer = ElementWriter(lines, load)
+        for v in self.prepared.inputs:
+            writer.names[v] = load(v) if v not in loads else loads[v]
+        for o, r in zip(outs, self.body.results):
+            lines.add(f"{o}[{index}] = {writer.value(r)}")
+        return lines.source()
+
+
+def _prepare(body: Graph) -> _Prepared:
+    """Which index-only ops act on inputs directly (done as NumPy views before the loop), and
+    which values the loop reads."""
+    ready: set[Value] = set(body.params)
+    steps = []
+    for node in body.nodes:
+        if node.op in INDEX_ONLY and node.op not in ("identity", "stop_gradient") and all(v in ready for v in node.inputs):
+            steps.append((node, tuple(range(len(node.inputs)))))
+            ready.add(node.out)
+    computed = [n for n in body.nodes if n.out not in ready]
+    used = [v for n in computed for v in n.inputs if v in ready]
+    used += [r for r in body.results if r in ready]
+    return _Prepared(tuple(steps), tuple(dict.fromkeys(used)))
+
+
+def _concrete(v: Value, values: dict[Value, np.ndarray]) -> tuple[int, ...]:
+    shape = v.type.shape
+    if shape is not None and all(isinstance(d, int) for d in shape):
+        return tuple(shape)
+    raise NotImplementedError("loop kernel with a result of unknown shape")
+
+
+def _fit(a: np.ndarray, space: tuple[int, ...], size: int) -> tuple[np.ndarray, str]:
+    if a.size == size and size != 1:
+        return a.reshape(space), FULL
+    if a.size == 1:
+        return a.reshape(()), SCALAR
+    return np.broadcast_to(a, space), BROADCAST
+
+
+def build(node: Node) -> Any:
+    """A loop kernel for a fused `loop` node (or one elementwise node), or None when some op
+    has no element form here."""
+    from .codegen import supported
+
+    body = node.attr("body") if node.op == "fused" else single_node_body(node)
+    if not supported(body) or not all(r.type.is_fully_defined for r in body.results):
+        return None
+    return LoopKernel(body, node.name or node.op)
+
+
+def single_node_body(node: Node) -> Graph:
+    params = [Node("param", (), (("index", i),), (v.type,)).out for i, v in enumerate(node.inputs)]
+    inner = node.evolve(inputs=tuple(params), control_inputs=(), buffers=None)
+    return Graph(node.name or node.op, params, [inner], list(inner.outputs))

@@ -1,0 +1,156 @@
+"""Scalar helpers the generated kernels call; numba inlines them into the element loops.
+
+Semantics follow NumPy/TF element by element (NaN propagation in maximum/minimum, TF's sign(NaN)
+= 0, floor division and modulo of floats as TF computes them). Transcendentals of float32 go
+through `mathlib` when it provides a vectorisable version, else through NumPy/libm.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+_f32 = np.float32
+_f64 = np.float64
+_i32 = np.int32
+_i64 = np.int64
+_i8 = np.int8
+_u8 = np.uint8
+_bool = np.bool_
+
+inline = njit(inline="always", error_model="numpy")
+
+
+@inline
+def _maximum(x, y):  # type: ignore[no-untyped-def]
+    return x if (x > y or x != x) else y
+
+
+@inline
+def _minimum(x, y):  # type: ignore[no-untyped-def]
+    return x if (x < y or x != x) else y
+
+
+@inline
+def _squared_difference(x, y):  # type: ignore[no-untyped-def]
+    d = x - y
+    return d * d
+
+
+@inline
+def _pow(x, y):  # type: ignore[no-untyped-def]
+    return x ** y
+
+
+@inline
+def _floordiv_float(x, y):  # type: ignore[no-untyped-def]
+    return np.floor(x / y)
+
+
+@inline
+def _mod_float(x, y):  # type: ignore[no-untyped-def]
+    trunc = math.fmod(x, y)
+    if trunc != 0 and ((y < 0) != (trunc < 0)):
+        return trunc + y
+    return trunc
+
+
+@inline
+def _softplus(x):  # type: ignore[no-untyped-def]
+    # log(1 + exp(x)) without overflow, as np.logaddexp(0, x)
+    if x > 0:
+        return x + np.log1p(np.exp(-x))
+    return np.log1p(np.exp(x))
+
+
+@inline
+def _leaky_relu(x, alpha):  # type: ignore[no-untyped-def]
+    return x if x > 0 else x * alpha
+
+
+@inline
+def _f64_exp(x):  # type: ignore[no-untyped-def]
+    return math.exp(x)
+
+
+@inline
+def _f64_log(x):  # type: ignore[no-untyped-def]
+    return np.log(x)
+
+
+@inline
+def _f64_log1p(x):  # type: ignore[no-untyped-def]
+    return np.log1p(x)
+
+
+@inline
+def _f64_expm1(x):  # type: ignore[no-untyped-def]
+    return math.expm1(x)
+
+
+@inline
+def _f64_tanh(x):  # type: ignore[no-untyped-def]
+    return math.tanh(x)
+
+
+@inline
+def _f64_sigmoid(x):  # type: ignore[no-untyped-def]
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@inline
+def _f32_exp(x):  # type: ignore[no-untyped-def]
+    return _f32(math.exp(x))
+
+
+@inline
+def _f32_log(x):  # type: ignore[no-untyped-def]
+    return _f32(np.log(x))
+
+
+@inline
+def _f32_log1p(x):  # type: ignore[no-untyped-def]
+    return _f32(np.log1p(x))
+
+
+@inline
+def _f32_expm1(x):  # type: ignore[no-untyped-def]
+    return _f32(math.expm1(x))
+
+
+@inline
+def _f32_tanh(x):  # type: ignore[no-untyped-def]
+    return _f32(math.tanh(x))
+
+
+@inline
+def _f32_sigmoid(x):  # type: ignore[no-untyped-def]
+    return _f32(_f64_sigmoid(_f64(x)))
+
+
+@inline
+def _gelu_tanh_f64(x):  # type: ignore[no-untyped-def]
+    return 0.5 * x * (1.0 + math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
+@inline
+def _gelu_tanh_f32(x):  # type: ignore[no-untyped-def]
+    inner = _f32(0.7978845608028654) * (x + _f32(0.044715) * x * x * x)
+    return _f32(0.5) * x * (_f32(1.0) + _f32_tanh(inner))
+
+
+@inline
+def _gelu_erf_f64(x):  # type: ignore[no-untyped-def]
+    return 0.5 * x * math.erfc(-x * 0.7071067811865476)
+
+
+@inline
+def _gelu_erf_f32(x):  # type: ignore[no-untyped-def]
+    return _f32(_gelu_erf_f64(_f64(x)))
+
+
+NAMES = {name: value for name, value in globals().items() if name.startswith("_") and not name.startswith("__")}
