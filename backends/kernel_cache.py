@@ -63,6 +63,7 @@ _NUMBA_FILE = re.compile(r"^[0-9a-f]{64}\.")
 _TMP_PREFIX = ".tmp-"
 _STATS_FILE = "stats.jsonl"
 _STALE_TMP_S = 3600.0
+_MODULE_PREFIX = "_tfjit_kernel_"
 
 
 # -- the key -----------------------------------------------------------------------------------
@@ -135,7 +136,7 @@ def entry_digest(key: KernelKey, source: str) -> str:
 
 def module_name(key: KernelKey, source: str) -> str:
     """The name a kernel's module has in `sys.modules` (numba's cached code refers to it)."""
-    return f"_tfjit_kernel_{entry_digest(key, source)}"
+    return _MODULE_PREFIX + entry_digest(key, source)
 
 
 def _sha256(text: str) -> str:
@@ -270,8 +271,13 @@ def _numba_cache_dirs(path: Path) -> list[Path]:
     return [path.parent / "__pycache__"]
 
 
+def _numba_files(path: Path) -> list[Path]:
+    """numba's index and data files for the functions of the kernel file `path`."""
+    return [f for d in _numba_cache_dirs(path) for f in d.glob(f"{path.stem}.*")]
+
+
 def _drop_numba_files(path: Path) -> list[Path]:
-    dropped = [f for d in _numba_cache_dirs(path) for f in d.glob(f"{path.stem}.*")]
+    dropped = _numba_files(path)
     for f in dropped:
         f.unlink(missing_ok=True)
     return dropped
@@ -289,7 +295,7 @@ class KernelCache:
         self._modules: dict[str, ModuleType] = {}
         self._dispatchers: list[Dispatcher] = []
         self._hits = self._misses = self._corrupt = 0
-        self._open_directory()
+        self._ensure_private_directory()
         atexit.register(self._record_stats)
 
     # -- public API ----------------------------------------------------------------------------
@@ -333,7 +339,9 @@ class KernelCache:
         """Remove this cache's files (and nothing else in the directory); returns how many.
         Modules already loaded stay usable."""
         with self._lock:
-            files = self._own_files(include_tmp_younger_than=_STALE_TMP_S)
+            files = set(self._own_files(include_tmp_younger_than=_STALE_TMP_S))
+            for entry in [f for f in files if f.suffix == ".py"]:
+                files.update(_numba_files(entry))  # under NUMBA_CACHE_DIR when that is set
             for f in files:
                 f.unlink(missing_ok=True)
             self._modules.clear()
@@ -342,10 +350,11 @@ class KernelCache:
     # -- loading -------------------------------------------------------------------------------
 
     def _load_module(self, digest: str, key: KernelKey, source: str) -> ModuleType:
-        self._check_directory()
+        self._ensure_private_directory()  # it may have been removed or opened up meanwhile
         text = _file_text(source)
-        hit = self._entry_matches(self.directory / f"{digest}.py", text)
-        path = self.directory / f"{digest}.py"  # _refuse may have moved the cache
+        path = self.directory / f"{digest}.py"
+        hit = self._entry_matches(path, text)
+        path = self.directory / path.name  # _refuse may have moved the cache
         if hit:
             self._hits += 1
         else:
@@ -367,8 +376,8 @@ class KernelCache:
         if data == text.encode():
             return True
         self._corrupt += 1
-        warnings.warn(f"kernel cache entry {path} is corrupted or truncated (its content does not "
-                      "match its sha256 header); rewriting and recompiling it", stacklevel=4)
+        warnings.warn(f"kernel cache entry {path} is corrupted or truncated (it differs from the "
+                      "source its name and sha256 header stand for); rewriting and recompiling it", stacklevel=4)
         _drop_numba_files(path)
         return False
 
@@ -392,7 +401,7 @@ class KernelCache:
         return module
 
     def _exec(self, path: Path, text: str) -> ModuleType:
-        name = f"_tfjit_kernel_{path.stem}"
+        name = _MODULE_PREFIX + path.stem
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None
         module = importlib.util.module_from_spec(spec)
@@ -420,17 +429,15 @@ class KernelCache:
 
     # -- the directory -------------------------------------------------------------------------
 
-    def _open_directory(self) -> None:
-        """Create the directory (and numba's `__pycache__` in it) private to the user."""
+    def _ensure_private_directory(self) -> None:
+        """Create the directory (and numba's `__pycache__` in it) private to the user, or
+        refuse it if others could have written its contents."""
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             (self.directory / "__pycache__").mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:
             self._refuse(f"{self.directory} cannot be used ({exc})")
             return
-        self._check_directory()
-
-    def _check_directory(self) -> None:
         for path in (self.directory, self.directory / "__pycache__"):
             reason = _unsafe(path, path.stat())
             if reason is not None:

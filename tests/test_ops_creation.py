@@ -431,4 +431,4 @@ def test_get_variable_defaults_for_non_float_dtypes():
         fv, cv = sess.run([flags, counts])
     assert_same(fv, np.zeros(2, np.bool_))
     assert_same(cv, np.zeros(3, np.int32))
-    assert_same(run(init_ops.fill([2, 2], 3, tf.int64)), np.full((2, 2), 3, np.int64))
+    assert_same(run(init_ops.Constant(3)([2, 2], tf.int64)), np.full((2, 2), 3, np.int64))

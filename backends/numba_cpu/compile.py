@@ -1,23 +1,32 @@
-"""Compiling generated kernel source with numba (the on-disk kernel cache plugs in here)."""
+"""Compiling generated kernel source through the on-disk kernel cache.
+
+The generated function becomes a standalone module (its imports, then the function under
+`@njit(cache=True, ...)`), written to the cache by content hash and imported from there, so
+a second process loads the compiled machine code instead of compiling again.
+"""
 from __future__ import annotations
 
-import linecache
-import hashlib
+import os
 from typing import Callable
 
-import numpy as np
-from numba import njit
-
+from ..kernel_cache import KernelKey, default_cache, files_digest
 from . import scalar_lib
 
 # Never full fastmath: NaN and inf must behave as in NumPy/TF.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_DEPS = files_digest(*(os.path.join(_HERE, f) for f in sorted(os.listdir(_HERE))
+                       if f in ("scalar_lib.py", "mathlib.py")))
+_HEADER = (
+    "import numpy as np\n"
+    "from numba import njit\n"
+    f"from tfjit.backends.numba_cpu.scalar_lib import {', '.join(sorted(scalar_lib.NAMES))}\n\n\n"
+    f"@njit(cache=True, error_model='numpy', fastmath=set({sorted(FASTMATH)!r}), nogil=True)\n"
+)
 
 
-def compile_kernel(source: str, entry: str) -> Callable[..., None]:
-    """exec the source (registered with linecache so tracebacks show it) and njit `entry`."""
-    filename = f"<tfjit-kernel-{hashlib.sha256(source.encode()).hexdigest()[:12]}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict = {"np": np, **scalar_lib.NAMES}
-    exec(compile(source, filename, "exec"), namespace)
-    return njit(error_model="numpy", fastmath=FASTMATH, nogil=True)(namespace[entry])
+def compile_kernel(source: str, entry: str, name: str = "kernel") -> Callable[..., None]:
+    """The numba dispatcher of `entry` in `source` (a function definition without imports)."""
+    module = _HEADER + source
+    key = KernelKey(name=name, ir=source, options={"fastmath": sorted(FASTMATH)}, deps=_DEPS)
+    return default_cache().load(key, module, entry)

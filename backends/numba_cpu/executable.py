@@ -33,12 +33,12 @@ class NumbaExecutable:
     def run(self, args: Sequence[np.ndarray], state: RuntimeState) -> list[np.ndarray]:
         try:
             return self._step(list(args), state)
-        except OpError:
-            raise
-        except Exception as e:  # name the node whose line failed
+        except Exception as e:  # name the node whose line failed, as the reference backend does
             node = self._failing_node(sys.exc_info()[2])
-            if node is None:
+            if node is None or (isinstance(e, OpError) and e.node_def is not None):
                 raise
+            if isinstance(e, OpError):
+                raise type(e)(node, node.op, f"{where(node.op, node.loc)} ({node.name}): {e.message}") from None
             raise InvalidArgumentError(node, node.op, f"{where(node.op, node.loc)} ({node.name}): {e}") from e
 
     def _failing_node(self, tb: Any) -> Node | None:
@@ -69,8 +69,9 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
         generated = reduction.build(node)
     if generated is not None:
         return generated
-    if node.op == "fused":
-        inner = NumbaExecutable(_loops_fused(node.attr("body")))
+    if node.op == "fused":  # run the body node by node; its elementwise runs still form loops
+        body = node.attr("body")
+        inner = NumbaExecutable(body if kind == "loop" else _loops_fused(body))
         return _run_body(inner)
     attrs = node.attr_dict
     if opdef.stateful:
@@ -101,6 +102,11 @@ _with_state.needs_state = True  # type: ignore[attr-defined]
 _FIRST_NODE_LINE = 3  # the step's source: def line, params line, then one line per node
 
 
+def _one(out: Any) -> np.ndarray:
+    """A reference's single result as an array (some return a 1-tuple or a NumPy scalar)."""
+    return np.asarray(out[0] if isinstance(out, tuple) else out)
+
+
 def _needs_state(kernel: Any) -> bool:
     target = kernel.func if isinstance(kernel, functools.partial) else kernel
     return bool(getattr(target, "needs_state", False))
@@ -117,7 +123,7 @@ def _generate_step(graph: Graph, kernels: list[Any]) -> tuple[Callable[..., Any]
     keep = set(graph.results)
     lines = ["def step(args, state):",
              "    " + (", ".join(names[p] for p in graph.params) + ", = args" if graph.params else "pass")]
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"_one": _one}
     for i, (node, kernel) in enumerate(zip(graph.nodes, kernels)):
         namespace[f"k{i}"] = kernel
         outs = [f"v{i}_{j}" for j in range(len(node.types))]
@@ -128,7 +134,7 @@ def _generate_step(graph: Graph, kernels: list[Any]) -> tuple[Callable[..., Any]
         if len(outs) == 0:
             line = call
         elif len(outs) == 1 and not getattr(kernel, "returns_tuple", False):
-            line = f"{outs[0]} = {call}"
+            line = f"{outs[0]} = _one({call})"
         else:
             line = f"{', '.join(outs)}, = {call}"
         dead = [names[v] for v in node.inputs if last_use.get(v) == i and v not in keep]

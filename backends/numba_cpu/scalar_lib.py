@@ -50,7 +50,7 @@ def _floordiv_float(x, y):  # type: ignore[no-untyped-def]
 
 @inline
 def _mod_float(x, y):  # type: ignore[no-untyped-def]
-    trunc = math.fmod(x, y)
+    trunc = np.fmod(x, y)
     if trunc != 0 and ((y < 0) != (trunc < 0)):
         return trunc + y
     return trunc

@@ -1,0 +1,175 @@
+"""The numba CPU backend gives the reference backend's results: every kernel class (loops with
+broadcasting, scalars, strided and empty inputs, NaN/inf; row reductions; fallbacks), and
+whole programs trained on it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tfjit as tf
+from tfjit import config
+from tfjit.backends.numba_cpu import loop, reduction
+from tfjit.backends.numba_cpu.executable import compile_graph as numba_compile
+from tfjit.backends.reference import compile_graph as reference_compile
+from tfjit.debug import program_for
+from tfjit.runtime.state import RuntimeState
+
+RNG = np.random.default_rng(7)
+
+
+def both(fetches, feed_dict):
+    """Optimise the program once; run it on both backends; return both results and the plan."""
+    program = config.pass_manager().run(program_for(fetches, feed_dict))
+    args = [np.asarray(feed_dict[k], k.dtype.np_dtype) for k in sorted(feed_dict, key=lambda t: t.op.node.uid)]
+    numba_exe = numba_compile(program)
+    got = numba_exe.run(args, RuntimeState())
+    want = reference_compile(program).run(args, RuntimeState())
+    return got, want, numba_exe
+
+
+def assert_same(got, want, rtol=2e-6, atol=1e-6):
+    for g, w in zip(got, want):
+        g, w = np.asarray(g), np.asarray(w)
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True)
+
+
+def generated(exe, cls):
+    return [k for _, k in exe.kernels if isinstance(k, cls)]
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize("shape_x, shape_b", [((6, 5), (5,)), ((6, 5), (6, 1)), ((3, 1, 4), (2, 4)),
+                                               ((7,), ()), ((0, 3), (3,)), ((1, 1), (1,))])
+def test_loop_kernels_broadcast_like_numpy(dtype, shape_x, shape_b):
+    x = tf.placeholder(dtype, shape_x, name="x")
+    b = tf.placeholder(dtype, shape_b, name="b")
+    y = tf.nn.gelu(tf.tanh(x * b + 1.0) - tf.exp(-tf.abs(x)), approximate=True)
+    z = tf.maximum(tf.nn.relu6(x * 3.0), tf.sigmoid(b)) / (1.0 + tf.square(b))
+    feeds = {x: RNG.standard_normal(shape_x), b: RNG.standard_normal(shape_b)}
+    got, want, exe = both([y, z], feeds)
+    assert_same(got, want)
+    assert generated(exe, loop.LoopKernel)
+
+
+def test_loop_kernels_propagate_nan_and_inf_as_numpy():
+    x = tf.placeholder(tf.float32, [8], name="x")
+    values = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e30, -1e30, 3.0], np.float32)
+    outs = [tf.maximum(x, 0.0), tf.minimum(x, 1.0), tf.exp(x), tf.sigmoid(x), tf.tanh(x), tf.sign(x),
+            tf.nn.relu(x), tf.nn.softplus(x), tf.is_nan(x), tf.is_finite(x), tf.floor(x), tf.round(x * 0.5)]
+    got, want, _ = both(outs, {x: values})
+    assert_same(got, want)
+
+
+def test_integer_and_bool_loops_and_casts():
+    i = tf.placeholder(tf.int32, [5], name="i")
+    j = tf.placeholder(tf.int64, [5], name="j")
+    outs = [tf.abs(i * 3 - 7), tf.cast(i, tf.float32) / 2.0, tf.logical_and(i > 0, tf.cast(j, tf.int32) < 3),
+            tf.where_v2(i > 1, tf.cast(j, tf.float64), -1.0), tf.cast(tf.cast(i, tf.bool), tf.int64) + j]
+    got, want, _ = both(outs, {i: np.array([-2, -1, 0, 1, 5]), j: np.arange(5)})
+    assert_same(got, want)
+
+
+def test_strided_and_transposed_inputs():
+    x = tf.placeholder(tf.float32, [6, 4], name="x")
+    y = tf.exp(tf.transpose(x)) * 2.0 + x[::2, 1:][0, 0]
+    got, want, _ = both(y, {x: RNG.standard_normal((6, 4))})
+    assert_same(got, want)
+
+
+@pytest.mark.parametrize("shape", [(4, 16), (3, 2, 8), (1, 5), (5, 1)])
+def test_row_kernels_for_softmax_and_layer_norm(shape):
+    x = tf.placeholder(tf.float32, shape, name="x")
+    gamma = tf.constant(np.linspace(0.5, 1.5, shape[-1], dtype=np.float32))
+    mean = tf.reduce_mean(x, -1, keepdims=True)
+    var = tf.reduce_mean(tf.square(x - mean), -1, keepdims=True)
+    norm = (x - mean) * tf.rsqrt(var + 1e-5) * gamma
+    peak = tf.reduce_max(norm, -1, keepdims=True)
+    e = tf.exp(norm - peak)
+    soft = e / tf.reduce_sum(e, -1, keepdims=True)
+    got, want, exe = both([soft, tf.reduce_min(soft, -1)], {x: RNG.standard_normal(shape) * 3})
+    assert_same(got, want, rtol=1e-5, atol=1e-6)
+    assert generated(exe, reduction.RowKernel)
+
+
+def test_row_kernel_rows_of_nan_and_inf():
+    x = tf.placeholder(tf.float32, [3, 4], name="x")
+    m = tf.reduce_max(x, -1, keepdims=True)
+    s = tf.reduce_sum(tf.exp(x - m), -1)
+    value = np.array([[1, np.nan, 2, 3], [-np.inf, 0, 1, 2], [np.inf, 1, 2, 3]], np.float32)
+    got, want, _ = both([s, tf.reduce_max(x, -1)], {x: value})
+    assert_same(got, want)
+
+
+def test_reductions_over_leading_axes_fall_back_correctly():
+    x = tf.placeholder(tf.float32, [5, 6], name="x")
+    y = tf.reduce_sum(tf.exp(x), axis=0) * 2.0
+    got, want, exe = both(y, {x: RNG.standard_normal((5, 6))})
+    assert_same(got, want, rtol=1e-5)
+    assert not generated(exe, reduction.RowKernel)
+
+
+def test_float16_runs_through_the_reference_fallback():
+    x = tf.placeholder(tf.float16, [4], name="x")
+    got, want, exe = both(tf.exp(x) + 1.0, {x: np.arange(4)})
+    assert_same(got, want)
+    assert not generated(exe, loop.LoopKernel)
+
+
+def test_errors_in_the_compiled_step_name_the_op_and_line():
+    x = tf.placeholder(tf.int32, [3], name="x")
+    y = tf.gather(tf.constant([1, 2, 3]), x)  # this line
+    line = test_errors_in_the_compiled_step_name_the_op_and_line.__code__.co_firstlineno + 2
+    program = config.pass_manager().run(program_for(y, {x: np.array([0, 1, 2])}))
+    with pytest.raises(tf.InvalidArgumentError, match=rf"op `gather` at .*test_numba_backend.py:{line}"):
+        numba_compile(program).run([np.array([0, 1, 7], np.int32)], RuntimeState())
+
+
+@pytest.fixture
+def numba_backend():
+    previous = config.current.backend
+    config.set_backend("numba")
+    yield
+    config.set_backend(previous)
+
+
+def test_the_lecture_model_trains_to_the_same_loss_on_both_backends(numba_backend):
+    rng = np.random.default_rng(3)
+    xv, dv = rng.standard_normal((64, 16)).astype(np.float32), rng.random((64, 4)).astype(np.float32)
+    losses = {}
+    for backend in ("reference", "numba"):
+        config.set_backend(backend)
+        tf.reset_default_graph()
+        tf.set_random_seed(5)
+        x = tf.placeholder(tf.float32, [None, 16])
+        d = tf.placeholder(tf.float32, [None, 4])
+        W = tf.Variable(tf.random_normal([16, 4], stddev=0.1))
+        b = tf.Variable(tf.zeros([4]))
+        y = tf.nn.sigmoid(tf.matmul(x, W) + b)
+        loss = tf.reduce_mean(tf.square(y - d))
+        step = tf.train.GradientDescentOptimizer(0.5).minimize(loss)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            losses[backend] = [sess.run([loss, step], feed_dict={x: xv, d: dv})[0] for _ in range(30)]
+    np.testing.assert_allclose(losses["numba"], losses["reference"], rtol=1e-5)
+    assert losses["numba"][-1] < losses["numba"][0]
+
+
+def test_an_mlp_trains_to_the_same_loss_on_both_backends(numba_backend):
+    rng = np.random.default_rng(4)
+    xv, yv = rng.standard_normal((32, 20)).astype(np.float32), rng.integers(0, 5, 32)
+    losses = {}
+    for backend in ("reference", "numba"):
+        config.set_backend(backend)
+        tf.reset_default_graph()
+        tf.set_random_seed(9)
+        x = tf.placeholder(tf.float32, [None, 20])
+        labels = tf.placeholder(tf.int64, [None])
+        h = tf.nn.relu(tf.matmul(x, tf.get_variable("w1", [20, 16])) + tf.get_variable("b1", [16]))
+        logits = tf.matmul(h, tf.get_variable("w2", [16, 5]))
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+        step = tf.train.AdamOptimizer(0.01).minimize(loss)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            losses[backend] = [sess.run([loss, step], feed_dict={x: xv, labels: yv})[0] for _ in range(15)]
+    np.testing.assert_allclose(losses["numba"], losses["reference"], rtol=1e-4)
