@@ -261,13 +261,15 @@ class Saver:
         self._check_session(sess)
         stored = _read_npz(save_path + DATA_SUFFIX, list(self._var_list))
         missing = [k for k in self._var_list if k not in stored]
-        mismatched = [msg for k, v in self._var_list.items() if k in stored
-                      for msg in [self._mismatch(k, v, stored[k])] if msg]
+        checked = [self._mismatch(k, v, stored[k]) for k, v in self._var_list.items() if k in stored]
+        mismatched = [message for message in checked if message]
         if missing or mismatched:
             raise _restore_error(save_path, missing, mismatched, len(self._var_list))
         for key, var in self._var_list.items():
             value = stored[key]
-            sess._load_variable(var, value.reshape(var.shape.as_list()) if self._reshape else value)
+            if self._reshape and var.shape.is_fully_defined():
+                value = value.reshape(var.shape.as_list())
+            sess._load_variable(var, value)
 
     def _mismatch(self, key: str, var: Variable, value: np.ndarray) -> str | None:
         want = var.dtype.np_dtype

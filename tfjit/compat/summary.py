@@ -10,8 +10,8 @@ concatenated serialized messages are the serialization of the merged message (re
 
 `FileWriter` writes events synchronously with tensorboard's record writer and protos (the
 TFRecord framing and the `Event` format), flushing after each event. The graph tab gets a
-`GraphDef` built from the IR nodes: op, name, inputs (`^name` for control inputs), device,
-output shapes and, where short, the attributes' IR text. tensorboard loads lazily, so
+`GraphDef` built from the IR nodes: name, TF op type, inputs (`^name` for control inputs),
+device, output shapes and, where short, the attributes' IR text. tensorboard loads lazily, so
 `import tfjit` stays fast.
 """
 from __future__ import annotations
@@ -37,6 +37,7 @@ from ..trace.graph import get_default_graph
 from ..trace.tensor import Tensor, convert_to_tensor
 from .graph_keys import GraphKeys
 from .math_ops import emit1
+from .op_types import tf_op_type
 
 _BYTES = TensorType(uint8, (None,))
 _IMAGE_DTYPES = (uint8, float16, float32, float64)
@@ -98,7 +99,8 @@ def _histogram_ref(values: np.ndarray, *, tag: str) -> np.ndarray:
     if not np.isfinite(x).all():
         raise InvalidArgumentError(message=f"Nan in summary histogram for: {tag}")
     limits = _bucket_limits()
-    counts = np.bincount(np.searchsorted(limits, x, side="right"), minlength=len(limits))[: len(limits)]
+    bucket = np.minimum(np.searchsorted(limits, x, side="right"), len(limits) - 1)  # the last one is open
+    counts = np.bincount(bucket, minlength=len(limits))
     nonzero = counts > 0
     keep = nonzero | np.append(nonzero[1:], True)  # a non-empty bucket, or the last of an empty run
     big = np.finfo(np.float64).max
@@ -114,7 +116,7 @@ def _image_rule(in_types: tuple[TensorType, ...], tag: str, max_images: int) -> 
     (t,) = in_types
     if t.dtype not in _IMAGE_DTYPES:
         raise OpTypeError(f"image summary {tag!r} needs uint8, float16, float32 or float64 images, got {t}")
-    if t.rank not in (None, 4) or (t.rank == 4 and t.shape[3] not in (None, 1, 3, 4)):
+    if t.rank not in (None, 4) or (t.rank == 4 and isinstance(t.shape[3], int) and t.shape[3] not in (1, 3, 4)):
         raise OpTypeError(f"image summary {tag!r} needs a 4-D tensor [batch, height, width, channels] "
                           f"with 1, 3 or 4 channels, got {t}")
     return (_BYTES,)
@@ -127,10 +129,8 @@ def _image_ref(images: np.ndarray, *, tag: str, max_images: int) -> np.ndarray:
     for i in range(count):
         pixels = images[i] if images.dtype == np.uint8 else _normalize_float_image(images[i])
         height, width, channels = pixels.shape
-        image = Summary.Image(height=height, width=width, colorspace=channels,
-                                          encoded_image_string=_png(pixels))
-        values.append(Summary.Value(tag=f"{tag}/image" if max_images == 1 else f"{tag}/image/{i}",
-                                                image=image))
+        image = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=_png(pixels))
+        values.append(Summary.Value(tag=f"{tag}/image" if max_images == 1 else f"{tag}/image/{i}", image=image))
     return _as_bytes(Summary(value=values))
 
 
@@ -250,7 +250,7 @@ def build_graph_def(graph: Any) -> Any:
     """A tensorboard `GraphDef` of a TF1 graph's IR nodes."""
     out = _pb().graph.GraphDef()
     for node in graph.nodes:
-        node_def = out.node.add(name=node.name, op=node.op, device=node.device or "")
+        node_def = out.node.add(name=node.name, op=tf_op_type(node.op), device=node.device or "")
         node_def.input.extend([_input_name(v) for v in node.inputs] + ["^" + c.name for c in node.control_inputs])
         _set_attrs(node_def, node)
     return out

@@ -1,10 +1,12 @@
 """TF1's `tf.train.Optimizer`: gradients, slot variables, and the update ops of one step.
 
 `apply_gradients` builds a step in TF's order: slot variables are created once, outside any
-control dependencies, on their variable's device (as are the updates); every variable write
-waits on one gate that waits for every gradient, so all gradients of a step see the
-variables' pre-update values whatever order a scheduler picks; `_finish` groups the
-updates, and the global step is incremented after them.
+control dependencies, on their variable's device (as are the updates); the writes of each
+variable's update wait for every op of the gradient computation that reads that variable, so
+all gradients of a step see the variables' pre-update values whatever order a scheduler
+picks, even one that updates in place, while a variable's own gradient can still fuse into
+its update kernel (waiting for *all* gradients, TF's GATE_GRAPH, would forbid that);
+`_finish` groups the updates, and the global step is incremented after them.
 Subclasses give `_create_slots`, `_prepare` and `_apply_dense` (TF's names), written with
 ordinary ops and `_write` (an assign, assign_add or assign_sub node).
 """
@@ -13,7 +15,9 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from ...autodiff import gradients
+from ...ir.graph import Value
 from ...ir.types import float16, float32, float64
+from ...runtime.program import needed_nodes
 from ...trace.graph import get_default_graph
 from ...trace.tensor import Operation, Tensor, convert_to_tensor
 from ..array_ops import zeros
@@ -37,7 +41,7 @@ class Optimizer:
         self._name = name
         self._slots: dict[str, dict[tuple[Any, str], Variable]] = {}
         self._non_slots: dict[tuple[Any, str], Variable] = {}
-        self._gate: Operation | None = None
+        self._gate: list[Operation] = []  # the readers the writes of the update being built wait for
 
     def get_name(self) -> str:
         return self._name
@@ -92,13 +96,14 @@ class Optimizer:
             self._create_slots([v for _, v in live])
         with graph.name_scope(name or self._name) as scope:
             self._prepare()
-            self._gate = group(*[g for g, _ in live], name="gradients_ready")
             update_ops = []
+            readers = _readers_of_variables(graph, [g for g, _ in live])
             for grad, var in live:
+                self._gate = readers.get(var.value().value, [])
                 with graph.name_scope("update_" + var.op.name), graph.device(var.device or None):
                     update_ops.append(self._apply_dense(grad, var))
             train_op = self._finish_step(update_ops, scope, global_step)
-        self._gate = None
+        self._gate = []
         graph.get_collection_ref(GraphKeys.TRAIN_OP).append(train_op)
         return train_op
 
@@ -159,14 +164,26 @@ class Optimizer:
 
     # -- helpers for update rules --------------------------------------------------------------
     def _write(self, var: Variable, method: str, value: Tensor) -> Tensor:
-        """`var.assign*(value)`, gated on every gradient of the step; returns the new value."""
-        with get_default_graph().control_dependencies([self._gate]):
+        """`var.assign*(value)` after the gradients' reads of the variable; returns the new value."""
+        with get_default_graph().control_dependencies(self._gate):
             return getattr(var, method)(value, use_locking=self._use_locking)
 
     @staticmethod
     def _hyper(value: Any, name: str) -> Tensor:
         """A hyperparameter (number, Tensor, placeholder or callable returning one) as a Tensor."""
         return convert_to_tensor(value() if callable(value) else value, name=name)
+
+
+def _readers_of_variables(graph: Any, grads: list[Tensor]) -> dict[Value, list[Operation]]:
+    """For each variable read the gradients depend on, the ops among their ancestors reading it
+    (in graph order, so the IR and its kernel-cache keys are the same in every process)."""
+    needed = needed_nodes([g.op.node for g in grads], set())
+    readers: dict[Value, list[Operation]] = {}
+    for node in (n for n in graph.nodes if n in needed):
+        for v in dict.fromkeys(node.inputs):
+            if v.node.op == "variable":
+                readers.setdefault(v, []).append(graph.operation(node))
+    return readers
 
 
 def _create_slot(primary: Variable, initial: Callable[[], Any], op_name: str) -> Variable:
