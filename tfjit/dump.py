@@ -170,9 +170,12 @@ def stats(stages: Stages) -> str:
                     f"{memory.planned_bytes:>13}")
     final = stage_graph(stages, "planned") or stages.history[-1][1]
     memory = plan(final)
-    ratio = memory.planned_bytes / memory.intermediate_bytes if memory.intermediate_bytes else 0.0
-    rows.append(f"planned peak of intermediates: {memory.planned_bytes} bytes = {ratio:.0%} of their sum "
-                f"({memory.in_place} written in place)")
+    unfused = plan(stage_graph(stages, "placed") or stages.history[0][1]).intermediate_bytes
+    ratio = memory.planned_bytes / unfused if unfused else 0.0
+    own = memory.planned_bytes / memory.intermediate_bytes if memory.intermediate_bytes else 0.0
+    rows.append(f"planned peak of intermediates: {memory.planned_bytes} bytes = {ratio:.0%} of the {unfused} "
+                f"bytes the unfused program materialises ({own:.0%} of the fused program's own "
+                f"intermediates; {memory.in_place} written in place)")
     rows.append(f"adjacent elementwise kernels left unfused: {len(unfused_elementwise_pairs(final))}")
     for var, count in sorted(update_kernels_per_variable(final).items()):
         rows.append(f"kernels writing variable {var}: {count}")
