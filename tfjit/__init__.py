@@ -1,6 +1,7 @@
 """tfjit: a JIT compiler for TensorFlow-1.x-style model code. `import tfjit as tf`."""
 from __future__ import annotations
 
+from . import config  # noqa: F401  (tfjit.config.set_backend, set_optimization_level, ...)
 from . import ops as _ops  # registers every op
 from .compat import nn  # noqa: F401
 from .compat.array_ops import *  # noqa: F401,F403

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import tfjit as tf
+from tfjit.ir import print_graph
 
 
 def build_lecture_model() -> dict[str, object]:
@@ -36,8 +37,11 @@ def main(steps: int = 300, learning_rate: float = 5.0) -> None:
                 print(f"step {i:4d}: loss = {sess.run(m['loss'], feed_dict=feed):.6f}")
             if i < steps:
                 sess.run(step, feed_dict=feed)
-        print("\nIR of the loss for a batch of 32 (tfjit.dump_ir):")
-        print(tf.dump_ir(m["loss"], feed_dict={m["x"]: xv[:32], m["d"]: dv[:32]}))
+        feed = {m["x"]: xv[:32], m["d"]: dv[:32]}
+        print("\nIR of one training step as traced (tfjit.dump_ir):")
+        print(tf.dump_ir([m["loss"], step], feed_dict=feed))
+        print("\nThe same step after the passes (fused kernels, placed, memory planned):")
+        print(print_graph(tf.config.optimize(tf.program_for([m["loss"], step], feed_dict=feed))))
 
 
 if __name__ == "__main__":

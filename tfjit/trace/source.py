@@ -27,6 +27,9 @@ def user_location() -> Loc | None:
     return None
 
 
+_DEMO = os.path.join(_PACKAGE_ROOT, "demo.py")  # the demo is a user program that ships with tfjit
+
+
 def _is_internal(filename: str) -> bool:
     path = os.path.abspath(filename) if not filename.startswith("<") else filename
-    return path.startswith(_SKIP) or filename.startswith("<frozen")
+    return (path.startswith(_SKIP) and path != _DEMO) or filename.startswith("<frozen")
