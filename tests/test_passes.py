@@ -334,6 +334,21 @@ def test_softmax_and_layer_norm_block_optimises_to_the_same_numbers_in_one_kerne
     assert len(kernels) == 1 and kernels[0].op == "fused"
 
 
+def test_lecture_training_step_optimises_to_the_same_update():
+    x = tf.placeholder(tf.float32, [None, 12], name="x")
+    d = tf.placeholder(tf.float32, [None, 3], name="d")
+    W = tf.Variable(tf.random_normal([12, 3], seed=1), name="W")
+    b = tf.Variable(tf.zeros([3]), name="b")
+    loss = tf.reduce_mean(tf.square(tf.nn.sigmoid(tf.matmul(x, W) + b) - d))
+    step = tf.train.GradientDescentOptimizer(0.01).minimize(loss)
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        init = dict(sess.state.variables)
+    rng = np.random.default_rng(2)
+    _, optimized = run_both([loss, step], {x: rng.standard_normal((8, 12)), d: rng.random((8, 3))}, init)
+    assert sum(n.op == "fused" for n in optimized.nodes) <= 4
+
+
 def mlp_training_step(optimizer):
     x = tf.placeholder(tf.float32, [16, 20], name="x")
     labels = tf.placeholder(tf.int64, [16], name="labels")
