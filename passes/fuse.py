@@ -110,8 +110,9 @@ def _fits_reduction(shape: tuple | None, space: tuple) -> bool:
 
 
 class _Fuser:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, loops_only: bool = False):
         self.graph = graph
+        self.loops_only = loops_only
         self.index = {n: i for i, n in enumerate(graph.nodes)}
         self.group_of: dict[Node, Group] = {}
         self.users: dict[Node, list[Node]] = {}
@@ -128,7 +129,7 @@ class _Fuser:
     def run(self) -> list[Group]:
         for node in self.graph.nodes:
             role = _role(node)
-            if role == "opaque":
+            if role == "opaque" or (self.loops_only and role != "elementwise"):
                 continue
             group = self._new_group(node, role)
             for producer in dict.fromkeys(v.node for v in node.inputs):
@@ -251,7 +252,7 @@ def fuse(graph: Graph) -> Graph:
 def fuse_loops(graph: Graph) -> Graph:
     """Only the loop kernels of `graph` (a backend's fallback for a kernel body it cannot
     generate as a whole: the elementwise parts still become single loops)."""
-    groups = [g for g in _Fuser(graph).run() if len(g.members) > 1 and g.kind == "loop"]
+    groups = [g for g in _Fuser(graph, loops_only=True).run() if len(g.members) > 1]
     return _build(graph, groups)
 
 

@@ -253,8 +253,9 @@ def _dump(args: argparse.Namespace) -> int:
             raise DumpError(f"no pass named {args.after!r} ran; passes: {', '.join(n for n, _ in stages.history[1:])}")
         pieces.append(render(graphs[args.after], args.format))
     elif args.stage == "kernels":
-        pieces.append("// kernels: no kernel-generating backend is installed yet; the fused stage shows each "
-                      "kernel's body\n" + print_graph(stage_graph(stages, "planned")))
+        from .backends.numba_cpu.executable import compile_graph, kernel_sources
+
+        pieces.append(kernel_sources(compile_graph(stage_graph(stages, "planned"))))
     else:
         for stage in chosen:
             g = stage_graph(stages, stage)

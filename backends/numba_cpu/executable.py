@@ -57,6 +57,24 @@ def compile_graph(graph: Graph) -> NumbaExecutable:
     return NumbaExecutable(graph)
 
 
+def kernel_sources(exe: NumbaExecutable, indent: str = "") -> str:
+    """The step function and every generated kernel's source (`tfjit dump --stage kernels`)."""
+    parts = [indent + line for line in "".join(linecache.getlines(exe._filename)).splitlines()]
+    for node, kernel in exe.kernels:
+        if isinstance(kernel, loop.LoopKernel):
+            source = kernel.source()
+        elif isinstance(kernel, reduction.RowKernel):
+            source = kernel.source
+        elif hasattr(kernel, "inner"):
+            parts.append(f"{indent}# {node.name}: runs its body's nodes in turn")
+            parts.append(kernel_sources(kernel.inner, indent + "    "))
+            continue
+        else:
+            continue
+        parts.append("\n".join(indent + line for line in source.rstrip().splitlines()))
+    return "\n".join(parts)
+
+
 def _kernel_for(node: Node) -> Callable[..., Any]:
     """The callable running `node`: generated code where available, else its reference."""
     opdef = get_op(node.op)
@@ -91,6 +109,7 @@ def _run_body(inner: NumbaExecutable) -> Callable[..., Any]:
 
     run.needs_state = True  # type: ignore[attr-defined]
     run.returns_tuple = True  # type: ignore[attr-defined]
+    run.inner = inner  # type: ignore[attr-defined]
     return run
 
 

@@ -68,8 +68,9 @@ class LoopKernel:
         return tuple(outs)
 
     def source(self) -> str:
-        """The flat-loop form of this kernel's source (what `tfjit dump --stage kernels` shows)."""
-        return self._source(True, 1, [FULL] * len(self.prepared.inputs))
+        """The source of each variant compiled so far (else the flat-loop form)."""
+        keys = list(self._compiled) or [(True, 1, tuple([FULL] * len(self.prepared.inputs)))]
+        return "\n".join(self._source(flat, rank, kinds) for flat, rank, kinds in keys)
 
     def _source(self, flat: bool, rank: int, kinds: Sequence[str]) -> str:
         lines = Lines()

@@ -70,6 +70,13 @@ def _expm1_poly(r):  # type: ignore[no-untyped-def]
 
 
 @_jit
+def _exp_core(x):  # type: ignore[no-untyped-def]
+    """exp(x) for x in [-87.3, 88.3], where 2**k is a normal float32 (no special cases)."""
+    k, r = _exp_reduce(x)
+    return (_expm1_poly(r) + _F(1.0)) * _pow2(_I(k))
+
+
+@_jit
 def _exp_f32(x):  # type: ignore[no-untyped-def]
     k, r = _exp_reduce(_clamp(x, _F(-104.0), _F(89.0)))
     y = _scale(_expm1_poly(r) + _F(1.0), _I(k))
@@ -93,11 +100,11 @@ def _log_plus(x, c):  # type: ignore[no-untyped-def]
     tiny = x < _FLT_MIN
     xs = x * _TWO_23 if tiny else x  # denormals become normal; their exponent is fixed below
     bits = np.float32(xs).view(np.int32)
-    e = _I(((bits >> 23) & 0xFF) - 126) - (_I(23) if tiny else _I(0))
+    e = _I(((bits >> 23) & 0xFF) - (_I(149) if tiny else _I(126)))
     m = _I((bits & 0x7FFFFF) | 0x3F000000).view(np.float32)  # m in [1/2, 1)
     low = m < _SQRT_HALF
     f = (m + m if low else m) - _F(1.0)  # exact, in [-0.29, 0.41]
-    ef = _F(e - (_I(1) if low else _I(0)))
+    ef = _F(_I(e - (_I(1) if low else _I(0))))
     z = f * f
     p = _F(7.0376836292e-2)
     p = p * f + _F(-1.1514610310e-1)
@@ -133,17 +140,21 @@ def _log1p_f32(x):  # type: ignore[no-untyped-def]
 
 
 @_jit
+def _copysign(y, x):  # type: ignore[no-untyped-def]
+    """|y| with the sign bit of x, for y >= 0 (bit operations: exact for -0 too)."""
+    sign = np.float32(x).view(np.int32) & _I(-2147483648)
+    return _I(np.float32(y).view(np.int32) | sign).view(np.float32)
+
+
+@_jit
 def _tanh_f32(x):  # type: ignore[no-untyped-def]
-    z = x * x
-    p = _F(-5.70498872745e-3)
-    p = p * z + _F(2.06390887954e-2)
-    p = p * z + _F(-5.37397155531e-2)
-    p = p * z + _F(1.33314422036e-1)
-    p = p * z + _F(-3.33332819422e-1)
-    small = x + x * z * p  # Cephes tanhf, |x| < 0.625
-    large = _F(1.0) - _F(2.0) / (_exp_f32(_F(2.0) * np.abs(x)) + _F(1.0))
-    large = -large if x < _F(0.0) else large
-    return small if np.abs(x) < _F(0.625) else large
+    a = np.abs(x)
+    a = a if a < _F(9.1) else _F(9.1)  # tanh rounds to 1 beyond 9.02; NaN goes here, fixed below
+    k, r = _exp_reduce(a + a)
+    h = _pow2(_I(k) - 1)  # expm1(2a) as in _expm1_f32, k in [0, 26]: no special cases
+    e = (h * _expm1_poly(r) + (h - _F(0.5))) * _F(2.0)
+    y = _copysign(e / (e + _F(2.0)), x)  # accurate at 0 and near 1 alike
+    return x if x != x else y
 
 
 @_jit
@@ -182,7 +193,7 @@ def _erfc_large(a):  # type: ignore[no-untyped-def]
     p = p * u + _F(0.02493818663060665)
     p = p * u + _F(-0.0743473544716835)
     p = p * u + _F(0.21080635488033295)
-    return _exp_f32(-(a * a)) * p
+    return _exp_core(-(a * a)) * p
 
 
 @_jit
