@@ -61,6 +61,17 @@ def test_loop_kernels_propagate_nan_and_inf_as_numpy():
     assert_same(got, want)
 
 
+def test_loop_kernel_with_a_scalar_result_computes_it_once_and_still_loops():
+    s = tf.placeholder(tf.float32, [], name="s")
+    v = tf.placeholder(tf.float32, [16], name="v")
+    rate = tf.sqrt(1.0 - s) / (1.0 - s * s)  # Adam's lr_t has this shape: scalars only
+    step = v * rate + 1.0
+    got, want, exe = both([rate, step], {s: np.float32(0.5), v: np.arange(16)})
+    assert_same(got, want)
+    kernel = generated(exe, loop.LoopKernel)[0]
+    assert "out0[0] = " in kernel.source() and "for i in range(out1.shape[0])" in kernel.source()
+
+
 def test_integer_and_bool_loops_and_casts():
     i = tf.placeholder(tf.int32, [5], name="i")
     j = tf.placeholder(tf.int64, [5], name="j")

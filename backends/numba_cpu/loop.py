@@ -56,7 +56,7 @@ class LoopKernel:
             arrays.append(a)
             kinds.append(kind)
         flat = BROADCAST not in kinds
-        views = [o.reshape(-1) if flat else o.reshape(space) for o in outs]
+        views = [o.reshape(-1) if flat or o.size != size else o.reshape(space) for o in outs]
         if flat:
             arrays = [a.reshape(-1) if k == FULL else a for a, k in zip(arrays, kinds)]
         key = (flat, len(space), tuple(kinds))
@@ -84,12 +84,23 @@ class LoopKernel:
             if kind == SCALAR:
                 lines.add(f"s{i} = in{i}[()]")
                 loads[v] = f"s{i}"
+        # Values computed from scalars only are the same for every element: compute them once,
+        # before the loop (a scalar result, e.g. Adam's lr_t, is written there too).
+        hoisted = ElementWriter(lines, lambda v: loads[v], prefix="h")
+        hoisted.names.update(loads)
+        invariant = _invariant(self.body, set(loads))
+        for o, r in zip(outs, self.body.results):
+            if r in invariant:
+                lines.add(f"{o}[0] = {hoisted.value(r)}")
+        varying = [(o, r) for o, r in zip(outs, self.body.results) if r not in invariant]
+        if not varying:
+            return lines.source()
         if flat:
-            lines.add(f"for i in range({outs[0]}.shape[0]):")
+            lines.add(f"for i in range({varying[0][0]}.shape[0]):")
             lines.indent()
         else:
             for d in range(rank):
-                lines.add(f"for i{d} in range({outs[0]}.shape[{d}]):")
+                lines.add(f"for i{d} in range({varying[0][0]}.shape[{d}]):")
                 lines.indent()
         position = {v: i for i, v in enumerate(self.prepared.inputs)}
 
@@ -102,11 +113,21 @@ class LoopKernel:
             return name
 
         writer = ElementWriter(lines, load)
+        writer.names.update(hoisted.names)
         for v in self.prepared.inputs:
             writer.names[v] = load(v) if v not in loads else loads[v]
-        for o, r in zip(outs, self.body.results):
+        for o, r in varying:
             lines.add(f"{o}[{index}] = {writer.value(r)}")
         return lines.source()
+
+
+def _invariant(body: Graph, scalars: set[Value]) -> set[Value]:
+    """Body values that depend on scalar inputs and constants only."""
+    out = set(scalars)
+    for node in body.nodes:
+        if node.op == "constant" or (node.inputs and all(v in out for v in node.inputs)):
+            out.update(node.outputs)
+    return out
 
 
 def _prepare(body: Graph) -> _Prepared:
