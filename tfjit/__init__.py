@@ -70,3 +70,7 @@ test = testing
 # -- training (issue 3)
 from .compat import losses, metrics, summary, train  # noqa: E402,F401
 from .compat.clip_ops import clip_by_global_norm, clip_by_norm, global_norm  # noqa: E402,F401
+
+# -- issue 6: control flow and queues (each module lists its names in __all__)
+from .compat.cond_while import *  # noqa: E402,F401,F403
+from .compat.queues import *  # noqa: E402,F401,F403
