@@ -3,7 +3,8 @@
 Importing this package fills every differentiable op's gradient slot (`OpDef.grad`) from
 the rule modules below; the driver in `driver.py` is the only code that walks graphs.
 """
-from . import backward_ops, rules_layout, rules_math, rules_nn  # noqa: F401  (registers rules)
+from . import (backward_ops, rules_control_flow, rules_conv, rules_layout, rules_math,  # noqa: F401
+               rules_nn)  # (registers rules)
 from .custom import custom_gradient
 from .driver import UnconnectedGradients, backward_location, gradients, sum_to
 from .hessians import hessians

@@ -1,0 +1,1 @@
+"""Gradient rules of cond and while_loop (issue 6)."""

@@ -1,0 +1,1 @@
+"""Gradient rules of convolution, pooling and normalisation ops (issue 6)."""

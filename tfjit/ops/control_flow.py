@@ -1,0 +1,1 @@
+"""Structured control flow ops holding sub-graphs: cond, while (issue 6)."""

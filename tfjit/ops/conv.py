@@ -1,0 +1,1 @@
+"""Convolution, pooling, dropout and normalisation ops (issue 6)."""
