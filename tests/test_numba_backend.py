@@ -56,7 +56,8 @@ def test_loop_kernels_propagate_nan_and_inf_as_numpy():
     x = tf.placeholder(tf.float32, [8], name="x")
     values = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e30, -1e30, 3.0], np.float32)
     outs = [tf.maximum(x, 0.0), tf.minimum(x, 1.0), tf.exp(x), tf.sigmoid(x), tf.tanh(x), tf.sign(x),
-            tf.nn.relu(x), tf.nn.softplus(x), tf.is_nan(x), tf.is_finite(x), tf.floor(x), tf.round(x * 0.5)]
+            tf.nn.relu(x), tf.nn.softplus(x), tf.is_nan(x), tf.is_finite(x), tf.floor(x), tf.round(x * 0.5),
+            tf.rsqrt(x), tf.reciprocal(x), 1.0 / x, tf.sqrt(x)]
     got, want, _ = both(outs, {x: values})
     assert_same(got, want)
 
