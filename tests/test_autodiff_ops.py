@@ -17,6 +17,7 @@ import pytest
 
 import tfjit as tf
 from tfjit.autodiff import backward_ops
+from tfjit.compat import cnn
 from tfjit.compat.device import CPU0
 from tfjit.compat.math_ops import emit1
 from tfjit.ops.registry import REGISTRY
@@ -101,6 +102,10 @@ def _strided_slice_grad(dy: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
 
 def _mirror_pad_grad(dy: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     return emit1("mirror_pad_grad", [dy, like], {"paddings": ((1, 2), (2, 0)), "mode": "REFLECT"})
+
+
+_POOL_2X2 = {"ksize": (1, 2, 2, 1), "strides": (1, 1, 1, 1), "padding": "SAME", "data_format": "NHWC",
+             "dilations": (1, 1, 1, 1)}
 
 
 def _copy_from_cpu(x: tf.Tensor) -> tf.Tensor:
@@ -204,6 +209,32 @@ CASES: dict[str, list[Case]] = {
         Case(lambda x, y: tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=x),
              [nonzero(3, 4), _rng.uniform(0, 1, (3, 4))], dynamic=True)],
     "l2_loss": [Case(tf.nn.l2_loss, [normal(3, 4)], dynamic=True)],
+    # -- convolution and pooling
+    "conv2d": [Case(lambda x, f: tf.nn.conv2d(x, f, 1, "SAME"), [normal(2, 4, 4, 2), normal(3, 3, 2, 3)], dynamic=True),
+               Case(lambda x, f: tf.nn.conv2d(x, f, [1, 1, 2, 1], "VALID", data_format="NCHW", dilations=[1, 1, 1, 2]),
+                    [normal(1, 2, 5, 6), normal(2, 2, 2, 3)])],
+    "conv2d_backprop_input": [Case(lambda f, dy: tf.nn.conv2d_backprop_input([2, 5, 5, 2], f, dy, 2, "SAME"),
+                                   [normal(3, 3, 2, 3), normal(2, 3, 3, 3)])],
+    "conv2d_backprop_filter": [Case(lambda x, dy: tf.nn.conv2d_backprop_filter(x, [3, 3, 2, 3], dy, 2, "SAME"),
+                                    [normal(2, 5, 5, 2), normal(2, 3, 3, 3)])],
+    "depthwise_conv2d_native": [Case(lambda x, f: tf.nn.depthwise_conv2d_native(x, f, [1, 2, 2, 1], "SAME"),
+                                     [normal(2, 5, 4, 2), normal(3, 3, 2, 2)], dynamic=True)],
+    "depthwise_conv2d_native_backprop_input": [
+        Case(lambda f, dy: tf.nn.depthwise_conv2d_native_backprop_input([1, 5, 5, 2], f, dy, [1, 2, 2, 1], "VALID"),
+             [normal(3, 3, 2, 2), normal(1, 2, 2, 4)])],
+    "depthwise_conv2d_native_backprop_filter": [
+        Case(lambda x, dy: tf.nn.depthwise_conv2d_native_backprop_filter(x, [3, 3, 2, 2], dy, [1, 1, 1, 1], "SAME"),
+             [normal(1, 4, 4, 2), normal(1, 4, 4, 4)])],
+    "max_pool": [Case(lambda x: tf.nn.max_pool(x, 3, 2, "SAME"), [distinct(2, 5, 5, 2)], dynamic=True),
+                 Case(lambda x: tf.nn.max_pool(x, [1, 1, 2, 2], [1, 1, 1, 2], "VALID", "NCHW"),
+                      [distinct(1, 2, 4, 4)])],
+    "max_pool_grad": [Case(lambda x, dy: cnn.max_pool_grad(x, tf.nn.max_pool(x, 2, 1, "SAME"), dy, _POOL_2X2),
+                           [distinct(1, 3, 3, 2), normal(1, 3, 3, 2)])],
+    "max_pool_grad_grad": [Case(lambda x, g: cnn.max_pool_grad_grad(x, tf.nn.max_pool(x, 2, 1, "SAME"), g, _POOL_2X2),
+                                [distinct(1, 3, 3, 2), normal(1, 3, 3, 2)])],
+    "avg_pool": [Case(lambda x: tf.nn.avg_pool(x, 3, 2, "SAME"), [normal(2, 5, 5, 2)], dynamic=True),
+                 Case(lambda x: tf.nn.avg_pool(x, [1, 1, 2, 3], [1, 1, 2, 1], "VALID", "NCHW"), [normal(1, 2, 4, 5)])],
+    "avg_pool_grad": [Case(lambda dy: cnn.avg_pool_grad([1, 3, 3, 2], dy, _POOL_2X2), [normal(1, 3, 3, 2)])],
     # -- gradient-only ops and user gradients
     "sum_to_shape": [Case(backward_ops.sum_to_shape, [normal(2, 3, 4), normal(3, 1)]),
                      Case(backward_ops.sum_to_shape, [normal(2, 3), normal(2, 3)], dynamic=True)],
@@ -261,7 +292,8 @@ SECOND_ORDER = ["pow", "divide", "maximum", "squared_difference", "select", "mea
                 "logsumexp", "matmul", "tensordot", "concat", "strided_slice", "gather", "tile",
                 "softmax", "log_softmax", "softmax_cross_entropy_with_logits",
                 "sparse_softmax_cross_entropy_with_logits", "sigmoid_cross_entropy_with_logits",
-                "sum_to_shape", "unreduce", "mirror_pad"]
+                "sum_to_shape", "unreduce", "mirror_pad", "conv2d", "conv2d_backprop_input",
+                "conv2d_backprop_filter", "depthwise_conv2d_native", "max_pool", "avg_pool"]
 
 
 @pytest.mark.parametrize("op", SECOND_ORDER)
