@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tfjit bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="small sizes, 5 calls, one round, one process per system (<1 min)")
+                   help="small sizes, 5 calls, one round, one process per system (~1 min)")
     p.add_argument("--size", choices=PRESETS, help="size preset (default: full; quick "
                    "with --quick; tiny is for tests)")
     p.add_argument("--workloads", type=lambda t: names(t, WORKLOADS), default=list(WORKLOADS),
@@ -45,6 +45,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, help="untimed calls before timing (default 3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, help="seconds per process (default 900)")
+    p.add_argument("--max-wait", type=float, help="seconds to wait before each process "
+                   "while other processes keep over 25%% of the CPUs busy (default 20; 0 "
+                   "quick)")
     p.add_argument("--out", type=Path, default=runner.BENCH_DIR / "results",
                    help="results folder (a time-stamped run folder is made inside)")
     p.add_argument("--update-readme", action="store_true",
@@ -62,6 +65,7 @@ def config(args: argparse.Namespace, argv: list[str]) -> runner.Config:
         warmup=args.warmup if args.warmup is not None else (1 if quick else 3),
         rounds=args.rounds or (1 if quick else 2), seed=args.seed,
         one_process_per_system=quick, timeout_s=args.timeout or (300 if quick else 900),
+        max_wait_s=args.max_wait if args.max_wait is not None else (0 if quick else 20),
         out=args.out, command=" ".join(["tfjit bench", *argv]))
 
 

@@ -28,9 +28,8 @@ def stats(samples: list[float]) -> dict[str, float]:
 def first_calls(recs: list[dict]) -> dict[str, float | None]:
     """Time to first result: round 1 had cold caches, later rounds warm ones. (With one
     process per system, as in quick mode, only the first workload's process is fresh.)"""
-    fresh = [r for r in recs if "first_call_s" in r]
-    cold = [r["first_call_s"] for r in fresh if r["round"] == 1]
-    warm = [r["first_call_s"] for r in fresh if r["round"] > 1]
+    cold = [r["first_call_s"] for r in recs if "first_call_s" in r and r["round"] == 1]
+    warm = [r["first_call_s"] for r in recs if "first_call_s" in r and r["round"] > 1]
     return {"first_call_cold_s": cold[0] if cold else None,
             "first_call_warm_s": float(np.median(warm)) if warm else None}
 
@@ -38,6 +37,9 @@ def first_calls(recs: list[dict]) -> dict[str, float | None]:
 def cell(recs: list[dict]) -> Cell:
     status = min((r["status"] for r in recs), key=SEVERITY.index)
     out: Cell = {"status": status, **first_calls(recs)}
+    loads = [r["foreign_load"] for r in recs if "foreign_load" in r]
+    if loads:
+        out["foreign_load_max"] = max(loads)
     reasons = [r["reason"] for r in recs if r.get("reason") and r["status"] == status]
     if reasons:
         out["reason"] = reasons[0]
@@ -97,11 +99,15 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+LOADED = 0.25   # a cell measured while others took more of the CPUs than this is marked
+
+
 def steady_text(c: Cell) -> str:
     if c["status"] != "ok":
         return c["status"]
     text = f"{c['median_ms']:.3g} (×{c['ratio_to_best']:.2f})"
-    return f"**{text}**" if c["ratio_to_best"] == 1.0 else text
+    text = f"**{text}**" if c["ratio_to_best"] == 1.0 else text
+    return text + (" †" if c.get("foreign_load_max", 0.0) > LOADED else "")
 
 
 def first_text(c: Cell) -> str:
@@ -113,7 +119,9 @@ def first_text(c: Cell) -> str:
 
 def bound_text(c: Cell) -> str:
     frac = c.get("fraction_of_bound")
-    return c["status"] if c["status"] != "ok" else ("–" if frac is None else f"{frac:.2%}")
+    if c["status"] != "ok":
+        return c["status"]
+    return "–" if frac is None else f"{frac * 100:.2g}%"
 
 
 def device_tables(rows: dict[str, dict[str, Cell]], raw: dict[str, Any],
@@ -121,17 +129,17 @@ def device_tables(rows: dict[str, dict[str, Cell]], raw: dict[str, Any],
     header = ["workload"] + systems
     pick = lambda fn: [[w] + [fn(row.get(s, {"status": "–"})) for s in systems]  # noqa: E731
                        for w, row in rows.items()]
-    bounds = [[w, f"{b['bound_ms']:.3g}", b["limited_by"]] for w in rows
-              if (b := bound(raw["workloads"][w], raw["machine"]))]
+    limits = [bound(raw["workloads"][w], raw["machine"]) for w in rows]
+    shares = [[row[0], f"{b['bound_ms']:.3g} ({b['limited_by']})" if b else "–", *row[1:]]
+              for row, b in zip(pick(bound_text), limits)]
     return ["Steady state: median ms per call (× the fastest)", "",
             table(header, pick(steady_text)), "",
             "First call (set-up + trace + compile + run) in a fresh process, seconds: "
             "cold cache / warm cache" + QUICK_NOTE * raw["meta"]["one_process_per_system"],
             "", table(header, pick(first_text)), "",
-            "Lower bound (max of bytes at full bandwidth, FLOPs at matmul peak), and the "
-            "share of it each system reaches (bound / median)", "",
-            table(["workload", "bound ms", "limited by"], bounds), "",
-            table(header, pick(bound_text)), ""]
+            "Lower bound, ms (the larger of bytes at full bandwidth and FLOPs at matmul "
+            "peak), and the share of it each system reaches (bound / median)", "",
+            table(["workload", "bound"] + systems, shares), ""]
 
 
 def reasons(summary: dict[str, dict[str, dict[str, Cell]]]) -> list[str]:
@@ -147,14 +155,29 @@ def reasons(summary: dict[str, dict[str, dict[str, Cell]]]) -> list[str]:
     return lines
 
 
+def load_note(records: list[dict]) -> list[str]:
+    """How much CPU other processes took while we measured: the caveat on every figure."""
+    loads = [r["foreign_load"] for r in records if "foreign_load" in r]
+    if not loads:
+        return []
+    text = (f"Other processes' CPU use while measuring: median {np.median(loads):.0%}, "
+            f"max {max(loads):.0%} of the machine")
+    if max(loads) > LOADED:
+        text += (f"; † marks figures taken while others took over {LOADED:.0%} "
+                 "(slower than this machine can do)")
+    return [text, ""]
+
+
 def markdown(raw: dict[str, Any], summary: dict[str, Any]) -> str:
     meta, m = raw["meta"], raw["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     lines = [f"Date: {meta['date']}  ", f"Machine: {meta['machine']['cpu']}, "
              f"{meta['machine']['cores']} cores, {meta['machine']['memory_gib']} GiB; "
              f"measured {m.get('bandwidth_gbs', 0):.1f} GB/s, "
-             f"{m.get('peak_gflops', 0):.0f} GFLOP/s float32 matmul  ",
+             f"{m.get('peak_gflops', 0):.0f} GFLOP/s float32 matmul (best of the run's "
+             "start and end)  ",
              f"Command: `{meta['command']}`  ", f"Versions: {versions}", ""]
+    lines += load_note(raw["records"])
     systems = [s for s in SYSTEMS if s in meta["systems"]]
     for device, rows in summary.items():
         lines += [f"#### {device.upper()}", ""] + device_tables(rows, raw, systems)

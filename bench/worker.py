@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import check
+from . import check, load
 from .systems import SYSTEMS, Prepared, System
 from .workloads import WORKLOADS, Inputs, Workload
 
@@ -42,22 +42,23 @@ def fail(rec: Record, exc: BaseException) -> Record:
     return rec
 
 
-def load(path: Path) -> Inputs:
+def load_arrays(path: Path) -> Inputs:
     with np.load(path) as f:
         return {k: f[k] for k in f.files}
 
 
-def time_calls(step: Callable[[], Any], repeat: int, warmup: int) -> list[float]:
-    """Milliseconds of each of `repeat` calls after `warmup` untimed ones."""
+def time_calls(step: Callable[[], Any], repeat: int, warmup: int) -> tuple[list[float], float]:
+    """Milliseconds of each of `repeat` calls after `warmup` untimed ones, and the share
+    of the CPUs other processes took meanwhile."""
     for _ in range(warmup):
         step()
     gc.collect()
-    samples = []
+    samples, before = [], load.sample()
     for _ in range(repeat):
         start = time.perf_counter_ns()
         step()
         samples.append((time.perf_counter_ns() - start) / 1e6)
-    return samples
+    return samples, load.foreign_share(before, load.sample())
 
 
 def first_call(mod: ModuleType, system: System, w: Workload, inputs: Inputs,
@@ -77,8 +78,8 @@ def measure(mod: ModuleType, system: System, w: Workload, args: argparse.Namespa
             rec: Record) -> Record:
     if not system.implements(w.name) or w.name not in mod.BUILDERS:
         return {**rec, "status": "n/a", "reason": "no adapter for this workload"}
-    inputs = load(args.data / f"{w.name}.inputs.npz")
-    ref = load(args.data / f"{w.name}.ref.npz")
+    inputs = load_arrays(args.data / f"{w.name}.inputs.npz")
+    ref = load_arrays(args.data / f"{w.name}.ref.npz")
     size, params = w.sizes[args.preset], w.params(inputs)
     try:
         prepared, out = first_call(mod, system, w, inputs, size, args.device, rec)
@@ -88,7 +89,8 @@ def measure(mod: ModuleType, system: System, w: Workload, args: argparse.Namespa
     if not check.passes(rec["errors"], params):
         return {**rec, "status": "wrong", "reason": "result differs from the NumPy oracle"}
     try:
-        rec["samples_ms"] = time_calls(prepared.step, args.repeat, args.warmup)
+        rec["samples_ms"], rec["foreign_load"] = time_calls(prepared.step, args.repeat,
+                                                             args.warmup)
     except Exception as exc:  # noqa: BLE001
         return fail(rec, exc)
     return {**rec, "status": "ok"}

@@ -8,6 +8,7 @@ imports it; the parent reads this registry alone.
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -47,13 +48,15 @@ class System:
 # numba's OpenMP threads spin-wait by default, which makes back-to-back kernels slow
 # (DESIGN.md); tfjit runs numba kernels too.
 _PASSIVE = {"OMP_WAIT_POLICY": "passive"}
+# tfjit is measured on its compiled (numba) backend unless TFJIT_BACKEND says otherwise.
+_TFJIT = {**_PASSIVE, "TFJIT_BACKEND": os.environ.get("TFJIT_BACKEND", "numba")}
 ELEMENTWISE = ("gelu_chain", "softmax_rows", "layernorm")
 
 SYSTEMS: dict[str, System] = {s.name: s for s in [
     System("tfjit_session", "tfjit_adapter", "tfjit", ("cpu", "gpu"),
-           options={"style": "session"}, env=_PASSIVE),
+           options={"style": "session"}, env=_TFJIT),
     System("tfjit_function", "tfjit_adapter", "tfjit", ("cpu", "gpu"),
-           options={"style": "function"}, env=_PASSIVE),
+           options={"style": "function"}, env=_TFJIT),
     System("numpy", "numpy_eager", "numpy"),
     System("numba", "numba_kernels", "numba", workloads=ELEMENTWISE,
            env=_PASSIVE),

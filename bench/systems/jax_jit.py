@@ -140,7 +140,10 @@ def _train(w: Workload, arrays: T, params: T, size: Size) -> Prepared:
 
 
 def prepare(w: Workload, inputs: Inputs, size: Size, device: str) -> Prepared:
-    dev = jax.devices(device)[0]
+    try:
+        dev = jax.devices(device)[0]
+    except RuntimeError as exc:            # e.g. no CUDA plugin installed
+        raise NotImplementedError(f"JAX has no {device} backend here: {exc}") from exc
     data = {k: jax.device_put(inputs[k], dev) for k in w.data}
     weights = {k: jax.device_put(inputs[k], dev) for k in w.weights(inputs)}
     if w.kind == "train":

@@ -64,7 +64,10 @@ def _train(w: Workload, data: dict, weights: dict, size: Size, device: str,
 
 
 def _place(device: str) -> None:
-    """TF places ops on a GPU whenever it sees one: hide it for the CPU variant."""
+    """TF places ops on a GPU whenever it sees one: hide it for the CPU variant.
+    (tensorflow-cpu has no GPU support; `tensorflow[and-cuda]` does.)"""
+    if device == "gpu" and not tf.config.list_physical_devices("GPU"):
+        raise NotImplementedError("this TensorFlow build sees no GPU")
     if device == "cpu":
         try:
             tf.config.set_visible_devices([], "GPU")

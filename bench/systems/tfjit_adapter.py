@@ -96,9 +96,18 @@ def _function(w: Workload, inputs: Inputs, size: Size) -> Prepared:
     return Prepared(step, fetch)
 
 
+def _require_cuda() -> None:
+    """tfjit's GPU backend is numba-cuda: without a device it would silently measure
+    a CPU fallback under the GPU's name."""
+    from numba import cuda
+    if not cuda.is_available():
+        raise NotImplementedError("numba-cuda sees no CUDA GPU")
+
+
 def prepare(w: Workload, inputs: Inputs, size: Size, device: str, style: str) -> Prepared:
     build = _session if style == "session" else _function
     if device == "gpu":
+        _require_cuda()
         with tf.device("/device:GPU:0"):
             return build(w, inputs, size)
     return build(w, inputs, size)

@@ -155,6 +155,8 @@ def _train(w: Workload, t: T, params: T, size: Size, device: torch.device,
 
 
 def prepare(w: Workload, inputs: Inputs, size: Size, device: str, compile: bool) -> Prepared:
+    if device == "gpu" and not torch.cuda.is_available():
+        raise NotImplementedError("this PyTorch build sees no CUDA device")
     dev = torch.device("cuda" if device == "gpu" else "cpu")
     data = {k: to_torch(inputs[k], dev, image=True) for k in w.data}
     weights = {k: to_torch(inputs[k], dev, image=False) for k in w.weights(inputs)}
