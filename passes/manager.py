@@ -19,6 +19,7 @@ from .cse import cse
 from .dce import dce
 from .fold_constants import fold_constants
 from .fuse import fuse
+from .nested import in_bodies
 from .place import Place
 from .plan_memory import plan_memory
 from .simplify import simplify
@@ -33,10 +34,13 @@ class Pass:
 
 
 PIPELINE: tuple[Pass, ...] = (
-    Pass("fold_constants", fold_constants, "compute what depends only on constants once, at compile time"),
-    Pass("simplify", simplify, "drop exact no-ops (x*1, x+0, identity, double negation, same-dtype casts)"),
-    Pass("cse", cse, "compute each pure expression once"),
-    Pass("dce", dce, "drop what neither the results nor a state write needs", level=0),
+    # in_bodies: these also run inside the branches and loop bodies of cond/while nodes.
+    Pass("fold_constants", in_bodies(fold_constants),
+         "compute what depends only on constants once, at compile time"),
+    Pass("simplify", in_bodies(simplify),
+         "drop exact no-ops (x*1, x+0, identity, double negation, same-dtype casts)"),
+    Pass("cse", in_bodies(cse), "compute each pure expression once"),
+    Pass("dce", in_bodies(dce), "drop what neither the results nor a state write needs", level=0),
     Pass("place", Place(), "give every node a device; colocate updates with variables; copy across devices",
          level=0),
     Pass("fuse", fuse, "turn chains of elementwise ops, reductions with their producers and consumers, "

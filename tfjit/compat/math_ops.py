@@ -16,10 +16,13 @@ from ..trace.tensor import Tensor, convert_to_tensor
 
 def emit(op: str, inputs: Sequence[Tensor], attrs: dict[str, Any] | None = None,
          name: str | None = None) -> Any:
-    """Emit `op` into the inputs' graph (or the default one); returns the Operation."""
-    graph = inputs[0].graph if inputs else get_default_graph()
+    """Emit `op` into the inputs' graph (or the default one, also when that is a cond branch or
+    loop body enclosed by the inputs' graph); returns the Operation."""
+    graph = get_default_graph()
+    if inputs and not graph.encloses(inputs[0].graph):
+        graph = inputs[0].graph
     for t in inputs:
-        if t.graph is not graph:
+        if not graph.encloses(t.graph):
             raise ValueError(f"Tensor {t.name} must be from the same graph as {inputs[0].name}; "
                              "tensors of different graphs (or of a @tfjit.function and the "
                              "outer graph) cannot be mixed")

@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..ir.types import as_dtype, float32, make_shape
-from ..trace.graph import get_default_graph
+from ..trace.graph import get_default_graph, init_scope
 from ..trace.source import user_location
 from ..trace.tensor import Tensor, convert_to_tensor
 from . import initializers as init_ops
@@ -21,6 +21,7 @@ class Variable:
     A name ending in '/' is used as given (how `get_variable` names variables).
     """
 
+    @init_scope
     def __init__(self, initial_value: Any = None, trainable: bool = True, collections: Any = None,
                  validate_shape: bool = True, name: str | None = None, dtype: Any = None,
                  expected_shape: Any = None, constraint: Any = None, use_resource: Any = None,
@@ -93,7 +94,7 @@ class Variable:
     def _as_graph_tensor(self) -> Tensor:
         """The variable's value in the graph being built; a traced function gets its own read."""
         graph = get_default_graph()
-        if graph is self.graph:
+        if graph.encloses(self.graph):  # a cond branch or loop body captures the read as an input
             return self._variable
         var = self._attrs["var"]
         if var not in graph.captured_variables:

@@ -7,9 +7,10 @@ appends the (immutable) node. `@tfjit.function` traces into a `FuncGraph` the sa
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import threading
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import GraphError, OpTypeError, where
 from ..ir.graph import Loc, Node, Value, freeze_attrs
@@ -40,6 +41,7 @@ class Graph:
         self.version = 0  # bumped on every emit, so sessions know their caches may be stale
         self.finalized = False
         self.backward_loc: Loc | None = None  # set by tfjit.autodiff: backward nodes take the forward line
+        self.outer: Graph | None = None  # the enclosing graph while a cond branch or loop body is traced
 
     # -- building ------------------------------------------------------------------------
     def emit(self, op: str, inputs: Sequence[Value], attrs: dict[str, Any] | None = None,
@@ -79,6 +81,14 @@ class Graph:
 
     def operation(self, node: Node) -> Any:
         return self._operations[node]
+
+    def encloses(self, other: "Graph") -> bool:
+        """Whether tensors of `other` may be used here: its own, or an enclosing graph's (a cond
+        branch or loop body captures those as inputs of its node)."""
+        graph: Graph | None = self
+        while graph is not None and graph is not other:
+            graph = graph.outer
+        return graph is other
 
     # -- names ---------------------------------------------------------------------------
     def unique_name(self, name: str, mark_as_used: bool = True) -> str:
@@ -245,6 +255,28 @@ def _stack() -> list[Graph]:
 def get_default_graph() -> Graph:
     stack = _stack()
     return stack[-1] if stack else _global_default[0]
+
+
+def init_scope(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `fn` in the graph enclosing any cond branch or loop body being traced, in the same
+    name scope (TF's `init_scope`: variables and their initializers live outside control flow)."""
+
+    @functools.wraps(fn)
+    def lifted(*args: Any, **kwargs: Any) -> Any:
+        inner = get_default_graph()
+        root = inner
+        while root.outer is not None:
+            root = root.outer
+        if root is inner:
+            return fn(*args, **kwargs)
+        saved, root._name_stack = root._name_stack, inner._name_stack
+        try:
+            with root.as_default():
+                return fn(*args, **kwargs)
+        finally:
+            root._name_stack = saved
+
+    return lifted
 
 
 def reset_default_graph() -> None:
