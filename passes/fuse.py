@@ -336,6 +336,20 @@ def effect_edges(graph: Graph) -> list[tuple[Node, Node]]:
                     if index[dep] < index[n]:
                         edges.append((dep, n))
         before.setdefault(var, []).append(n)
+    return edges + _resource_edges(graph)
+
+
+def _resource_edges(graph: Graph) -> list[tuple[Node, Node]]:
+    """Host ops on one queue or iterator (their `resource` attribute) run in program order:
+    an enqueue and a dequeue of one run must not swap because a kernel joined their neighbours."""
+    last: dict[str, Node] = {}
+    edges: list[tuple[Node, Node]] = []
+    for n in graph.nodes:
+        resource = n.attr("resource")
+        if isinstance(resource, str):
+            if resource in last:
+                edges.append((last[resource], n))
+            last[resource] = n
     return edges
 
 

@@ -74,3 +74,9 @@ from .compat.clip_ops import clip_by_global_norm, clip_by_norm, global_norm  # n
 # -- issue 6: control flow and queues (each module lists its names in __all__)
 from .compat.cond_while import *  # noqa: E402,F401,F403
 from .compat.queues import *  # noqa: E402,F401,F403
+
+# -- issue 6: queues and data
+from .compat import data  # noqa: E402,F401  (tf.data.Dataset)
+
+# -- issue 6: layers and contrib
+from .compat import contrib, layers  # noqa: E402,F401

@@ -42,3 +42,12 @@ def where(op: str, loc: Any) -> str:
     """'op `matmul` at model.py:12' — the prefix every error message starts with."""
     at = f" at {loc}" if loc is not None else ""
     return f"op `{op}`{at}"
+
+
+# -- issue 6: queues and input pipelines
+class OutOfRangeError(OpError):
+    """A dequeue from a closed, drained queue, or `get_next()` past a dataset's end."""
+
+
+class CancelledError(OpError):
+    """An enqueue to a closed queue, or an op cancelled while it waited (session closed)."""

@@ -133,6 +133,7 @@ class Session:
         self.config = config or ConfigProto()
         self.state = RuntimeState()
         self._cache: dict[Any, tuple[Any, list[Value]]] = {}
+        self._compile_lock = threading.Lock()  # threads may run one session; compiling is not reentrant
         self._logged: set[str] = set()
         self._closed = False
         self._default: _DefaultSession | None = None
@@ -154,6 +155,7 @@ class Session:
     def close(self) -> None:
         self._closed = True
         self._cache.clear()
+        self.state.cancel_resources()  # ops blocked on a queue or iterator fail, as in TF
 
     @property
     def sess_str(self) -> str:
@@ -193,16 +195,23 @@ class Session:
         key = (tuple(fetch_values), tuple(targets), signature)
         cached = self._cache.get(key)
         if cached is None:
-            feed_types = [(v, TensorType(as_dtype(feeds[v].dtype), feeds[v].shape)) for v in fed_order]
-            program = extract(self.graph.nodes, fetch_values, targets, feed_types, default_device=CPU0)
-            manager = config.pass_manager(allow_soft_placement=self.config.allow_soft_placement)
-            optimized = manager.run(program)
-            if self.config.log_device_placement:
-                placed = dict(manager.history).get("place", optimized)
-                self._log_placement(placed.nodes)
-            cached = (config.compile_graph(optimized), fetch_values)
-            self._cache[key] = cached
+            with self._compile_lock:
+                cached = self._cache.get(key) or self._compile(key, feeds, fetch_values, targets)
         return cached
+
+    def _compile(self, key: Any, feeds: dict[Value, np.ndarray], fetch_values: list[Value],
+                 targets: list[Node]) -> tuple[Any, list[Value]]:
+        fed_order = sorted(feeds, key=_value_key)
+        feed_types = [(v, TensorType(as_dtype(feeds[v].dtype), feeds[v].shape)) for v in fed_order]
+        program = extract(self.graph.nodes, fetch_values, targets, feed_types, default_device=CPU0)
+        manager = config.pass_manager(allow_soft_placement=self.config.allow_soft_placement)
+        optimized = manager.run(program)
+        if self.config.log_device_placement:
+            placed = dict(manager.history).get("place", optimized)
+            self._log_placement(placed.nodes)
+        compiled = (config.compile_graph(optimized), fetch_values)
+        self._cache[key] = compiled
+        return compiled
 
     def _log_placement(self, nodes: list[Node]) -> None:
         for node in nodes:

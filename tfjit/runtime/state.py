@@ -1,17 +1,23 @@
 """Runtime state that outlives one run: variable values and random-stream counters."""
 from __future__ import annotations
 
+import threading
+from typing import Any, Callable
+
 import numpy as np
 
 from ..errors import FailedPreconditionError
 
 
 class RuntimeState:
-    """What a Session owns: each variable's current value and each random op's draw count."""
+    """What a Session owns: each variable's current value, each random op's draw count and
+    the host objects (queues, dataset iterators) its stateful host ops keep between runs."""
 
     def __init__(self) -> None:
         self.variables: dict[str, np.ndarray] = {}
         self._draws: dict[tuple[int, int], int] = {}
+        self.resources: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def read(self, name: str) -> np.ndarray:
         try:
@@ -28,6 +34,22 @@ class RuntimeState:
         self.variables[name] = value
         return value
 
+    def resource(self, name: str, create: Callable[[], Any]) -> Any:
+        """The host object named `name`, made by `create()` on first use (once, even when two
+        threads ask at the same time)."""
+        with self._lock:
+            found = self.resources.get(name)
+            if found is None:
+                found = self.resources[name] = create()
+            return found
+
+    def cancel_resources(self) -> None:
+        """Wake every op blocked on a host object (the session is closing): they fail."""
+        for res in list(self.resources.values()):
+            cancel = getattr(res, "cancel", None)
+            if cancel is not None:
+                cancel()
+
     def is_initialized(self, name: str) -> bool:
         return name in self.variables
 
@@ -36,7 +58,8 @@ class RuntimeState:
 
         Counter-based, so a stream depends only on (seed, seed2, n), never on other ops.
         """
-        n = self._draws.get((seed, seed2), 0)
-        self._draws[(seed, seed2)] = n + 1
+        with self._lock:  # threads may run one random op at once: each draw its own block
+            n = self._draws.get((seed, seed2), 0)
+            self._draws[(seed, seed2)] = n + 1
         key = (int(seed) & 0xFFFFFFFF) << 32 | (int(seed2) & 0xFFFFFFFF)
         return np.random.Generator(np.random.Philox(key=key, counter=[0, 0, 0, n]))

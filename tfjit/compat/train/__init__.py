@@ -8,3 +8,8 @@ from .optimizers import (AdagradOptimizer, AdamOptimizer, GradientDescentOptimiz
                          MomentumOptimizer, RMSPropOptimizer)
 from .training_util import (assert_global_step, create_global_step, get_global_step,  # noqa: F401
                             get_or_create_global_step, global_step)
+# -- issue 6: queue runners and queue-based input pipelines
+from .queue_runner import (Coordinator, QueueRunner, add_queue_runner, batch, input_producer,  # noqa: F401,E402
+                           limit_epochs, range_input_producer, shuffle_batch, slice_input_producer,
+                           start_queue_runners)
+from . import queue_runner  # noqa: F401,E402  (tf.train.queue_runner.QueueRunner)
