@@ -321,3 +321,22 @@ def test_random_ops_follow_tf_seed_semantics():
     np.testing.assert_array_equal(a1, a2)  # same graph seed: same sequence in every session
     np.testing.assert_array_equal(b1, b2)
     assert not np.array_equal(a1, a1_again)  # but each run draws fresh values
+
+
+def test_read_value_reads_after_its_control_dependencies_while_value_is_the_snapshot():
+    v = tf.Variable(1.0, name="v")
+    update = v.assign_add(10.0)
+    snapshot = v.value()
+    with tf.control_dependencies([update]):
+        after = v.read_value() * 1.0
+    with tf.Session() as sess:
+        sess.run(v.initializer)
+        assert sess.run(after) == 11.0
+        assert sess.run([snapshot, update])[0] == 11.0  # the snapshot is read before this run's update
+
+
+def test_default_variable_scope_names_skip_names_already_opened():
+    with tf.variable_scope("Conv"):
+        tf.get_variable("w", [1])
+    with tf.variable_scope(None, default_name="Conv"):
+        assert tf.get_variable("w", [1]).name == "Conv_1/w:0"

@@ -89,7 +89,12 @@ class Variable:
         return self._as_graph_tensor()
 
     def read_value(self) -> Tensor:
-        return emit1("identity", [self._as_graph_tensor()], name="read")
+        """The value read here, after what the current control dependencies name (unlike
+        `value()`, the snapshot every other use shares), as TF documents it."""
+        graph = get_default_graph()
+        if graph is not self.graph:
+            return self._as_graph_tensor()
+        return graph.emit("variable", [], self._attrs, name="read").outputs[0]
 
     def _as_graph_tensor(self) -> Tensor:
         """The variable's value in the graph being built; a traced function gets its own read."""
@@ -196,6 +201,7 @@ def variable_scope(name_or_scope: Any = None, default_name: str | None = None, v
         short = name_or_scope if name_or_scope is not None else _unique_default(graph, outer.name, default_name)
         full = f"{outer.name}/{short}" if outer.name else short
         name_scope, base = short, outer
+    graph.variable_scope_counts[full] = graph.variable_scope_counts.get(full, 0) + 1
     inherited = True if outer.reuse is True else (AUTO_REUSE if outer.reuse is AUTO_REUSE else False)
     new_reuse = reuse if reuse is not None else (base.reuse if isinstance(name_or_scope, VariableScope) and base.reuse else inherited)
     if reuse is False and outer.reuse is True:
@@ -213,10 +219,15 @@ def variable_scope(name_or_scope: Any = None, default_name: str | None = None, v
 
 
 def _unique_default(graph: Any, outer: str, default_name: str) -> str:
-    key = f"{outer}/{default_name}"
-    count = graph.variable_scope_counts.get(key, 0)
-    graph.variable_scope_counts[key] = count + 1
-    return default_name if count == 0 else f"{default_name}_{count}"
+    """TF's rule: the first of `name`, `name_1`, ... that no scope (named or not) has opened."""
+    prefix = f"{outer}/{default_name}" if outer else default_name
+    counts = graph.variable_scope_counts
+    if counts.get(prefix, 0) == 0:
+        return default_name
+    index = 1
+    while counts.get(f"{prefix}_{index}", 0) > 0:
+        index += 1
+    return f"{default_name}_{index}"
 
 
 def get_variable(name: str, shape: Any = None, dtype: Any = None, initializer: Any = None,
@@ -245,11 +256,18 @@ def get_variable(name: str, shape: Any = None, dtype: Any = None, initializer: A
     graph.variables[full] = var
     reg = regularizer if regularizer is not None else scope.regularizer
     if reg is not None:
-        with graph.name_scope(full + "/Regularizer/"):
-            loss = reg(var.value())
-        if loss is not None:
-            graph.add_to_collection(GraphKeys.REGULARIZATION_LOSSES, loss)
+        _add_regularization_loss(reg, var, full)
     return var
+
+
+@init_scope
+def _add_regularization_loss(reg: Any, var: Variable, full: str) -> None:
+    """Built outside any cond branch or loop body, as TF does, so the loss is usable anywhere."""
+    graph = get_default_graph()
+    with graph.name_scope(full + "/Regularizer/"):
+        loss = reg(var.value())
+    if loss is not None:
+        graph.add_to_collection(GraphKeys.REGULARIZATION_LOSSES, loss)
 
 
 def _reuse(existing: Variable, full: str, scope: VariableScope, shape: Any, dtype: Any) -> Variable:
