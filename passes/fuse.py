@@ -314,29 +314,47 @@ def _schedule(graph: Graph, plain: list[Node], kernels: list[tuple[Node, list[Va
 
 
 def effect_edges(graph: Graph) -> list[tuple[Node, Node]]:
-    """(before, write) pairs that order a variable's accesses though no data edge joins them:
-    reads and writes keep their order, and a write waits for every earlier user of an earlier
-    read, so a backend may update the variable in place. (A user placed after the write in the
-    program reads the old snapshot; a backend that updates in place must copy for it.)"""
+    """(before, after) pairs that order a variable's accesses though no data edge joins them:
+    a read placed after a write (`read_value()`) reads after it, and a write waits for every
+    earlier access and every earlier user of an earlier read, so a backend may update the
+    variable in place. A cond or while node accesses what its bodies access. (A user placed
+    after the write in the program reads the old snapshot; an in-place backend must copy.)"""
     index = {n: i for i, n in enumerate(graph.nodes)}
     users: dict[Node, list[Node]] = {}
     for n in graph.nodes:
         for v in n.inputs:
             users.setdefault(v.node, []).append(n)
     edges: list[tuple[Node, Node]] = []
-    before: dict[str, list[Node]] = {}  # var -> its reads and writes so far
+    before: dict[str, list[Node]] = {}  # var -> its accesses so far
     for n in graph.nodes:
-        var = n.attr("var") if n.op in _WRITES or n.op == "variable" else None
-        if var is None:
-            continue
-        if n.op in _WRITES:
+        reads, writes = _variable_accesses(n)
+        for var in reads | writes:
             for earlier in before.get(var, []):
-                readers = users.get(earlier, []) if earlier.op == "variable" else []
-                for dep in [earlier, *readers]:
-                    if index[dep] < index[n]:
-                        edges.append((dep, n))
-        before.setdefault(var, []).append(n)
+                earlier_writes = _variable_accesses(earlier)[1]
+                if var in writes:
+                    readers = users.get(earlier, []) if earlier.op == "variable" else []
+                    edges += [(dep, n) for dep in [earlier, *readers] if index[dep] < index[n]]
+                elif var in earlier_writes:
+                    edges.append((earlier, n))
+            before.setdefault(var, []).append(n)
     return edges + _resource_edges(graph)
+
+
+def _variable_accesses(node: Node) -> tuple[set[str], set[str]]:
+    """The variables a node (and any sub-graph it holds) reads and writes."""
+    if node.op == "variable":
+        return {node.attr("var")}, set()
+    if node.op in _WRITES:
+        return set(), {node.attr("var")}
+    reads: set[str] = set()
+    writes: set[str] = set()
+    for _, body in node.attrs:
+        if isinstance(body, Graph):
+            for inner in body.nodes:
+                r, w = _variable_accesses(inner)
+                reads |= r
+                writes |= w
+    return reads, writes
 
 
 def _resource_edges(graph: Graph) -> list[tuple[Node, Node]]:
