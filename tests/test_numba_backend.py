@@ -73,6 +73,14 @@ def test_loop_kernel_with_a_scalar_result_computes_it_once_and_still_loops():
     assert "out0[0] = " in kernel.source() and "for i in range(out1.shape[0])" in kernel.source()
 
 
+def test_a_result_broadcast_from_scalars_fills_every_element():
+    s = tf.placeholder(tf.float32, [], name="s")
+    v = tf.placeholder(tf.float32, [6], name="v")
+    filled = tf.broadcast_to(tf.exp(s), [6])
+    got, want, _ = both([filled, filled + v], {s: np.float32(0.5), v: np.arange(6)})
+    assert_same(got, want)
+
+
 def test_integer_and_bool_loops_and_casts():
     i = tf.placeholder(tf.int32, [5], name="i")
     j = tf.placeholder(tf.int64, [5], name="j")

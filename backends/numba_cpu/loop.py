@@ -89,10 +89,12 @@ class LoopKernel:
         hoisted = ElementWriter(lines, lambda v: loads[v], prefix="h")
         hoisted.names.update(loads)
         invariant = _invariant(self.body, set(loads))
+        once = {r for r in self.body.results if r in invariant and r.type.num_elements == 1}
         for o, r in zip(outs, self.body.results):
-            if r in invariant:
+            if r in once:
                 lines.add(f"{o}[0] = {hoisted.value(r)}")
-        varying = [(o, r) for o, r in zip(outs, self.body.results) if r not in invariant]
+        # A result computed from scalars but broadcast to many elements is still written per element.
+        varying = [(o, r) for o, r in zip(outs, self.body.results) if r not in once]
         if not varying:
             return lines.source()
         if flat:
