@@ -1,0 +1,69 @@
+"""The CUDA backend's kernels and whole programs under numba's CUDA simulator.
+
+Run by tests/test_numba_cuda.py in a separate pytest process with NUMBA_ENABLE_CUDASIM=1
+(it must be set before numba is imported); not collected by the main run (no `test_` prefix).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from tfjit.backends.numba_cuda import reset_transfer_stats, transfer_stats
+from tfjit.backends.numba_cuda.executable import compile_graph, device_kernels
+from tfjit.backends.numba_cuda.loop import CudaLoopKernel
+from tfjit.backends.numba_cuda.reduction import CudaRowKernel
+from tfjit.backends.reference import compile_graph as reference_compile
+from tfjit.runtime.state import RuntimeState
+
+import cuda_programs as programs
+
+assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run with NUMBA_ENABLE_CUDASIM=1"
+
+
+def run_both(build):
+    program, args = programs.optimized(build)
+    exe = compile_graph(program)
+    got = exe.run(args, RuntimeState())
+    want = reference_compile(program).run(args, RuntimeState())
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, equal_nan=True)
+    return exe, args, got
+
+
+def kernel_types(exe):
+    return {type(k) for _, k in device_kernels(exe)}
+
+
+def test_elementwise_kernels_broadcast_like_numpy():
+    exe, _, _ = run_both(programs.elementwise_broadcast)
+    assert kernel_types(exe) == {CudaLoopKernel}
+
+
+def test_float64_elementwise_kernels():
+    exe, _, _ = run_both(lambda: programs.elementwise_broadcast(programs.tf.float64))
+    assert kernel_types(exe) == {CudaLoopKernel}
+
+
+@pytest.mark.parametrize("build", [programs.softmax_rows, programs.layer_norm_rows])
+def test_row_kernels(build):
+    exe, _, _ = run_both(build)
+    assert CudaRowKernel in kernel_types(exe)
+
+
+def test_only_feeds_and_fetches_cross():
+    reset_transfer_stats()
+    exe, args, got = run_both(programs.softmax_rows)
+    constants = sum(n.attr("value").array.nbytes for n in exe.graph.nodes if n.op == "constant")
+    assert transfer_stats() == {"host_to_device": sum(a.nbytes for a in args) + constants,
+                                "device_to_host": sum(g.nbytes for g in got)}
+
+
+@pytest.mark.parametrize("build", programs.TRAINING_PROGRAMS)
+def test_training_steps_match_the_reference_backend(build):
+    cuda = programs.train(build, "numba_cuda")
+    reference = programs.train(build, "reference")
+    np.testing.assert_allclose(cuda, reference, rtol=1e-5)
+    assert cuda[-1] < cuda[0]
