@@ -20,8 +20,8 @@ from numba import njit
 from scipy import special
 
 from tfjit.backends.numba_cpu import mathlib as ml
+from tfjit.backends.numba_cpu.compile import FASTMATH as _FLAGS  # the generated kernels' flags
 
-_FLAGS = {"nsz", "arcp", "contract", "afn", "reassoc"}
 _F = np.float32
 
 
@@ -80,9 +80,11 @@ def _cases(rng: np.random.Generator, n: int) -> list[tuple]:  # type: ignore[typ
     return [
         ("x * 2", [u(-10, 10)], _double, _double, lambda x, o: np.multiply(x, _F(2.0), out=o)),
         ("exp", [u(-10, 10)], ml.exp, njit(lambda x: np.exp(x)), lambda x, o: np.exp(x, out=o)),
-        ("expm1", [u(-5, 5)], ml.expm1, njit(lambda x: np.expm1(x)), lambda x, o: np.expm1(x, out=o)),
+        ("expm1", [u(-5, 5)], ml.expm1, njit(lambda x: np.expm1(x)),
+         lambda x, o: np.expm1(x, out=o)),
         ("log", [u(1e-3, 100)], ml.log, njit(lambda x: np.log(x)), lambda x, o: np.log(x, out=o)),
-        ("log1p", [u(-0.9, 10)], ml.log1p, njit(lambda x: np.log1p(x)), lambda x, o: np.log1p(x, out=o)),
+        ("log1p", [u(-0.9, 10)], ml.log1p, njit(lambda x: np.log1p(x)),
+         lambda x, o: np.log1p(x, out=o)),
         ("tanh", [u(-5, 5)], ml.tanh, njit(lambda x: np.tanh(x)), lambda x, o: np.tanh(x, out=o)),
         ("sigmoid", [u(-10, 10)], ml.sigmoid, _libm_sigmoid, lambda x, o: special.expit(x, out=o)),
         ("erf", [u(-3, 3)], ml.erf, _libm_erf, lambda x, o: special.erf(x, out=o)),
@@ -109,7 +111,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    print(f"{'function':10s} {'mathlib':>9s} {'njit+libm':>10s} {'numpy':>9s}  libm/mathlib  numpy/mathlib")
+    print(f"{'function':10s} {'mathlib':>9s} {'njit+libm':>10s} {'numpy':>9s}"
+          "  libm/mathlib  numpy/mathlib")
     for name, inputs, fast, libm, numpy_call in _cases(rng, args.n):
         out = np.empty(args.n, np.float32)
         make = _binary_loop if len(inputs) == 2 else _unary_loop

@@ -11,6 +11,8 @@ import math
 import numpy as np
 from numba import njit
 
+from . import mathlib
+
 _f32 = np.float32
 _f64 = np.float64
 _i32 = np.int32
@@ -102,34 +104,36 @@ def _f64_sigmoid(x):  # type: ignore[no-untyped-def]
     return e / (1.0 + e)
 
 
+# float32 transcendentals: mathlib's vectorisable versions (their own fastmath flags survive,
+# since LLVM, not numba, inlines them).
 @inline
 def _f32_exp(x):  # type: ignore[no-untyped-def]
-    return _f32(math.exp(x))
+    return mathlib.exp(x)
 
 
 @inline
 def _f32_log(x):  # type: ignore[no-untyped-def]
-    return _f32(np.log(x))
+    return mathlib.log(x)
 
 
 @inline
 def _f32_log1p(x):  # type: ignore[no-untyped-def]
-    return _f32(np.log1p(x))
+    return mathlib.log1p(x)
 
 
 @inline
 def _f32_expm1(x):  # type: ignore[no-untyped-def]
-    return _f32(math.expm1(x))
+    return mathlib.expm1(x)
 
 
 @inline
 def _f32_tanh(x):  # type: ignore[no-untyped-def]
-    return _f32(math.tanh(x))
+    return mathlib.tanh(x)
 
 
 @inline
 def _f32_sigmoid(x):  # type: ignore[no-untyped-def]
-    return _f32(_f64_sigmoid(_f64(x)))
+    return mathlib.sigmoid(x)
 
 
 @inline
