@@ -2,7 +2,9 @@
 
 Levels: 0 runs only what execution needs (fastest compile), 1 adds the cleanup passes,
 2 (the default) adds fusion. `TFJIT_OPT_LEVEL` sets the level for a whole process and
-`TFJIT_BACKEND` (reference | numba) the backend.
+`TFJIT_BACKEND` (reference | numba | numba_cuda) the backend. The debug modes `check_numerics`
+and `set_differential` (or `TFJIT_CHECK_NUMERICS=1`, `TFJIT_DIFFERENTIAL=1`) take effect at the
+next run: Session and @tfjit.function recompile when a setting changes (`execution_key`).
 """
 from __future__ import annotations
 
@@ -10,7 +12,11 @@ import os
 from dataclasses import dataclass, field
 
 
-BACKENDS = ("reference", "numba")
+BACKENDS = ("reference", "numba", "numba_cuda")  # numba_cuda: backends/numba_cuda (issue 8)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 @dataclass
@@ -18,6 +24,8 @@ class CompilerConfig:
     optimization_level: int = field(default_factory=lambda: int(os.environ.get("TFJIT_OPT_LEVEL", "2")))
     disabled_passes: set[str] = field(default_factory=set)
     backend: str = field(default_factory=lambda: os.environ.get("TFJIT_BACKEND", "reference"))
+    check_numerics: bool = field(default_factory=lambda: _env_flag("TFJIT_CHECK_NUMERICS"))
+    differential: bool = field(default_factory=lambda: _env_flag("TFJIT_DIFFERENTIAL"))
 
 
 current = CompilerConfig()
@@ -29,6 +37,13 @@ def set_optimization_level(level: int) -> None:
     current.optimization_level = level
 
 
+def execution_key() -> tuple[str, bool, bool, int, frozenset[str]]:
+    """The settings a compiled program depends on: a cached program is reused only under the
+    same ones (switching backend or a debug mode recompiles)."""
+    return (current.backend, current.check_numerics, current.differential, current.optimization_level,
+            frozenset(current.disabled_passes))
+
+
 def set_backend(name: str) -> None:
     """'reference' (NumPy, op by op: the oracle) or 'numba' (generated CPU kernels)."""
     if name not in BACKENDS:
@@ -36,15 +51,37 @@ def set_backend(name: str) -> None:
     current.backend = name
 
 
+def check_numerics(enabled: bool) -> None:
+    """Run compiled programs kernel by kernel and fail at the first NaN or inf a kernel produces,
+    naming its op, its user line and whether it is forward or backward (slow: debugging only)."""
+    current.check_numerics = bool(enabled)
+
+
+def set_differential(enabled: bool) -> None:
+    """Run each numba kernel and the reference backend side by side and fail at the first
+    kernel whose results differ beyond tolerance (slow: debugging only)."""
+    current.differential = bool(enabled)
+
+
 def compile_graph(graph):  # type: ignore[no-untyped-def]
-    """An executable of `graph` on the current backend."""
+    """An executable of `graph` on the current backend (wrapped in a checker only when a debug
+    mode is on, so normal runs pay nothing for the modes)."""
     if current.backend == "numba":
         from .backends.numba_cpu.executable import compile_graph as numba_compile
 
-        return numba_compile(graph)
-    from .backends.reference import compile_graph as reference_compile
+        executable = numba_compile(graph)
+    elif current.backend == "numba_cuda":  # issue 8; raises clearly without a GPU or the simulator
+        from .backends.numba_cuda.executable import compile_graph as cuda_compile
+        executable = cuda_compile(graph)
+    else:
+        from .backends.reference import compile_graph as reference_compile
 
-    return reference_compile(graph)
+        executable = reference_compile(graph)
+    if current.check_numerics or current.differential:
+        from .backends.debug_modes import with_checks
+
+        return with_checks(executable, numerics=current.check_numerics, differential=current.differential)
+    return executable
 
 
 def disable_pass(name: str) -> None:

@@ -52,6 +52,22 @@ class NumbaExecutable:
         index = line - _FIRST_NODE_LINE
         return self.graph.nodes[index] if 0 <= index < len(self.graph.nodes) else None
 
+    # Debug modes only (backends/debug_modes.py): `run` above stays the fast generated step.
+    def run_each(self, args: Sequence[np.ndarray], state: RuntimeState,
+                 visit: Callable[[Node, list[np.ndarray], Callable[[], tuple[Any, ...]]], tuple[Any, ...]]
+                 ) -> list[np.ndarray]:
+        """Run the kernels one by one in schedule order, so a checker sees every kernel's results.
+
+        `visit(node, inputs, call)` must call `call()` (which runs the node's kernel on `inputs`
+        and returns its outputs, as the step would bind them) and return those outputs.
+        """
+        env: dict[Value, Any] = dict(zip(self.graph.params, args))
+        for node, kernel in self.kernels:
+            inputs = [env[v] for v in node.inputs]
+            outputs = visit(node, inputs, functools.partial(_call_kernel, node, kernel, inputs, state))
+            env.update(zip(node.outputs, outputs))
+        return [env[v] for v in self.graph.results]
+
 
 def compile_graph(graph: Graph) -> NumbaExecutable:
     return NumbaExecutable(graph)
@@ -129,6 +145,16 @@ def _one(out: Any) -> np.ndarray:
 def _needs_state(kernel: Any) -> bool:
     target = kernel.func if isinstance(kernel, functools.partial) else kernel
     return bool(getattr(target, "needs_state", False))
+
+
+def _call_kernel(node: Node, kernel: Any, inputs: list[np.ndarray], state: RuntimeState) -> tuple[Any, ...]:
+    """One kernel call of `run_each`, with the step's calling and result conventions."""
+    out = kernel(*inputs, state=state) if _needs_state(kernel) else kernel(*inputs)
+    if not node.types:
+        return ()
+    if len(node.types) == 1 and not getattr(kernel, "returns_tuple", False):
+        return (_one(out),)
+    return tuple(out)
 
 
 def _generate_step(graph: Graph, kernels: list[Any]) -> tuple[Callable[..., Any], str]:

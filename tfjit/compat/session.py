@@ -192,7 +192,7 @@ class Session:
         targets = [op.node for op in leaves if isinstance(op, Operation)]
         fed_order = sorted(feeds, key=_value_key)
         signature = tuple((v, feeds[v].shape, feeds[v].dtype.str) for v in fed_order)
-        key = (tuple(fetch_values), tuple(targets), signature)
+        key = (tuple(fetch_values), tuple(targets), signature, config.execution_key())
         cached = self._cache.get(key)
         if cached is None:
             with self._compile_lock:

@@ -64,10 +64,13 @@ class ConcreteFunction:
         self.tensor_paths = tensor_paths
         self._rebuild = rebuild
         self._executable: Any = None
+        self._compiled_for: tuple | None = None
 
     def __call__(self, arrays: Sequence[np.ndarray], state: RuntimeState) -> Any:
-        if self._executable is None:
+        settings = config.execution_key()
+        if self._executable is None or self._compiled_for != settings:
             self._executable = config.compile_graph(config.optimize(self.graph))
+            self._compiled_for = settings
         outputs = self._executable.run(list(arrays), state)
         return self._rebuild([o[()] if o.ndim == 0 else (o if o.flags.writeable else o.copy()) for o in outputs])
 
