@@ -17,6 +17,7 @@ from tfjit.ir.verifier import verify
 
 from .cse import cse
 from .dce import dce
+from .decompose import decompose
 from .fold_constants import fold_constants
 from .fuse import fuse
 from .nested import in_bodies
@@ -43,6 +44,8 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("dce", in_bodies(dce), "drop what neither the results nor a state write needs", level=0),
     Pass("place", Place(), "give every node a device; colocate updates with variables; copy across devices",
          level=0),
+    Pass("decompose", decompose, "spell softmax/log_softmax as max-exp-sum steps so they fuse into one row kernel",
+         level=2),
     Pass("fuse", fuse, "turn chains of elementwise ops, reductions with their producers and consumers, "
                        "matmul epilogues and variable updates into single kernels", level=2),
     Pass("plan_memory", plan_memory, "reuse the buffers of dead intermediates and write in place", level=0),

@@ -193,3 +193,27 @@ def test_an_mlp_trains_to_the_same_loss_on_both_backends(numba_backend):
             sess.run(tf.global_variables_initializer())
             losses[backend] = [sess.run([loss, step], feed_dict={x: xv, labels: yv})[0] for _ in range(15)]
     np.testing.assert_allclose(losses["numba"], losses["reference"], rtol=1e-4)
+
+
+def test_recycled_output_buffers_never_overwrite_a_result_the_user_keeps():
+    from tfjit.backends.numba_cpu.buffers import POOL
+
+    first = POOL.empty((1 << 19,), np.float32)
+    first[:] = 1.0
+    kept_view = first[5:]
+    del first
+    second = POOL.empty((1 << 19,), np.float32)
+    second[:] = 2.0
+    assert not np.shares_memory(kept_view, second) and np.all(kept_view == 1.0)
+    del second
+    third = POOL.empty((1 << 19,), np.float32)  # the second buffer is free again: recycled
+    assert third.base is not None
+
+
+def test_session_results_stay_intact_across_runs_with_recycled_buffers(numba_backend):
+    x = tf.placeholder(tf.float32, [1 << 19], name="x")
+    y = tf.exp(x) * 2.0
+    with tf.Session() as sess:
+        a = sess.run(y, feed_dict={x: np.zeros(1 << 19)})
+        b = sess.run(y, feed_dict={x: np.ones(1 << 19)})
+    assert np.all(a == 2.0) and np.allclose(b, 2 * np.e)

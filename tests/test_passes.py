@@ -290,7 +290,7 @@ def test_pass_manager_levels_switches_timing_and_errors(capsys):
     def broken(graph):
         raise ValueError("boom")
 
-    with pytest.raises(PassError, match=r"pass `fuse` failed on @softmax \(passes before it: .*dce, place\): boom"):
+    with pytest.raises(PassError, match=r"pass `fuse` failed on @softmax \(passes before it: .*dce, place, decompose\): boom"):
         PassManager(overrides={"fuse": broken}).run(g)
 
 
@@ -320,6 +320,17 @@ def run_both(fetches, feed_dict, variables=None):
 def _feed_order(program, feed_dict):
     by_name = {k.op.name: k for k in feed_dict}
     return [by_name[p.node.name] for p in program.params]
+
+
+def test_decompose_spells_softmax_as_steps_that_fuse_into_one_row_kernel():
+    from tfjit.passes.decompose import decompose
+
+    x = tf.placeholder(tf.float32, [4, 6], name="x")
+    outs = [tf.nn.softmax(x * 2.0), tf.nn.log_softmax(x, axis=0)]
+    program = program_for(outs, {x: np.zeros((4, 6))})
+    assert [n.op for n in decompose(program).nodes if n.op in ("softmax", "log_softmax")] == []
+    _, optimized = run_both(outs, {x: np.random.default_rng(3).standard_normal((4, 6)) * 5})
+    assert [n.attr("kind") for n in optimized.nodes if n.op == "fused"] == ["reduction", "reduction"]
 
 
 def test_softmax_and_layer_norm_block_optimises_to_the_same_numbers_in_one_kernel():

@@ -17,6 +17,7 @@ import numpy as np
 from tfjit.ir.graph import Graph, Node, Value
 from tfjit.ops.registry import get_op
 
+from .buffers import POOL
 from .codegen import INDEX_ONLY, ElementWriter, Lines
 from .compile import compile_kernel
 
@@ -47,7 +48,7 @@ class LoopKernel:
         for node, positions in self.prepared.steps:
             out = get_op(node.op).reference(*(values[node.inputs[i]] for i in positions), **node.attr_dict)
             values[node.out] = np.asarray(out)
-        outs = [np.empty(_concrete(r, values), r.type.dtype.np_dtype) for r in self.body.results]
+        outs = [POOL.empty(_concrete(r, values), r.type.dtype.np_dtype) for r in self.body.results]
         space = max((o.shape for o in outs), key=lambda s: (int(np.prod(s)), len(s)))
         size = int(np.prod(space))
         arrays, kinds = [], []

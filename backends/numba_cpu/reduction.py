@@ -16,6 +16,7 @@ import numpy as np
 
 from tfjit.ir.graph import Graph, Node, Value
 
+from .buffers import POOL
 from .codegen import ElementWriter, Lines, supported
 from .compile import compile_kernel
 
@@ -42,7 +43,7 @@ class RowKernel:
 
     def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
         arrays = [_as_2d(a, self.kinds[p], self.rows, self.cols) for a, p in zip(args, self.body.params)]
-        outs = [np.empty(r.type.shape, r.type.dtype.np_dtype) for r in self.body.results]
+        outs = [POOL.empty(r.type.shape, r.type.dtype.np_dtype) for r in self.body.results]
         views = [_as_2d(o, self.kinds[r], self.rows, self.cols) for o, r in zip(outs, self.body.results)]
         self._kernel(*arrays, *views)
         return tuple(outs)
