@@ -217,3 +217,10 @@ def test_session_results_stay_intact_across_runs_with_recycled_buffers(numba_bac
         a = sess.run(y, feed_dict={x: np.zeros(1 << 19)})
         b = sess.run(y, feed_dict={x: np.ones(1 << 19)})
     assert np.all(a == 2.0) and np.allclose(b, 2 * np.e)
+
+
+def test_row_kernels_over_empty_rows_give_tf_identities():
+    x = tf.placeholder(tf.float32, [3, 0], name="x")
+    got, want, _ = both([tf.reduce_max(x, -1), tf.reduce_min(x, -1), tf.reduce_sum(tf.exp(x), -1)],
+                        {x: np.zeros((3, 0))})
+    assert_same(got, want)

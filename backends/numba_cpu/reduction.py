@@ -21,6 +21,17 @@ from .codegen import ElementWriter, Lines, supported
 from .compile import compile_kernel
 
 REDUCERS = {"sum", "mean", "max", "min", "prod"}
+def _lowest(dtype: np.dtype) -> Any:
+    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+def _highest(dtype: np.dtype) -> Any:
+    return np.inf if dtype.kind == "f" else np.iinfo(dtype).max
+
+
+# Empty rows reduce to TF's identity (the lowest value for a max), not NumPy's error.
+_NUMPY_REDUCE = {"max": lambda a, axis: np.max(a, axis=axis, initial=_lowest(a.dtype)),
+                 "min": lambda a, axis: np.min(a, axis=axis, initial=_highest(a.dtype))}
 FULL, ROW, COLUMN, SCALAR = "full", "row", "column", "scalar"  # value kinds in row space
 
 
@@ -36,13 +47,21 @@ class RowKernel:
         self.rows = int(np.prod(full[:-k], dtype=np.int64)) if k < len(full) else 1
         self.cols = int(np.prod(full[-k:], dtype=np.int64))
         self.kinds = {v: _kind(v, full, self.rows, self.cols) for v in _values(body)}
-        self.phase = _phases(body, self.kinds)
+        # Reductions straight over an input run as NumPy's SIMD reductions before the kernel
+        # (a max does not vectorise in a loop that must propagate NaN; NumPy's does).
+        self.presummed = [n for n in body.nodes if n.op in _NUMPY_REDUCE and n.inputs[0] in body.params
+                          and self.kinds[n.inputs[0]] == FULL]
+        self.phase = _phases(body, self.kinds, self.presummed)
         self._index = {n: i for i, n in enumerate(body.nodes)}  # stable names in the source
         self.source = self._source()
         self._kernel = compile_kernel(self.source, "kernel")
 
     def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
         arrays = [_as_2d(a, self.kinds[p], self.rows, self.cols) for a, p in zip(args, self.body.params)]
+        position = {p: i for i, p in enumerate(self.body.params)}
+        with np.errstate(all="ignore"):
+            arrays += [_NUMPY_REDUCE[n.op](arrays[position[n.inputs[0]]], axis=1).astype(n.types[0].dtype.np_dtype)
+                       for n in self.presummed]
         outs = [POOL.empty(r.type.shape, r.type.dtype.np_dtype) for r in self.body.results]
         views = [_as_2d(o, self.kinds[r], self.rows, self.cols) for o, r in zip(outs, self.body.results)]
         self._kernel(*arrays, *views)
@@ -52,7 +71,7 @@ class RowKernel:
     def _source(self) -> str:
         lines = Lines()
         params, results = self.body.params, self.body.results
-        ins = [f"in{i}" for i in range(len(params))]
+        ins = [f"in{i}" for i in range(len(params))] + [f"pre{i}" for i in range(len(self.presummed))]
         outs = [f"out{i}" for i in range(len(results))]
         lines.add(f"def kernel({', '.join(ins + outs)}):", self.name)
         lines.indent()
@@ -66,6 +85,8 @@ class RowKernel:
         for i, p in enumerate(params):
             if self.kinds[p] in (ROW, SCALAR):
                 row_names[p] = f"in{i}[r, 0]" if self.kinds[p] == ROW else f"in{i}[0, 0]"
+        for i, n in enumerate(self.presummed):
+            row_names[n.out] = f"pre{i}[r]"
         last_phase = max(self.phase.values(), default=0)
         for phase in range(last_phase + 1):
             self._row_values(lines, row_names, phase)
@@ -98,7 +119,8 @@ class RowKernel:
 
     def _phase_loop(self, lines: Lines, phase: int, row_names: dict[Value, str],
                     store_name: dict[Value, str], ins: list[str]) -> None:
-        reductions = [n for n in self.body.nodes if n.op in REDUCERS and self.phase[n.inputs[0]] == phase]
+        reductions = [n for n in self.body.nodes if n.op in REDUCERS and self.phase[n.inputs[0]] == phase
+                      and n not in self.presummed]
         fulls = [n for n in self.body.nodes if self.kinds[n.out] == FULL and self.phase[n.out] == phase]
         if not reductions and not fulls:
             return
@@ -170,12 +192,14 @@ def _trailing(full: tuple[int, ...], cols: int) -> tuple[int, ...]:
     return out
 
 
-def _phases(body: Graph, kinds: dict[Value, str]) -> dict[Value, int]:
+def _phases(body: Graph, kinds: dict[Value, str], presummed: list[Node]) -> dict[Value, int]:
     """The loop phase in which each value is computed (row scalars: before which loop)."""
     phase: dict[Value, int] = {p: 0 for p in body.params}
     for node in body.nodes:
         ready = max((phase[v] for v in node.inputs), default=0)
-        if node.op in REDUCERS:
+        if node in presummed:
+            phase[node.out] = 0  # ready before the first loop, like an input
+        elif node.op in REDUCERS:
             phase[node.out] = ready + 1  # accumulated in the loop of its input's phase
         else:
             for v in node.outputs:

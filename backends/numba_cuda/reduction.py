@@ -39,7 +39,8 @@ class CudaRowKernel(cpu.RowKernel):
             raise NotImplementedError("an empty row space")
         self.threads = min(MAX_THREADS, max(32, 1 << (self.cols - 1).bit_length()))
         self.kinds = {v: cpu._kind(v, full, self.rows, self.cols) for v in cpu._values(body)}
-        self.phase = cpu._phases(body, self.kinds)
+        self.presummed: list[Node] = []  # every reduction runs on the device
+        self.phase = cpu._phases(body, self.kinds, self.presummed)
         self._index = {n: i for i, n in enumerate(body.nodes)}
         self.stored = self._stored_values()
         self.source = self._source()
