@@ -340,3 +340,14 @@ def test_default_variable_scope_names_skip_names_already_opened():
         tf.get_variable("w", [1])
     with tf.variable_scope(None, default_name="Conv"):
         assert tf.get_variable("w", [1]).name == "Conv_1/w:0"
+
+
+def test_top_level_assign_functions():
+    v = tf.Variable([1.0, 2.0], name="v")
+    ops = [tf.assign(v, [5.0, 6.0]), tf.assign_add(v, [1.0, 1.0]), tf.assign_sub(v, [0.5, 0.5])]
+    with tf.Session() as sess:
+        sess.run(v.initializer)
+        results = [sess.run(op) for op in ops]
+    np.testing.assert_array_equal(results[-1], [5.5, 6.5])
+    with pytest.raises(TypeError, match="tf.assign needs a tf.Variable"):
+        tf.assign(tf.constant(1.0), 2.0)

@@ -25,7 +25,8 @@ from .compat.random_ops import (random_normal, random_uniform, set_random_seed, 
                                 truncated_normal)
 from .compat.session import (ConfigProto, GPUOptions, GraphOptions, InteractiveSession,  # noqa: F401
                              RunMetadata, RunOptions, Session, get_default_session)
-from .compat.variables import (AUTO_REUSE, Variable, VariableScope, all_variables,  # noqa: F401
+from .compat.variables import (AUTO_REUSE, Variable, VariableScope, all_variables, assign,  # noqa: F401
+                               assign_add, assign_sub,
                                get_variable, get_variable_scope, global_variables,
                                global_variables_initializer, initialize_all_variables,
                                is_variable_initialized, local_variables,

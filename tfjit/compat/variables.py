@@ -343,3 +343,24 @@ initialize_variables = variables_initializer
 def is_variable_initialized(variable: Variable) -> Tensor:
     return emit1("is_variable_initialized", [], {"var": variable._attrs["var"]}, name="IsVariableInitialized")
 
+
+
+def _as_variable(ref: Any, what: str) -> Variable:
+    if not isinstance(ref, Variable):
+        raise TypeError(f"tf.{what} needs a tf.Variable as `ref`, got {type(ref).__name__}: "
+                        "tfjit's tensors are values, only variables can be assigned")
+    return ref
+
+
+def assign(ref: Variable, value: Any, validate_shape: Any = None, use_locking: Any = None,
+           name: str | None = None) -> Tensor:
+    """TF1's `tf.assign(ref, value)`: the same as `ref.assign(value)`."""
+    return _as_variable(ref, "assign").assign(value, name=name)
+
+
+def assign_add(ref: Variable, value: Any, use_locking: Any = None, name: str | None = None) -> Tensor:
+    return _as_variable(ref, "assign_add").assign_add(value, name=name)
+
+
+def assign_sub(ref: Variable, value: Any, use_locking: Any = None, name: str | None = None) -> Tensor:
+    return _as_variable(ref, "assign_sub").assign_sub(value, name=name)
