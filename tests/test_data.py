@@ -32,7 +32,7 @@ def test_map_and_batch_match_numpy(backend, dtype):
     ds = tf.data.Dataset.from_tensor_slices(x).map(lambda r: tf.square(r) + r).batch(4)
     assert ds.output_types == tf.as_dtype(dtype) and ds.output_shapes.as_list() == [None, 2]
     nxt = ds.make_one_shot_iterator().get_next()
-    assert nxt.op.type == "iterator_get_next"
+    assert nxt.op.node.op == "iterator_get_next"
     with tf.Session() as sess:
         got = _drain(sess, nxt)
     want = x * x + x
@@ -107,7 +107,7 @@ def test_initializable_iterator_with_fed_placeholder_restarts(backend):
     ds = tf.data.Dataset.from_tensor_slices(p).map(lambda r: r * 2.0).batch(2)
     it = ds.make_initializable_iterator()
     nxt = it.get_next()
-    assert it.initializer.type == "iterator_init"
+    assert it.initializer.node.op == "iterator_init"
     a = np.arange(15, dtype=np.float32).reshape(5, 3)
     b = -np.ones((2, 3), np.float32)
     with tf.Session() as sess:

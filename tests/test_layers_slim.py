@@ -251,7 +251,7 @@ def test_slim_arg_scope():
     d = slim.conv2d(x, 2, 3)
     assert a.shape.as_list() == [None, 4, 4, 2] and b.shape.as_list() == [None, 6, 6, 2]
     assert c.shape.as_list() == [None, 4, 4, 2] and d.shape.as_list() == [None, 6, 6, 2]
-    assert a.op.type == "bias_add" and d.op.type == "relu" and f.op.type == "bias_add"
+    assert a.op.node.op == "bias_add" and d.op.node.op == "relu" and f.op.node.op == "bias_add"
     assert [n for n, _ in names_and_shapes()] == [f"{layer}/{v}" for layer in ("Conv", "Conv_1", "fully_connected",
                                                                                 "Conv_2", "Conv_3")
                                                   for v in ("weights", "biases")]

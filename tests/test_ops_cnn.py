@@ -340,7 +340,7 @@ def test_nn_pool_as_the_lecture_writes_it():
     got = run(tf.nn.pool(tf.constant(x), [3, 3], "AVG", "SAME", strides=[2, 2]))
     np.testing.assert_allclose(got, loop_pool(x, (3, 3), (2, 2), "SAME", "avg"))
     dilated = tf.nn.pool(tf.constant(x), [2, 2], "MAX", "VALID", dilation_rate=[2, 2])
-    assert dilated.op.type == "max_pool" and dilated.op.name.startswith("max_pool")
+    assert dilated.op.node.op == "max_pool" and dilated.op.name.startswith("max_pool")
     np.testing.assert_allclose(run(dilated), loop_pool(x, (2, 2), (1, 1), "VALID", "max", (2, 2)))
     seq = rng.standard_normal((2, 7, 3))
     one_d = tf.nn.pool(tf.constant(seq), [3], "AVG", "VALID", strides=[2])

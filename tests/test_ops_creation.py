@@ -40,7 +40,7 @@ def test_constant_infers_tf_dtypes(value, dtype):
     assert t.dtype == tf.as_dtype(dtype)
     assert_same(run(t), np.asarray(value).astype(dtype))
     assert t.shape.as_list() == list(np.shape(value))
-    assert t.op.type == "constant" and t.op.name.startswith("Const")
+    assert t.op.node.op == "constant" and t.op.name.startswith("Const")
 
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES)

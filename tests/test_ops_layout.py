@@ -332,7 +332,7 @@ def test_stack_and_unstack(dtype, shape, axis):
 
 
 def test_stack_python_values_is_a_constant_and_mixes_with_tensors():
-    assert tf.stack([1, 2]).op.type == "constant"
+    assert tf.stack([1, 2]).op.node.op == "constant"
     n = tf.placeholder(tf.int64, [])
     v = tf.stack([n, 7])
     assert v.dtype == tf.int64 and v.shape.as_list() == [2]

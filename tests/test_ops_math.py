@@ -250,7 +250,7 @@ def test_cast_of_special_values_is_quiet(dst):
 def test_cast_to_same_dtype_returns_the_tensor():
     t = tf.placeholder(tf.float32, [2])
     assert tf.cast(t, tf.float32) is t
-    assert tf.cast(t, tf.int32).op.type == "cast"
+    assert tf.cast(t, tf.int32).op.node.op == "cast"
     assert tf.to_float(tf.constant([1, 2])).dtype == tf.float32
 
 
@@ -447,7 +447,7 @@ def test_where_without_values_gives_indices():
     cond = np.array([[True, False], [False, True], [True, True]])
     t = placeholder_for(cond, unknown=True)
     indices = tf.where(t)
-    assert indices.op.type == "where_indices" and indices.shape.as_list() == [None, 2]
+    assert indices.op.node.op == "where_indices" and indices.shape.as_list() == [None, 2]
     assert_matches(run(indices, {t: cond}), np.argwhere(cond).astype(np.int64))
 
 

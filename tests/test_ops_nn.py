@@ -122,7 +122,7 @@ def test_bias_add(dtype, shape, data_format):
     x = (RNG.standard_normal(shape) * 10).astype(dtype)
     b = (RNG.standard_normal(shape[1] if channels_first else shape[-1]) * 10).astype(dtype)
     out = tf.nn.bias_add(tf.constant(x), tf.constant(b), data_format=data_format)
-    assert out.op.type == "bias_add" and out.op.name == "BiasAdd" and out.shape == shape
+    assert out.op.node.op == "bias_add" and out.op.name == "BiasAdd" and out.shape == shape
     expected = np_bias_add(x.astype(np.float64), b.astype(np.float64), channels_first)
     result = run(out)
     if np.dtype(dtype).kind == "i":
@@ -285,7 +285,7 @@ def test_softmax_xent_every_axis(dtype, shape):
     outs = [tf.nn.softmax_cross_entropy_with_logits_v2(labels=y, logits=x, axis=a) for a, y in cases]
     outs += [tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=x, dim=a) for a, y in cases]
     for out, (a, _) in zip(outs, cases + cases):
-        assert out.op.type == "softmax_cross_entropy_with_logits" and out.dtype == tf.as_dtype(dtype)
+        assert out.op.node.op == "softmax_cross_entropy_with_logits" and out.dtype == tf.as_dtype(dtype)
         assert out.op.get_attr("axis") == a % rank
         assert out.shape == tuple(d for i, d in enumerate(shape) if i != a % rank)
     results = run(outs)
@@ -300,7 +300,7 @@ def test_softmax_xent_v1_stops_the_gradient_into_labels_v2_does_not():
     v1 = tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     v2 = tf.nn.softmax_cross_entropy_with_logits_v2(labels=labels, logits=logits)
     v1_logits, v1_labels = v1.op.inputs
-    assert v1_logits is logits and v1_labels.op.type == "stop_gradient"
+    assert v1_logits is logits and v1_labels.op.node.op == "stop_gradient"
     assert v1_labels.op.inputs[0] is labels
     assert v1_labels.op.name == "softmax_cross_entropy_with_logits_sg/labels_stop_gradient"
     assert v1.op.name == "softmax_cross_entropy_with_logits_sg"
@@ -322,10 +322,10 @@ def test_softmax_xent_labels_broadcast_and_cast_to_logits_dtype():
     x = logits_of((4, 3), np.float64)
     row = distribution((1, 3), -1, np.float32)
     out = tf.nn.softmax_cross_entropy_with_logits_v2(labels=tf.constant(row), logits=x)
-    assert out.dtype == tf.float64 and out.op.inputs[1].op.type == "cast"
+    assert out.dtype == tf.float64 and out.op.inputs[1].op.node.op == "cast"
     close(run(out), np_xent(np.broadcast_to(row.astype(np.float64), (4, 3)), x, -1), np.float64)
     python_labels = tf.nn.softmax_cross_entropy_with_logits_v2(labels=[[0.0, 1.0, 0.0]] * 4, logits=x)
-    assert python_labels.op.inputs[1].op.type == "constant"
+    assert python_labels.op.inputs[1].op.node.op == "constant"
     close(run(python_labels), np_xent(np.tile([0.0, 1.0, 0.0], (4, 1)), x, -1), np.float64)
 
 
@@ -583,5 +583,5 @@ def test_against_tensorflow_compat_v1():
         ours = run([mine for mine, _ in cases])
         for result, (mine, theirs) in zip(ours, cases):
             expected = theirs.numpy()
-            assert result.dtype == expected.dtype and result.shape == expected.shape, mine.op.type
-            np.testing.assert_allclose(result, expected, equal_nan=True, err_msg=mine.op.type, **TOL[dtype])
+            assert result.dtype == expected.dtype and result.shape == expected.shape, mine.op.node.op
+            np.testing.assert_allclose(result, expected, equal_nan=True, err_msg=mine.op.node.op, **TOL[dtype])

@@ -269,7 +269,7 @@ def test_global_step_counts_steps_after_the_updates():
     assert step.op.name == "global_step" and step.dtype == tf.int64 and not step.trainable
     assert step in tf.get_collection(tf.GraphKeys.GLOBAL_STEP)
     train = tf.train.GradientDescentOptimizer(0.5).minimize(tf.reduce_sum(tf.square(W)), global_step=step)
-    assert train.name == "GradientDescent" and train.type == "assign_add"
+    assert train.name == "GradientDescent" and train.node.op == "assign_add"
     assert [op.name for op in train.control_inputs] == ["GradientDescent/update"]
     assert train in tf.get_collection(tf.GraphKeys.TRAIN_OP)
     with tf.Session() as sess:

@@ -46,9 +46,9 @@ def test_fifo_enqueue_dequeue_in_order(backend, dtype):
     one = q.dequeue()
     two = q.dequeue_many(2)
     size = q.size()
-    assert enq.type == "queue_enqueue" and enq_many.type == "queue_enqueue_many"
-    assert one[0].op.type == "queue_dequeue" and two[0].op.type == "queue_dequeue_many"
-    assert size.op.type == "queue_size" and size.dtype == tf.int32
+    assert enq.node.op == "queue_enqueue" and enq_many.node.op == "queue_enqueue_many"
+    assert one[0].op.node.op == "queue_dequeue" and two[0].op.node.op == "queue_dequeue_many"
+    assert size.op.node.op == "queue_size" and size.dtype == tf.int32
     assert two[0].shape.as_list() == [2, 3] and two[1].shape.as_list() == [2]
     with tf.Session() as sess:
         sess.run(enq, {"row:0": rows[0], "i:0": 0})
@@ -115,9 +115,9 @@ def test_close_drains_then_out_of_range(backend):
     with tf.Session() as sess:
         sess.run(q.enqueue_many([[1, 2, 3, 4, 5]]))
         close = q.close()
-        assert close.type == "queue_close" and not sess.run(q.is_closed())
+        assert close.node.op == "queue_close" and not sess.run(q.is_closed())
         sess.run(close)
-        assert sess.run(q.is_closed()) and q.is_closed().op.type == "queue_is_closed"
+        assert sess.run(q.is_closed()) and q.is_closed().op.node.op == "queue_is_closed"
         with pytest.raises(tf.errors.CancelledError, match="is closed"):
             sess.run(q.enqueue(6))
         assert sess.run(q.dequeue()) == 1
@@ -125,7 +125,7 @@ def test_close_drains_then_out_of_range(backend):
             sess.run(q.dequeue_many(5))  # too few: nothing is taken
         np.testing.assert_array_equal(sess.run(q.dequeue_up_to(3)), [2, 3, 4])
         np.testing.assert_array_equal(sess.run(q.dequeue_up_to(3)), [5])
-        assert q.dequeue_up_to(3).op.type == "queue_dequeue_up_to"
+        assert q.dequeue_up_to(3).op.node.op == "queue_dequeue_up_to"
         with pytest.raises(tf.errors.OutOfRangeError):
             sess.run(q.dequeue_up_to(3))
         with pytest.raises(tf.errors.OutOfRangeError, match="is closed and has insufficient elements"):
@@ -430,8 +430,8 @@ def test_batch_of_a_dict_with_enqueue_many_and_random_shuffle_op():
     out = tf.train.batch(feats, batch_size=3, enqueue_many=True)
     assert sorted(out) == ["a", "b"]
     shuffled = tf.train.input_producer(np.arange(5, dtype=np.int32), shuffle=True, seed=2).dequeue_many(5)
-    assert any(op.type == "random_shuffle" for op in tf.get_default_graph().get_operations())
-    assert any(op.type == "count_up_to" for op in tf.train.limit_epochs(np.zeros(2), 1).op.control_inputs)
+    assert any(op.node.op == "random_shuffle" for op in tf.get_default_graph().get_operations())
+    assert any(op.node.op == "count_up_to" for op in tf.train.limit_epochs(np.zeros(2), 1).op.control_inputs)
     with tf.Session() as sess:
         coord = tf.train.Coordinator()
         threads = tf.train.start_queue_runners(sess, coord)

@@ -473,7 +473,7 @@ def test_dynamic_rnn_is_one_while_loop_whatever_the_length():
         with tf.Graph().as_default() as g:
             cell = rnn_cell.MultiRNNCell([rnn_cell.BasicLSTMCell(3) for _ in range(2)])
             tf.nn.dynamic_rnn(cell, tf.placeholder(tf.float32, [None, steps, 2]), dtype=tf.float32)
-            return [op.type for op in g.get_operations()]
+            return [op.node.op for op in g.get_operations()]
 
     short, long = ops_for(10), ops_for(1000)
     assert short.count("while") == 1 and len(short) == len(long)

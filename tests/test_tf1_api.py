@@ -351,3 +351,10 @@ def test_top_level_assign_functions():
     np.testing.assert_array_equal(results[-1], [5.5, 6.5])
     with pytest.raises(TypeError, match="tf.assign needs a tf.Variable"):
         tf.assign(tf.constant(1.0), 2.0)
+
+
+def test_operation_type_is_tfs_op_type_name():
+    x = tf.placeholder(tf.float32, [2, 2])
+    v = tf.Variable(tf.ones([2, 2]))
+    assert (x.op.type, v.op.type, tf.matmul(x, v).op.type) == ("Placeholder", "VariableV2", "MatMul")
+    assert tf.nn.leaky_relu(x).op.type == "LeakyRelu" and tf.nn.leaky_relu(x).op.node.op == "leaky_relu"

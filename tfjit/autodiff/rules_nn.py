@@ -45,7 +45,7 @@ def _log_softmax(op: Operation, dy: Tensor) -> Grads:
 
 def _per_class(op: Operation, dy: Tensor) -> Tensor:
     """The per-example gradient repeated along the class axis."""
-    axis = op.get_attr("axis") if op.type != "sparse_softmax_cross_entropy_with_logits" else -1
+    axis = op.get_attr("axis") if op.node.op != "sparse_softmax_cross_entropy_with_logits" else -1
     return unreduce(dy, op.inputs[0], axes=(axis,), keepdims=False)
 
 

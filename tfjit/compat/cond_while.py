@@ -128,7 +128,7 @@ class BodyGraph(Graph):
 
     def _capture_new(self, tensor: Tensor) -> Tensor:
         short = (tensor.op.name or "loop_var").rsplit("/", 1)[-1]
-        if tensor.op.type == "constant":  # copied in, so that folding sees it
+        if tensor.op.node.op == "constant":  # copied in, so that folding sees it
             return Graph.emit(self, "constant", [], tensor.op.node.attr_dict, name=short).outputs[0]
         self.captures.append(tensor)
         return self._param(tensor.type, name=short)

@@ -146,7 +146,7 @@ _PARTIAL: dict[str, Callable[[Tensor], np.ndarray | None]] = {
 def static_entries(t: Tensor) -> np.ndarray | None:
     """What is known of an integer tensor's value while building: an object array of ints, with
     None (or a symbolic dim) where only the run time knows; None when that is not even its shape."""
-    partial = _PARTIAL.get(t.op.type)
+    partial = _PARTIAL.get(t.op.node.op)
     return partial(t) if partial is not None and t.dtype.is_integer else None
 
 

@@ -39,7 +39,7 @@ def constant_value(t: Any) -> np.ndarray | None:
     """The value of `t` when it is known while building (a constant), else None."""
     if not isinstance(t, Tensor):
         return None if t is None else np.asarray(t)
-    if t.op.type == "constant":
+    if t.op.node.op == "constant":
         return t.op.get_attr("value").array
     return None
 

@@ -148,7 +148,10 @@ class Operation:
 
     @property
     def type(self) -> str:
-        return self.node.op
+        """TF's op type name ('MatMul', 'Add', ...); `op.node.op` is tfjit's IR op name."""
+        from ..compat.op_types import tf_op_type
+
+        return tf_op_type(self.node.op)
 
     @property
     def device(self) -> str:
