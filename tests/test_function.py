@@ -144,3 +144,34 @@ def test_unhashable_static_argument_is_a_clear_error():
 
     with pytest.raises(TypeError, match="argument `options` of type set"):
         f(np.ones(2), {1, 2})
+
+
+def test_an_optimizer_with_slots_trains_inside_a_function_like_in_a_session():
+    x = f32(8, 3, seed=4)
+    y = f32(8, 2, seed=5)
+
+    def losses_in_session():
+        tf.reset_default_graph()
+        w = tf.Variable(np.ones((3, 2), np.float32), name="w")
+        xs, ys = tf.placeholder(tf.float32, [8, 3]), tf.placeholder(tf.float32, [8, 2])
+        loss = tf.reduce_mean(tf.square(tf.matmul(xs, w) - ys))
+        train = tf.train.AdamOptimizer(0.1).minimize(loss)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            return [sess.run([loss, train], {xs: x, ys: y})[0] for _ in range(4)]
+
+    expected = losses_in_session()
+    tf.reset_default_graph()
+    w = tf.Variable(np.ones((3, 2), np.float32), name="w")
+    optimizer = tf.train.AdamOptimizer(0.1)
+
+    @tfjit.function
+    def step(xs, ys):
+        loss = tf.reduce_mean(tf.square(tf.matmul(xs, w) - ys))
+        with tf.control_dependencies([optimizer.minimize(loss)]):
+            return tf.identity(loss)
+
+    with tf.Session() as sess:
+        sess.run(w.initializer)
+        got = [step(x, y) for _ in range(4)]  # the trace's slot variables start initialised
+    np.testing.assert_allclose(got, expected, rtol=1e-6)

@@ -21,7 +21,8 @@ from ..ir.graph import Graph as IRGraph
 from ..ir.graph import Node
 from ..ir.types import TensorType, as_dtype, make_shape, shape_compatible
 from ..runtime.state import RuntimeState
-from .graph import Graph
+from ..runtime.program import extract
+from .graph import Graph, get_default_graph
 from .source import user_location
 from .tensor import Tensor, convert_to_tensor
 
@@ -59,14 +60,23 @@ class _Arg:
 class ConcreteFunction:
     """One trace: the IR graph plus how to map call arguments onto its parameters."""
 
-    def __init__(self, graph: IRGraph, tensor_paths: list[str], rebuild: Callable[[list[Any]], Any]):
+    def __init__(self, graph: IRGraph, tensor_paths: list[str], rebuild: Callable[[list[Any]], Any],
+                 initializer: IRGraph | None = None, created: tuple[str, ...] = ()):
         self.graph = graph
         self.tensor_paths = tensor_paths
         self._rebuild = rebuild
         self._executable: Any = None
         self._compiled_for: tuple | None = None
+        # Variables the trace created (an optimizer's slots, say) start initialised, as a
+        # tf.function's do: their initializers run once per state, before the first call.
+        self._initializer = initializer
+        self._created = created
 
     def __call__(self, arrays: Sequence[np.ndarray], state: RuntimeState) -> Any:
+        if self._initializer is not None and not all(state.is_initialized(v) for v in self._created):
+            from ..backends.reference import compile_graph as reference_compile
+
+            reference_compile(self._initializer).run([], state)
         settings = config.execution_key()
         if self._executable is None or self._compiled_for != settings:
             self._executable = config.compile_graph(config.optimize(self.graph))
@@ -150,6 +160,7 @@ class Function:
 
     def _trace(self, key: tuple[_Arg, ...], args: tuple, kwargs: dict) -> ConcreteFunction:
         graph = Graph()
+        graph.share_collections(get_default_graph())  # tf.trainable_variables() sees the model's
         loc = user_location()
         params: dict[str, Tensor] = {}
         for index, leaf in enumerate(a for a in key if a.kind == "tensor"):
@@ -161,9 +172,15 @@ class Function:
             outputs = self.python_function(*_positional(self._signature, call_args), **_keywords(self._signature, call_args))
             leaves: list[Tensor] = []
             rebuild = _flatten_outputs(outputs, leaves)
-        body = [n for n in graph.nodes if n.op != "param"]
+        created = [v for v in graph.get_collection("variables")  # GraphKeys.GLOBAL_VARIABLES
+                   if getattr(v, "graph", None) is graph]
+        initializers = {v.initializer.node for v in created}  # run once per state, not every call
+        body = [n for n in graph.nodes if n.op != "param" and n not in initializers]
         ir = IRGraph(self.__name__, [t.value for t in params.values()], body, [t.value for t in leaves])
-        return ConcreteFunction(ir, list(params), rebuild)
+        if not created:
+            return ConcreteFunction(ir, list(params), rebuild)
+        init = extract(graph.nodes, [], [v.initializer.node for v in created], [], name=f"{self.__name__}_init")
+        return ConcreteFunction(ir, list(params), rebuild, init, tuple(v._attrs["var"] for v in created))
 
     def _note_retrace(self, key: tuple[_Arg, ...]) -> None:
         reason = _describe_change(self._last_key or (), key)

@@ -203,6 +203,12 @@ class Graph:
         pattern = re.compile(scope)
         return [x for x in items if hasattr(x, "name") and pattern.match(x.name)]
 
+    def share_collections(self, other: "Graph") -> None:
+        """Start from `other`'s collections and get_variable store (a traced function sees the
+        model's variables; what it adds stays its own)."""
+        self._collections = {k: list(v) for k, v in other._collections.items()}
+        self.variables = dict(other.variables)
+
     def get_collection_ref(self, name: str) -> list[Any]:
         return self._collections.setdefault(name, [])
 
