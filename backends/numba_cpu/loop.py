@@ -56,7 +56,7 @@ class LoopKernel:
             a, kind = _fit(values[v], space, size)
             arrays.append(a)
             kinds.append(kind)
-        flat = BROADCAST not in kinds
+        flat = all(k in (FULL, SCALAR) for k in kinds)
         views = [o.reshape(-1) if flat or o.size != size else o.reshape(space) for o in outs]
         if flat:
             arrays = [a.reshape(-1) if k == FULL else a for a, k in zip(arrays, kinds)]
@@ -73,7 +73,7 @@ class LoopKernel:
         keys = list(self._compiled) or [(True, 1, tuple([FULL] * len(self.prepared.inputs)))]
         return "\n".join(self._source(flat, rank, kinds) for flat, rank, kinds in keys)
 
-    def _source(self, flat: bool, rank: int, kinds: Sequence[str]) -> str:
+    def _source(self, flat: bool, rank: int, kinds: Sequence[Any]) -> str:
         lines = Lines()
         ins = [f"in{i}" for i in range(len(kinds))]
         outs = [f"out{i}" for i in range(len(self.body.results))]
@@ -111,7 +111,9 @@ class LoopKernel:
             if v in loads:
                 return loads[v]
             name = f"a{position[v]}"
-            lines.add(f"{name} = in{position[v]}[{index}]")
+            kind = kinds[position[v]]
+            at = index if kind == FULL else ", ".join("0" if b else f"i{d}" for d, b in enumerate(kind[1]))
+            lines.add(f"{name} = in{position[v]}[{at}]")
             loads[v] = name
             return name
 
@@ -155,12 +157,15 @@ def _concrete(v: Value, values: dict[Value, np.ndarray]) -> tuple[int, ...]:
     raise NotImplementedError("loop kernel with a result of unknown shape")
 
 
-def _fit(a: np.ndarray, space: tuple[int, ...], size: int) -> tuple[np.ndarray, str]:
+def _fit(a: np.ndarray, space: tuple[int, ...], size: int) -> tuple[np.ndarray, Any]:
     if a.size == size and size != 1:
         return a.reshape(space), FULL
     if a.size == 1:
         return a.reshape(()), SCALAR
-    return np.broadcast_to(a, space), BROADCAST
+    # Broadcast inputs keep their compact (contiguous) data, padded to the space's rank; the
+    # kernel reads index 0 along their size-1 dims (0-stride views would not vectorise).
+    padded = a.reshape((1,) * (len(space) - a.ndim) + a.shape)
+    return padded, (BROADCAST, tuple(d == 1 and s != 1 for d, s in zip(padded.shape, space)))
 
 
 def build(node: Node) -> Any:
