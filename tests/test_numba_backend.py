@@ -224,3 +224,13 @@ def test_row_kernels_over_empty_rows_give_tf_identities():
     got, want, _ = both([tf.reduce_max(x, -1), tf.reduce_min(x, -1), tf.reduce_sum(tf.exp(x), -1)],
                         {x: np.zeros((3, 0))})
     assert_same(got, want)
+
+
+def test_big_loops_run_in_parallel_and_match_the_reference(monkeypatch):
+    monkeypatch.setattr(loop, "PARALLEL_MIN_ELEMENTS", 64)
+    x = tf.placeholder(tf.float32, [4096], name="x")
+    y = tf.nn.gelu(x * 0.5, approximate=True) + tf.exp(-tf.abs(x))
+    got, want, exe = both(y, {x: RNG.standard_normal(4096)})
+    assert_same(got, want)
+    kernel = generated(exe, loop.LoopKernel)[0]
+    assert "prange(" in kernel.source()

@@ -1,6 +1,12 @@
 """tfjit: a JIT compiler for TensorFlow-1.x-style model code. `import tfjit as tf`."""
 from __future__ import annotations
 
+import os as _os
+
+# numba's OpenMP workers spin between kernels by default, which made back-to-back small
+# parallel kernels ~10x slower here (DESIGN.md); must be set before numba starts its pool.
+_os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
 from . import config  # noqa: F401  (tfjit.config.set_backend, set_optimization_level, ...)
 from . import ops as _ops  # registers every op
 from .compat import nn  # noqa: F401

@@ -19,16 +19,17 @@ FASTMATH = {"contract", "reassoc"}
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _DEPS = files_digest(*(os.path.join(_HERE, f) for f in sorted(os.listdir(_HERE))
                        if f in ("scalar_lib.py", "mathlib.py")))
-_HEADER = (
+_IMPORTS = (
     "import numpy as np\n"
-    "from numba import njit\n"
+    "from numba import njit, prange\n"
     f"from tfjit.backends.numba_cpu.scalar_lib import {', '.join(sorted(scalar_lib.NAMES))}\n\n\n"
-    f"@njit(cache=True, error_model='numpy', fastmath=set({sorted(FASTMATH)!r}), nogil=True)\n"
 )
 
 
-def compile_kernel(source: str, entry: str, name: str = "kernel") -> Callable[..., None]:
+def compile_kernel(source: str, entry: str, name: str = "kernel", parallel: bool = False) -> Callable[..., None]:
     """The numba dispatcher of `entry` in `source` (a function definition without imports)."""
-    module = _HEADER + source
-    key = KernelKey(name=name, ir=source, options={"fastmath": sorted(FASTMATH)}, deps=_DEPS)
+    decorator = (f"@njit(cache=True, error_model='numpy', fastmath=set({sorted(FASTMATH)!r}), nogil=True"
+                 f"{', parallel=True' if parallel else ''})\n")
+    module = _IMPORTS + decorator + source
+    key = KernelKey(name=name, ir=source, options={"fastmath": sorted(FASTMATH), "parallel": parallel}, deps=_DEPS)
     return default_cache().load(key, module, entry)

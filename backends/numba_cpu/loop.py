@@ -22,6 +22,8 @@ from .codegen import INDEX_ONLY, ElementWriter, Lines
 from .compile import compile_kernel
 
 FULL, SCALAR, BROADCAST = "full", "scalar", "broadcast"
+# A parallel loop costs 16-33 us a call more (DESIGN.md): worth it only for big loops.
+PARALLEL_MIN_ELEMENTS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -60,20 +62,21 @@ class LoopKernel:
         views = [o.reshape(-1) if flat or o.size != size else o.reshape(space) for o in outs]
         if flat:
             arrays = [a.reshape(-1) if k == FULL else a for a, k in zip(arrays, kinds)]
-        key = (flat, len(space), tuple(kinds))
+        parallel = flat and size >= PARALLEL_MIN_ELEMENTS
+        key = (flat, len(space), tuple(kinds), parallel)
         kernel = self._compiled.get(key)
         if kernel is None:
-            kernel = compile_kernel(self._source(flat, len(space), kinds), "kernel")
+            kernel = compile_kernel(self._source(flat, len(space), kinds, parallel), "kernel", parallel=parallel)
             self._compiled[key] = kernel
         kernel(*arrays, *views)
         return tuple(outs)
 
     def source(self) -> str:
         """The source of each variant compiled so far (else the flat-loop form)."""
-        keys = list(self._compiled) or [(True, 1, tuple([FULL] * len(self.prepared.inputs)))]
-        return "\n".join(self._source(flat, rank, kinds) for flat, rank, kinds in keys)
+        keys = list(self._compiled) or [(True, 1, tuple([FULL] * len(self.prepared.inputs)), False)]
+        return "\n".join(self._source(*key) for key in keys)
 
-    def _source(self, flat: bool, rank: int, kinds: Sequence[Any]) -> str:
+    def _source(self, flat: bool, rank: int, kinds: Sequence[Any], parallel: bool = False) -> str:
         lines = Lines()
         ins = [f"in{i}" for i in range(len(kinds))]
         outs = [f"out{i}" for i in range(len(self.body.results))]
@@ -99,7 +102,7 @@ class LoopKernel:
         if not varying:
             return lines.source()
         if flat:
-            lines.add(f"for i in range({varying[0][0]}.shape[0]):")
+            lines.add(f"for i in {'prange' if parallel else 'range'}({varying[0][0]}.shape[0]):")
             lines.indent()
         else:
             for d in range(rank):
