@@ -71,12 +71,3 @@ class Rewriter:
     def finish(self) -> Graph:
         results = [self.value(r) for r in self.graph.results]
         return Graph(self.graph.name, list(self.graph.params), self.body, results)
-
-
-def users(graph: Graph) -> dict[Value, list[Node]]:
-    """Every node reading each value."""
-    out: dict[Value, list[Node]] = {}
-    for node in graph.nodes:
-        for v in node.inputs:
-            out.setdefault(v, []).append(node)
-    return out
