@@ -44,15 +44,18 @@ class LoopKernel:
         self.name = name
         self.prepared = _prepare(body)
         self._compiled: dict[tuple, Callable[..., None]] = {}
+        # Result shapes are static (`build` requires it): the iteration space is fixed once.
+        self._out_types = [(tuple(r.type.shape), r.type.dtype.np_dtype) for r in body.results]
+        self._space = max((shape for shape, _ in self._out_types), key=lambda s: (int(np.prod(s)), len(s)))
+        self._size = int(np.prod(self._space))
 
     def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
         values: dict[Value, np.ndarray] = dict(zip(self.body.params, args))
         for node, positions in self.prepared.steps:
             out = get_op(node.op).reference(*(values[node.inputs[i]] for i in positions), **node.attr_dict)
             values[node.out] = np.asarray(out)
-        outs = [POOL.empty(_concrete(r, values), r.type.dtype.np_dtype) for r in self.body.results]
-        space = max((o.shape for o in outs), key=lambda s: (int(np.prod(s)), len(s)))
-        size = int(np.prod(space))
+        outs = [POOL.empty(shape, dtype) for shape, dtype in self._out_types]
+        space, size = self._space, self._size
         arrays, kinds = [], []
         for v in self.prepared.inputs:
             a, kind = _fit(values[v], space, size)
@@ -151,13 +154,6 @@ def _prepare(body: Graph) -> _Prepared:
     used = [v for n in computed for v in n.inputs if v in ready]
     used += [r for r in body.results if r in ready]
     return _Prepared(tuple(steps), tuple(dict.fromkeys(used)))
-
-
-def _concrete(v: Value, values: dict[Value, np.ndarray]) -> tuple[int, ...]:
-    shape = v.type.shape
-    if shape is not None and all(isinstance(d, int) for d in shape):
-        return tuple(shape)
-    raise NotImplementedError("loop kernel with a result of unknown shape")
 
 
 def _fit(a: np.ndarray, space: tuple[int, ...], size: int) -> tuple[np.ndarray, Any]:

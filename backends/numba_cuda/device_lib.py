@@ -17,15 +17,10 @@ import math
 import numpy as np
 from numba import config, cuda
 
-SIMULATED = bool(config.ENABLE_CUDASIM)
+from ..numba_cpu import scalar_lib
+from ..numba_cpu.scalar_lib import _bool, _f32, _f64, _i8, _i32, _i64, _u8  # noqa: F401  (dtype casts)
 
-_f32 = np.float32
-_f64 = np.float64
-_i32 = np.int32
-_i64 = np.int64
-_i8 = np.int8
-_u8 = np.uint8
-_bool = np.bool_
+SIMULATED = bool(config.ENABLE_CUDASIM)
 
 device = cuda.jit(device=True, inline=True)
 
@@ -49,25 +44,12 @@ else:
 _np_isfinite, _np_isinf = math.isfinite, math.isinf
 
 
-@device
-def _maximum(x, y):  # type: ignore[no-untyped-def]
-    return x if (x > y or x != x) else y
-
-
-@device
-def _minimum(x, y):  # type: ignore[no-untyped-def]
-    return x if (x < y or x != x) else y
-
-
-@device
-def _squared_difference(x, y):  # type: ignore[no-untyped-def]
-    d = x - y
-    return d * d
-
-
-@device
-def _pow(x, y):  # type: ignore[no-untyped-def]
-    return x ** y
+# Plain arithmetic: the CPU helpers' own Python source, compiled for the device.
+_maximum = device(scalar_lib._maximum.py_func)
+_minimum = device(scalar_lib._minimum.py_func)
+_squared_difference = device(scalar_lib._squared_difference.py_func)
+_pow = device(scalar_lib._pow.py_func)
+_leaky_relu = device(scalar_lib._leaky_relu.py_func)
 
 
 @device
@@ -88,11 +70,6 @@ def _softplus(x):  # type: ignore[no-untyped-def]
     if x > 0:
         return x + _np_log1p(_np_exp(-x))
     return _np_log1p(_np_exp(x))
-
-
-@device
-def _leaky_relu(x, alpha):  # type: ignore[no-untyped-def]
-    return x if x > 0 else x * alpha
 
 
 @device

@@ -171,8 +171,8 @@ class Session:
             raise RuntimeError("Attempted to use a closed Session.")
         structure = _Fetches(self.graph, fetches)
         feeds = self._feeds(feed_dict or {})
-        exe, fetch_values = self._executable(structure.leaves, feeds)
-        fed_order = sorted(feeds, key=_value_key)
+        fed_order = sorted(feeds, key=_value_key)  # the compiled program's parameter order
+        exe, fetch_values = self._executable(structure.leaves, feeds, fed_order)
         outputs = exe.run([feeds[v] for v in fed_order], self.state)
         by_value = dict(zip(fetch_values, outputs))
         values = [self._result(leaf, by_value) for leaf in structure.leaves]
@@ -187,21 +187,20 @@ class Session:
         # Variable values and constants are read-only storage: hand out a copy the user may edit.
         return out if out.flags.writeable else np.array(out, copy=True)
 
-    def _executable(self, leaves: list[Tensor | Operation], feeds: dict[Value, np.ndarray]) -> tuple[Any, list[Value]]:
+    def _executable(self, leaves: list[Tensor | Operation], feeds: dict[Value, np.ndarray],
+                    fed_order: list[Value]) -> tuple[Any, list[Value]]:
         fetch_values = list(dict.fromkeys(t.value for t in leaves if isinstance(t, Tensor)))
         targets = [op.node for op in leaves if isinstance(op, Operation)]
-        fed_order = sorted(feeds, key=_value_key)
         signature = tuple((v, feeds[v].shape, feeds[v].dtype.str) for v in fed_order)
         key = (tuple(fetch_values), tuple(targets), signature, config.execution_key())
         cached = self._cache.get(key)
         if cached is None:
             with self._compile_lock:
-                cached = self._cache.get(key) or self._compile(key, feeds, fetch_values, targets)
+                cached = self._cache.get(key) or self._compile(key, feeds, fed_order, fetch_values, targets)
         return cached
 
-    def _compile(self, key: Any, feeds: dict[Value, np.ndarray], fetch_values: list[Value],
-                 targets: list[Node]) -> tuple[Any, list[Value]]:
-        fed_order = sorted(feeds, key=_value_key)
+    def _compile(self, key: Any, feeds: dict[Value, np.ndarray], fed_order: list[Value],
+                 fetch_values: list[Value], targets: list[Node]) -> tuple[Any, list[Value]]:
         feed_types = [(v, TensorType(as_dtype(feeds[v].dtype), feeds[v].shape)) for v in fed_order]
         program = extract(self.graph.nodes, fetch_values, targets, feed_types, default_device=CPU0)
         manager = config.pass_manager(allow_soft_placement=self.config.allow_soft_placement)
