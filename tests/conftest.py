@@ -1,11 +1,25 @@
 """Shared pytest fixtures: every test builds its graph from scratch, and every program any
 test compiles must round-trip through the IR text form and pass the verifier."""
+import os
+
 import pytest
 
 import tfjit as tf
 from tfjit import config
 from tfjit.ir import parse_graph, print_graph
 from tfjit.ir.verifier import verify
+
+
+@pytest.fixture(autouse=True)
+def _test_backend():
+    """Tests run on the reference backend (the oracle) unless TFJIT_BACKEND names another:
+    the library's default is numba, but compiling every op test's kernels would cost minutes;
+    the numba tests select their backend themselves, and `TFJIT_BACKEND=numba pytest tests`
+    runs the whole corpus on generated kernels."""
+    previous = config.current.backend
+    config.set_backend(os.environ.get("TFJIT_BACKEND", "reference"))
+    yield
+    config.set_backend(previous)
 
 
 @pytest.fixture(autouse=True)

@@ -235,3 +235,16 @@ def test_big_loops_run_in_parallel_and_match_the_reference(monkeypatch):
     assert_same(got, want)
     kernel = generated(exe, loop.LoopKernel)[0]
     assert "prange(" in kernel.source()
+
+
+def test_numba_is_the_default_backend_and_the_environment_selects_another():
+    import os
+    import subprocess
+    import sys
+
+    code = "import tfjit; print(tfjit.config.current.backend)"
+    env = {k: v for k, v in os.environ.items() if k != "TFJIT_BACKEND"}
+    default = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    chosen = subprocess.run([sys.executable, "-c", code], env={**env, "TFJIT_BACKEND": "reference"},
+                            capture_output=True, text=True, check=True)
+    assert (default.stdout.split()[-1], chosen.stdout.split()[-1]) == ("numba", "reference")

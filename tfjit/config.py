@@ -2,7 +2,7 @@
 
 Levels: 0 runs only what execution needs (fastest compile), 1 adds the cleanup passes,
 2 (the default) adds fusion. `TFJIT_OPT_LEVEL` sets the level for a whole process and
-`TFJIT_BACKEND` (reference | numba | numba_cuda) the backend. The debug modes `check_numerics`
+`TFJIT_BACKEND` (numba, the default | reference | numba_cuda) the backend. The debug modes `check_numerics`
 and `set_differential` (or `TFJIT_CHECK_NUMERICS=1`, `TFJIT_DIFFERENTIAL=1`) take effect at the
 next run: Session and @tfjit.function recompile when a setting changes (`execution_key`).
 """
@@ -23,7 +23,7 @@ def _env_flag(name: str) -> bool:
 class CompilerConfig:
     optimization_level: int = field(default_factory=lambda: int(os.environ.get("TFJIT_OPT_LEVEL", "2")))
     disabled_passes: set[str] = field(default_factory=set)
-    backend: str = field(default_factory=lambda: os.environ.get("TFJIT_BACKEND", "reference"))
+    backend: str = field(default_factory=lambda: os.environ.get("TFJIT_BACKEND", "numba"))
     check_numerics: bool = field(default_factory=lambda: _env_flag("TFJIT_CHECK_NUMERICS"))
     differential: bool = field(default_factory=lambda: _env_flag("TFJIT_DIFFERENTIAL"))
 
@@ -45,7 +45,8 @@ def execution_key() -> tuple[str, bool, bool, int, frozenset[str]]:
 
 
 def set_backend(name: str) -> None:
-    """'reference' (NumPy, op by op: the oracle) or 'numba' (generated CPU kernels)."""
+    """'numba' (generated CPU kernels, the default), 'reference' (NumPy, op by op: the oracle
+    and the debugging backend) or 'numba_cuda' (generated CUDA kernels)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
     current.backend = name
