@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import tfjit as tf
-from backends.reference import run_graph
+from tfjit.backends.reference import run_graph
 from tfjit.errors import GraphError, InvalidArgumentError
 from tfjit.ir import TensorType, as_dtype, parse_graph, print_graph
 from tfjit.ir.verifier import verify
