@@ -152,8 +152,8 @@ def _replayable(node: Node) -> bool:
 
 
 def _scratch_state(variables: dict[str, np.ndarray]) -> RuntimeState:
-    """A state holding `variables` whose assignments leave the real state alone (a variable's
-    array is replaced on write, never mutated)."""
+    """A state holding `variables` whose assignments leave the real state alone (both stores
+    reference each array, so neither updates it in place: runtime/state.py)."""
     scratch = RuntimeState()
     scratch.variables = dict(variables)
     return scratch

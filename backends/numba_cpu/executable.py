@@ -21,12 +21,13 @@ from tfjit.ir.graph import Graph, Node, Value
 from tfjit.ops.registry import Fusion, get_op
 from tfjit.runtime.state import RuntimeState
 
-from . import loop, reduction
+from . import contraction, loop, reduction
+from .sink_reads import sink_reads
 
 
 class NumbaExecutable:
     def __init__(self, graph: Graph):
-        self.graph = graph
+        self.graph = graph = sink_reads(graph)  # so optimizer kernels update their slots in place
         self.kernels: list[tuple[Node, Any]] = [(n, _kernel_for(n)) for n in graph.nodes]
         self._step, self._filename = _generate_step(graph, [k for _, k in self.kernels])
 
@@ -81,6 +82,8 @@ def kernel_sources(exe: NumbaExecutable, indent: str = "") -> str:
             source = kernel.source()
         elif isinstance(kernel, reduction.RowKernel):
             source = kernel.source
+        elif isinstance(kernel, contraction.ContractionKernel):
+            source = kernel.source()
         elif hasattr(kernel, "inner"):
             parts.append(f"{indent}# {node.name}: runs its body's nodes in turn")
             parts.append(kernel_sources(kernel.inner, indent + "    "))
@@ -101,10 +104,12 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
         generated = loop.build(node)
     elif kind == "reduction":
         generated = reduction.build(node)
+    elif kind == "contraction":
+        generated = contraction.build(node)
     if generated is not None:
         return generated
     if node.op == "fused":  # run the body node by node; its elementwise runs still form loops
-        body = node.attr("body")
+        body = contraction.split_assignments(node.attr("body")) if kind == "contraction" else node.attr("body")
         inner = NumbaExecutable(body if kind == "loop" else _loops_fused(body))
         return _run_body(inner)
     attrs = node.attr_dict

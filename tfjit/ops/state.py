@@ -66,15 +66,17 @@ def _assign(value: np.ndarray, *, var: str, dtype: DType, shape: Any, state: Run
     if validate_shape and state.is_initialized(var) and state.read(var).shape != value.shape:
         raise InvalidArgumentError(message=f"Assign requires shapes of both tensors to match. "
                                            f"{var} has shape {state.read(var).shape}, value has {value.shape}")
-    return state.write(var, np.array(value, dtype=dtype.np_dtype, copy=True))
+    if not state.is_initialized(var):
+        return state.write(var, np.array(value, dtype=dtype.np_dtype, copy=True))
+    return state.update(var, np.asarray(value))
 
 
 def _assign_add(value: np.ndarray, *, var: str, dtype: DType, shape: Any, state: RuntimeState) -> np.ndarray:
-    return state.write(var, np.asarray(state.read(var) + value, dtype=dtype.np_dtype))
+    return state.update(var, np.asarray(value), np.add)
 
 
 def _assign_sub(value: np.ndarray, *, var: str, dtype: DType, shape: Any, state: RuntimeState) -> np.ndarray:
-    return state.write(var, np.asarray(state.read(var) - value, dtype=dtype.np_dtype))
+    return state.update(var, np.asarray(value), np.subtract)
 
 
 def _update_rule(in_types: tuple[TensorType, ...], var: str, dtype: DType, shape: Any) -> tuple[TensorType, ...]:

@@ -1,6 +1,17 @@
-"""Runtime state that outlives one run: variable values and random-stream counters."""
+"""Runtime state that outlives one run: variable values and random-stream counters.
+
+Variables are updated in place when that is safe. A variable's array is stored read-only, so
+any value derived from it (a read, a view through reshape or identity, an op's result that is
+the input itself) is read-only too and `Session.run` hands the user a copy. An update writes
+into the old array only when nothing but the store references it: a read still needed later
+in the run (a fetched result, a value kept for a backward op), a view of it, a snapshot taken
+by a checker or another thread's run in flight all hold a reference, and the update then
+builds a fresh array instead, leaving theirs unchanged. Reads and updates take one lock, so
+no thread reads an array while another writes into it.
+"""
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any, Callable
 
@@ -18,8 +29,13 @@ class RuntimeState:
         self._draws: dict[tuple[int, int], int] = {}
         self.resources: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._variables_lock = threading.Lock()
 
     def read(self, name: str) -> np.ndarray:
+        with self._variables_lock:
+            return self._stored(name)
+
+    def _stored(self, name: str) -> np.ndarray:
         try:
             return self.variables[name]
         except KeyError:
@@ -31,8 +47,34 @@ class RuntimeState:
     def write(self, name: str, value: np.ndarray) -> np.ndarray:
         """Store `value` (which the caller hands over) read-only, so no reader can mutate it."""
         value.setflags(write=False)
-        self.variables[name] = value
+        with self._variables_lock:
+            self.variables[name] = value
         return value
+
+    def update(self, name: str, value: np.ndarray, combine: np.ufunc | None = None) -> np.ndarray:
+        """Make `combine(old, value)` (or `value`, cast, when `combine` is None) the variable's
+        value and return the stored array.
+
+        The result goes into the old array when it has the old shape and nothing else holds
+        the old array (see the module docstring), else into a fresh one. Shapes are checked
+        before anything is written, so a failing update leaves the variable intact.
+        """
+        with self._variables_lock:
+            old = self._stored(name)
+            shape = value.shape if combine is None else np.broadcast_shapes(old.shape, value.shape)
+            # References to `old`: the store's dict, this frame's local, getrefcount's argument.
+            if shape == old.shape and old.base is None and sys.getrefcount(old) == _ONLY_THE_STORE:
+                old.setflags(write=True)
+                try:
+                    _combine_into(old, old, value, combine)
+                finally:
+                    old.setflags(write=False)
+                return old
+            new = np.empty(shape, old.dtype)
+            _combine_into(new, old, value, combine)
+            new.setflags(write=False)
+            self.variables[name] = new
+            return new
 
     def resource(self, name: str, create: Callable[[], Any]) -> Any:
         """The host object named `name`, made by `create()` on first use (once, even when two
@@ -63,3 +105,14 @@ class RuntimeState:
             self._draws[(seed, seed2)] = n + 1
         key = (int(seed) & 0xFFFFFFFF) << 32 | (int(seed2) & 0xFFFFFFFF)
         return np.random.Generator(np.random.Philox(key=key, counter=[0, 0, 0, n]))
+
+
+_ONLY_THE_STORE = 3
+
+
+def _combine_into(out: np.ndarray, old: np.ndarray, value: np.ndarray, combine: np.ufunc | None) -> None:
+    """out = combine(old, value) (or value), computed as NumPy would and cast to out's dtype."""
+    if combine is None:
+        np.copyto(out, value, casting="unsafe")
+    else:
+        combine(old, value, out=out, casting="unsafe")

@@ -1,0 +1,219 @@
+"""Contraction kernels: a matmul through BLAS with its elementwise epilogue in one compiled kernel.
+
+The kernel calls BLAS (`np.dot(a, b, out)` inside numba) on a block of rows into a recycled
+buffer and applies the fused epilogue (bias, activation, the optimizer's scaling) to that
+block while it is still in cache. Transposed operands are passed as transposed views (BLAS
+reads them as they are, nothing is copied); a batched matmul loops over its batch.
+
+A contraction body that also assigns variables (`W -= lr * x^T g`) is split: the matmul and
+the pure epilogue become one such kernel computing the update into scratch, and the
+assignment applies it to the variable in place (tfjit/runtime/state.py).
+
+Covered: float32/float64 matmuls of static shape whose batch dims are equal or absent in
+each operand. Other contractions (integer or half matmuls, broadcast batches, tensordot,
+convolutions, empty or one-element outputs) run their body node by node, as before.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tfjit.ir.graph import Graph, Node, Value
+from tfjit.ops.registry import get_op
+
+from .buffers import POOL
+from .codegen import Lines, supported
+from .compile import FASTMATH, compile_kernel
+from .loop import BROADCAST, SCALAR, LoopKernel, _fit
+
+BLAS_DTYPES = ("float32", "float64")
+BLOCK_BYTES = 128 << 10  # rows of the output computed and finished together (fits in L2)
+
+
+class ContractionKernel:
+    """`kernel(*arrays) -> outputs` for a body of one matmul and its elementwise epilogue."""
+
+    returns_tuple = True
+
+    def __init__(self, body: Graph, name: str, matmul: Node):
+        self.body = body
+        self.name = name
+        self.matmul = matmul
+        self.out_shape = tuple(matmul.types[0].shape)
+        self.dtype = matmul.types[0].dtype.np_dtype
+        self.transpose = (bool(matmul.attr("transpose_a")), bool(matmul.attr("transpose_b")))
+        self.batched = tuple(len(v.type.shape) > 2 for v in matmul.inputs)
+        epilogue, self._result_of = _epilogue_body(body, matmul)
+        self.epilogue = LoopKernel(epilogue, name)
+        m, n = self.out_shape[-2:]
+        self.block_rows = max(1, min(m, BLOCK_BYTES // max(1, n * self.dtype.itemsize)))
+        self._compiled: dict[tuple, Any] = {}
+
+    def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+        values: dict[Value, np.ndarray] = dict(zip(self.body.params, args))
+        a, b = (np.ascontiguousarray(values[v]) for v in self.matmul.inputs)  # C order; `.T` in the kernel
+        epi = self.epilogue
+        inner = dict(zip(epi.body.params[1:], args))
+        for node, positions in epi.prepared.steps:
+            out = get_op(node.op).reference(*(inner[node.inputs[i]] for i in positions), **node.attr_dict)
+            inner[node.out] = np.asarray(out)
+        acc = POOL.empty(self.out_shape, self.dtype)
+        inner[epi.body.params[0]] = acc
+        outs = [POOL.empty(shape, dtype) for shape, dtype in epi._out_types]
+        space = self.out_shape
+        arrays, kinds = [], []
+        for v in epi.prepared.inputs:
+            array, kind = _fit(inner[v], space, epi._size)
+            arrays.append(array)
+            kinds.append(kind)
+        key = tuple(kinds)
+        kernel = self._compiled.get(key)
+        if kernel is None:
+            kernel = self._compiled[key] = compile_kernel(self.source(kinds), "kernel")
+        acc_index = epi.prepared.inputs.index(epi.body.params[0]) if epi.body.params[0] in epi.prepared.inputs else -1
+        kernel(a, b, acc, *[x for i, x in enumerate(arrays) if i != acc_index], *[o.reshape(space) for o in outs])
+        by_result = dict(zip(epi.body.results, outs))
+        return tuple(acc if r == self.matmul.out else by_result[self._result_of[r]] for r in self.body.results)
+
+    # -- source --------------------------------------------------------------------------------
+    def source(self, kinds: Any = None) -> str:
+        """The kernel: per block of rows, the product into `acc` and the epilogue over it."""
+        epi = self.epilogue
+        kinds = list(kinds) if kinds is not None else ["full"] * len(epi.prepared.inputs)
+        rank = len(self.out_shape)
+        acc_param = epi.body.params[0]
+        position = {v: i for i, v in enumerate(epi.prepared.inputs)}
+        others = [i for i, v in enumerate(epi.prepared.inputs) if v != acc_param]
+        outs = [f"out{i}" for i in range(len(epi.body.results))]
+        lines = Lines()
+        lines.add(f"def kernel(a, b, acc, {', '.join([f'in{i}' for i in others] + outs)}):", self.name)
+        lines.indent()
+        ta, tb = self.transpose
+        blocked = rank == 2 and not ta
+        if rank > 2:
+            lines.add(f"for t in range(acc.shape[0]):")
+            lines.indent()
+            op_a = ("a[t]" if self.batched[0] else "a") + (".T" if ta else "")
+            op_b = ("b[t]" if self.batched[1] else "b") + (".T" if tb else "")
+            lines.add(f"np.dot({op_a}, {op_b}, acc[t])")
+            lines.dedent()
+            rows = "0, acc.shape[0]"
+        else:
+            lines.add(f"for r0 in range(0, acc.shape[0], {self.block_rows if blocked else 'acc.shape[0]'}):")
+            lines.indent()
+            lines.add(f"r1 = min(r0 + {self.block_rows if blocked else 'acc.shape[0]'}, acc.shape[0])")
+            op_a = "a[r0:r1]" if blocked else ("a.T" if ta else "a")
+            lines.add(f"np.dot({op_a}, {'b.T' if tb else 'b'}, acc[r0:r1])")
+            rows = "r0, r1"
+        call = []
+        for i, v in enumerate(epi.prepared.inputs):
+            name = "acc" if v == acc_param else f"in{position[v]}"
+            kind = kinds[i]
+            whole = kind == SCALAR or (isinstance(kind, tuple) and kind[0] == BROADCAST and kind[1][0])
+            call.append(name if whole else f"{name}[{rows.replace(', ', ':')}]")
+        call += [f"{o}[{rows.replace(', ', ':')}]" for o in outs]
+        lines.add(f"epilogue({', '.join(call)})")
+        source = lines.source()
+        helper = epi._source(False, rank, kinds).replace("def kernel(", "def epilogue(", 1)
+        decorator = (f"@njit(cache=True, error_model='numpy', fastmath=set({sorted(FASTMATH)!r}), nogil=True)\n")
+        return source + "\n\n" + decorator + helper
+
+
+def _epilogue_body(body: Graph, matmul: Node) -> tuple[Graph, dict[Value, Value]]:
+    """The body's elementwise nodes as a loop body over (product, *body params), and which
+    of its results each body result is."""
+    product = Node("param", (), (("index", 0),), matmul.types).out
+    params = [Node("param", (), (("index", i + 1),), (p.type,)).out for i, p in enumerate(body.params)]
+    mapping: dict[Value, Value] = {matmul.out: product, **dict(zip(body.params, params))}
+    nodes = []
+    for node in body.nodes:
+        if node is matmul:
+            continue
+        new = node.evolve(inputs=tuple(mapping[v] for v in node.inputs))
+        nodes.append(new)
+        mapping.update(zip(node.outputs, new.outputs))
+    results = list(dict.fromkeys(mapping[r] for r in body.results if r != matmul.out))
+    return Graph(body.name, [product, *params], nodes, results), mapping
+
+
+def build(node: Node) -> ContractionKernel | None:
+    """A contraction kernel for a fused `contraction` node without assignments, or None when
+    the body is not one it covers."""
+    body = node.attr("body")
+    matmuls = [n for n in body.nodes if n.op == "matmul"]
+    if len(matmuls) != 1 or not _covered(matmuls[0]):
+        return None
+    matmul = matmuls[0]
+    rest = Graph(body.name, body.params, [n for n in body.nodes if n is not matmul], [])
+    if any(get_op(n.op).stateful for n in rest.nodes) or not supported(rest):
+        return None
+    size = int(np.prod(matmul.types[0].shape))
+    if any(int(np.prod(t.shape)) not in (1, size) for n in rest.nodes for t in n.types):
+        return None  # an epilogue value at another shape
+    if not any(r != matmul.out for r in body.results):
+        return None  # no epilogue to fuse
+    try:
+        return ContractionKernel(body, node.name or "contraction", matmul)
+    except NotImplementedError:
+        return None
+
+
+def _covered(matmul: Node) -> bool:
+    (out,) = matmul.types
+    a, b = (v.type for v in matmul.inputs)
+    if out.dtype.np_dtype.name not in BLAS_DTYPES or not all(t.is_fully_defined for t in (out, a, b)):
+        return False
+    size = int(np.prod(out.shape))
+    if size <= 1 or 0 in a.shape or 0 in b.shape:
+        return False  # one-element or empty products: the reference's semantics, not BLAS corner cases
+    batch = tuple(out.shape[:-2])
+    return all(len(t.shape) == 2 or tuple(t.shape[:-2]) == batch for t in (a, b)) and len(batch) <= 1
+
+
+def split_assignments(body: Graph) -> Graph:
+    """A contraction body that assigns variables, with its matmul and pure epilogue made into
+    one inner `contraction` kernel (so the assignment applies a finished update in place);
+    the body itself when that does not apply."""
+    matmuls = [n for n in body.nodes if n.op == "matmul"]
+    if len(matmuls) != 1 or not any(get_op(n.op).stateful for n in body.nodes) or not _covered(matmuls[0]):
+        return body
+    matmul = matmuls[0]
+    size = int(np.prod(matmul.types[0].shape))
+    head: list[Node] = [matmul]
+    inside = {matmul.out}
+    for n in body.nodes:
+        if n is matmul or get_op(n.op).stateful or len(n.types) != 1 or int(np.prod(n.types[0].shape or (0,))) != size:
+            continue
+        if any(v in inside for v in n.inputs) and all(v in inside or v.node.op in ("param", "constant") for v in n.inputs):
+            if supported(Graph("", [], [n], [])):
+                head.append(n)
+                inside.add(n.out)
+    constants = [v.node for n in head for v in n.inputs if v.node.op == "constant"]
+    head_nodes = set(head) | set(constants)
+    used_outside = [v for v in inside if v in body.results or any(
+        v in n.inputs for n in body.nodes if n not in head_nodes)]
+    if not used_outside:
+        return body
+    kernel_inputs = list(dict.fromkeys(v for n in head for v in n.inputs if v.node.op == "param"))
+    params = {v: Node("param", (), (("index", i),), (v.type,)).out for i, v in enumerate(kernel_inputs)}
+    mapping: dict[Value, Value] = dict(params)
+    inner_nodes = []
+    for n in [n for n in body.nodes if n in head_nodes]:
+        new = n.evolve(inputs=tuple(mapping[v] for v in n.inputs))
+        inner_nodes.append(new)
+        mapping.update(zip(n.outputs, new.outputs))
+    used_outside.sort(key=lambda v: [n for n in body.nodes].index(v.node))
+    inner = Graph(f"{body.name}_product", list(params.values()), inner_nodes, [mapping[v] for v in used_outside])
+    fused = Node("fused", tuple(kernel_inputs), (("body", inner), ("kind", "contraction")),
+                 tuple(v.type for v in used_outside), device=matmul.device, loc=matmul.loc,
+                 name=f"fused/{matmul.name or 'matmul'}")
+    outer_map = dict(zip(used_outside, fused.outputs))
+    nodes = [fused]
+    for n in body.nodes:
+        if n in head:
+            continue
+        new = n.evolve(inputs=tuple(outer_map.get(v, v) for v in n.inputs))
+        nodes.append(new)
+        outer_map.update(zip(n.outputs, new.outputs))
+    return Graph(body.name, list(body.params), nodes, [outer_map.get(r, r) for r in body.results])

@@ -1,0 +1,226 @@
+"""Variables updated in place and contraction kernels on the numba CPU backend: the same
+values as the reference backend, fetched arrays the user owns, intact variables after a
+failed run, two threads on one session; matmul + epilogue kernels for every transpose,
+batches, dtypes, row blocks and the fallback."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import tfjit as tf
+from tfjit import config
+from tfjit.backends.numba_cpu import contraction
+from tfjit.backends.numba_cpu.executable import compile_graph as numba_compile
+from tfjit.backends.reference import compile_graph as reference_compile
+from tfjit.debug import program_for
+from tfjit.runtime.state import RuntimeState
+
+RNG = np.random.default_rng(11)
+
+
+@pytest.fixture
+def backend():
+    previous = config.current.backend
+    yield config.set_backend
+    config.set_backend(previous)
+
+
+def _address(sess, var):
+    return sess.state.variables[var._attrs["var"]].__array_interface__["data"][0]
+
+
+def _mlp_losses(optimizer, steps=6):
+    tf.reset_default_graph()
+    tf.set_random_seed(3)
+    x = tf.placeholder(tf.float32, [16, 6])
+    labels = tf.placeholder(tf.int64, [16])
+    h = tf.nn.relu(tf.matmul(x, tf.get_variable("w1", [6, 8])) + tf.get_variable("b1", [8]))
+    logits = tf.matmul(h, tf.get_variable("w2", [8, 3]), transpose_b=False) + tf.get_variable("b2", [3])
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    step = optimizer().minimize(loss)
+    feed = {x: np.random.default_rng(1).standard_normal((16, 6)), labels: np.arange(16) % 3}
+    w1 = tf.trainable_variables()[0]
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        losses = [sess.run([loss, step], feed)[0] for _ in range(2)]
+        address = _address(sess, w1)
+        losses += [sess.run([loss, step], feed)[0] for _ in range(steps)]
+        in_place = _address(sess, w1) == address
+        final = sess.run(tf.global_variables())
+    return losses, final, in_place
+
+
+@pytest.mark.parametrize("optimizer", [lambda: tf.train.GradientDescentOptimizer(0.3),
+                                       lambda: tf.train.MomentumOptimizer(0.1, 0.9),
+                                       lambda: tf.train.AdamOptimizer(0.05)], ids=["sgd", "momentum", "adam"])
+def test_in_place_updates_train_as_the_reference_backend_does(backend, optimizer):
+    backend("reference")
+    want_losses, want_vars, _ = _mlp_losses(optimizer)
+    backend("numba")
+    got_losses, got_vars, in_place = _mlp_losses(optimizer)
+    np.testing.assert_allclose(got_losses, want_losses, rtol=2e-5)
+    for g, w in zip(got_vars, want_vars):
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=1e-6)
+    assert in_place  # the weight's storage was reused by every update after the first runs
+
+
+@pytest.mark.parametrize("name", ["reference", "numba"])
+def test_a_fetch_with_the_update_in_one_run_sees_the_values_the_reference_sees(backend, name):
+    backend(name)
+    v = tf.Variable(np.arange(6, dtype=np.float32).reshape(2, 3))
+    update = v.assign_add(tf.ones([2, 3]))
+    with tf.control_dependencies([update]):
+        after = v.read_value()
+    flat = tf.reshape(v, [6])  # a view of the variable's storage
+    with tf.Session() as sess:
+        sess.run(v.initializer)
+        before, flat_before, updated, read_after = sess.run([v, flat, update, after])
+        again = sess.run(v)
+        sess.run(update)
+    base = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(before, base)           # the snapshot taken before the write
+    np.testing.assert_array_equal(flat_before, base.reshape(6))
+    np.testing.assert_array_equal(updated, base + 1)
+    np.testing.assert_array_equal(read_after, base + 1)
+    np.testing.assert_array_equal(again, base + 1)        # a later run did not change fetched arrays
+    for fetched in (before, flat_before, updated, read_after, again):
+        assert fetched.flags.writeable
+
+
+def test_fetched_arrays_are_not_changed_by_later_in_place_updates(backend):
+    backend("numba")
+    v = tf.Variable(np.zeros((64, 32), np.float32))
+    x = tf.placeholder(tf.float32, [64, 32])
+    step = v.assign_sub(x * 0.5)
+    with tf.Session() as sess:
+        sess.run(v.initializer)
+        sess.run(step, {x: np.ones((64, 32))})
+        address = _address(sess, v)
+        kept, returned = sess.run(v), sess.run(step, {x: np.ones((64, 32))})
+        for _ in range(3):
+            sess.run(step, {x: np.ones((64, 32))})
+        assert _address(sess, v) == address  # updated in place...
+        np.testing.assert_array_equal(kept, np.full((64, 32), -0.5))  # ...yet fetched values kept
+        np.testing.assert_array_equal(returned, np.full((64, 32), -1.0))
+        np.testing.assert_array_equal(sess.run(v), np.full((64, 32), -2.5))
+
+
+@pytest.mark.parametrize("name", ["reference", "numba"])
+def test_a_failed_run_leaves_in_place_variables_intact(backend, name):
+    backend(name)
+    v = tf.Variable(np.ones(4, np.float32))
+    w = tf.Variable(np.ones(4, np.float32))
+    table = tf.constant(np.arange(12, dtype=np.float32).reshape(3, 4))
+    index = tf.placeholder(tf.int32, [])
+    step = tf.group(v.assign_sub(tf.gather(table, index)), w.assign_add(tf.ones([4])))
+    with tf.Session() as sess:
+        sess.run([v.initializer, w.initializer])
+        sess.run(step, {index: 1})
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            sess.run(v.assign_sub(tf.gather(table, index)), {index: 7})
+        np.testing.assert_array_equal(sess.run(v), 1 - np.arange(4, 8))
+        np.testing.assert_array_equal(sess.run(w), [2, 2, 2, 2])
+
+
+def test_a_mismatched_update_raises_before_writing():
+    state = RuntimeState()
+    state.write("v", np.ones(3, np.float32))
+    with pytest.raises(ValueError):
+        state.update("v", np.ones(4, np.float32), np.add)
+    np.testing.assert_array_equal(state.read("v"), [1, 1, 1])
+
+
+def test_two_threads_training_one_session_apply_every_update(backend):
+    backend("numba")
+    xv = np.arange(12, dtype=np.float64).reshape(4, 3) % 5
+    x = tf.constant(xv)
+    w = tf.Variable(np.zeros((3, 2)))
+    loss = tf.reduce_sum(tf.matmul(x, w))  # constant gradient x^T 1: the order of steps does not matter
+    step = tf.train.GradientDescentOptimizer(0.25).minimize(loss)
+    delta = 0.25 * xv.T @ np.ones((4, 2))
+    runs, errors = 40, []
+    with tf.Session() as sess:
+        sess.run(w.initializer)
+        sess.run(step)
+
+        def train():
+            try:
+                for _ in range(runs):
+                    snapshot, _ = sess.run([w, step])
+                    k = -snapshot[0, 0] / delta[0, 0]  # each fetch is one whole state, never torn
+                    np.testing.assert_array_equal(snapshot, -k * delta)
+            except Exception as e:  # noqa: BLE001 - reported by the main thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=train) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        np.testing.assert_array_equal(sess.run(w), -(2 * runs + 1) * delta)
+
+
+# -- contraction kernels ----------------------------------------------------------------------------
+def _both(fetches, feed_dict):
+    program = config.pass_manager().run(program_for(fetches, feed_dict))
+    args = [np.asarray(feed_dict[k], k.dtype.np_dtype) for k in sorted(feed_dict, key=lambda t: t.op.node.uid)]
+    exe = numba_compile(program)
+    got = exe.run(args, RuntimeState())
+    want = reference_compile(program).run(args, RuntimeState())
+    kernels = [k for _, k in exe.kernels if isinstance(k, contraction.ContractionKernel)]
+    return got, want, kernels
+
+
+def _assert_same(got, want, dtype):
+    tol = 2e-6 if dtype == tf.float32 else 1e-13
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_matmul_epilogue_kernels_match_the_reference(dtype, transpose_a, transpose_b):
+    m, k, n = 5, 7, 3
+    x = tf.placeholder(dtype, [k, m] if transpose_a else [m, k])
+    w = tf.placeholder(dtype, [n, k] if transpose_b else [k, n])
+    b = tf.placeholder(dtype, [n])
+    product = tf.matmul(x, w, transpose_a=transpose_a, transpose_b=transpose_b)
+    xv = RNG.standard_normal(x.shape.as_list())
+    xv[0, 0] = np.nan  # NaN propagates through BLAS and the epilogue as in NumPy
+    feed = {x: xv, w: RNG.standard_normal(w.shape.as_list()), b: RNG.standard_normal(n)}
+    got, want, kernels = _both([tf.nn.relu(product + b), tf.sigmoid(product) * 2.0], feed)
+    assert len(kernels) == 1
+    _assert_same(got, want, dtype)
+
+
+def test_row_blocks_and_batched_matmuls_match_the_reference(monkeypatch):
+    monkeypatch.setattr(contraction, "BLOCK_BYTES", 3 * 4 * 4)  # 3 rows a block: 4 blocks, the last short
+    x = tf.placeholder(tf.float32, [10, 6])
+    w = tf.placeholder(tf.float32, [6, 4])
+    c = tf.placeholder(tf.float32, [10, 1])
+    xb = tf.placeholder(tf.float32, [3, 4, 5])
+    wb = tf.placeholder(tf.float32, [3, 5, 2])
+    w2 = tf.placeholder(tf.float32, [2, 5])
+    fetches = [tf.tanh(tf.matmul(x, w)) * c,
+               tf.nn.relu(tf.matmul(xb, wb) - 0.5),
+               tf.abs(tf.matmul(xb, w2, transpose_b=True)) + 1.0]
+    feed = {v: RNG.standard_normal(v.shape.as_list()) for v in (x, w, c, xb, wb, w2)}
+    got, want, kernels = _both(fetches, feed)
+    assert len(kernels) == 3 and "a[r0:r1]" in kernels[0].source()
+    _assert_same(got, want, tf.float32)
+
+
+def test_uncovered_contractions_fall_back_to_the_reference():
+    x = tf.placeholder(tf.int32, [4, 3])
+    w = tf.placeholder(tf.int32, [3, 2])
+    xb = tf.placeholder(tf.float32, [1, 4, 3])
+    wb = tf.placeholder(tf.float32, [2, 3, 2])  # broadcast batch dims
+    feed = {x: RNG.integers(-5, 5, (4, 3)), w: RNG.integers(-5, 5, (3, 2)),
+            xb: RNG.standard_normal((1, 4, 3)), wb: RNG.standard_normal((2, 3, 2))}
+    got, want, kernels = _both([tf.matmul(x, w) + 1, tf.matmul(xb, wb) * 2.0], feed)
+    assert kernels == []
+    _assert_same(got, want, tf.float32)
