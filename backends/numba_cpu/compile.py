@@ -10,13 +10,12 @@ in those, such as the same update applied to six weights, share one entry and on
 """
 from __future__ import annotations
 
-import io
 import os
-import tokenize
 from typing import Callable
 
 from ..kernel_cache import KernelKey, default_cache, files_digest
 from . import scalar_lib
+from .codegen import strip_comments
 
 # Never full fastmath: NaN, inf and signed zeros must behave as in NumPy/TF. 'reassoc' lets
 # sums vectorise and 'contract' forms FMAs; 'afn'/'arcp' turned 1/sqrt(inf) into NaN (measured)
@@ -40,14 +39,3 @@ def compile_kernel(source: str, entry: str, name: str = "kernel", parallel: bool
     module = _IMPORTS + decorator + code
     key = KernelKey(name=name, ir=code, options={"fastmath": sorted(FASTMATH), "parallel": parallel}, deps=_DEPS)
     return default_cache().load(key, module, entry)
-
-
-def strip_comments(source: str) -> str:
-    """`source` without its comments and the lines only they filled, so that the kernel's
-    identity is its code."""
-    lines = source.splitlines()
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type == tokenize.COMMENT:
-            row, col = token.start
-            lines[row - 1] = lines[row - 1][:col].rstrip()
-    return "\n".join(line for line in lines if line.strip()) + "\n"
