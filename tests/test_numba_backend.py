@@ -248,3 +248,21 @@ def test_numba_is_the_default_backend_and_the_environment_selects_another():
     chosen = subprocess.run([sys.executable, "-c", code], env={**env, "TFJIT_BACKEND": "reference"},
                             capture_output=True, text=True, check=True)
     assert (default.stdout.split()[-1], chosen.stdout.split()[-1]) == ("numba", "reference")
+
+
+def test_kernels_differing_only_in_names_and_lines_share_one_compile(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFJIT_CACHE_DIR", str(tmp_path))
+    kernels = []
+    for n in (5, 9):  # two graphs, two node names and source lines, the same code
+        tf.reset_default_graph()
+        x = tf.placeholder(tf.float32, [n], name=f"x{n}")
+        y = tf.nn.relu(x * 3.0 - 1.0) if n == 5 else \
+            tf.nn.relu(x * 3.0 - 1.0)
+        got, want, exe = both([y], {x: RNG.standard_normal(n)})
+        assert_same(got, want)
+        (kernel,) = generated(exe, loop.LoopKernel)
+        kernels.append(kernel)
+    first, second = kernels
+    assert first.source() != second.source()  # each keeps its own comments
+    assert list(first._compiled.values())[0] is list(second._compiled.values())[0]
+    assert len(list(tmp_path.glob("*.py"))) == 1

@@ -2,10 +2,13 @@
 
 A body value is computed by `ElementWriter.value(v)` as a local scalar inside the kernel's
 loop; loads of kernel inputs come from `load`, which the kernel kind (loop, row-reduction)
-supplies. Every line carries the user's `# file:line`, so a kernel reads like their model.
+supplies. Every line carries the user's `# file:line`, so a kernel reads like their model;
+the compilers cache and compile a kernel by its code alone (`strip_comments`).
 """
 from __future__ import annotations
 
+import io
+import tokenize
 from typing import Callable
 
 from tfjit.ir.graph import Graph, Node, Value
@@ -35,6 +38,17 @@ class Lines:
 
     def source(self) -> str:
         return "\n".join(self.lines) + "\n"
+
+
+def strip_comments(source: str) -> str:
+    """`source` without its comments and the lines only they filled, so that the kernel's
+    identity is its code."""
+    lines = source.splitlines()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            row, col = token.start
+            lines[row - 1] = lines[row - 1][:col].rstrip()
+    return "\n".join(line for line in lines if line.strip()) + "\n"
 
 
 class ElementWriter:

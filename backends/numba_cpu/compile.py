@@ -3,6 +3,10 @@
 The generated function becomes a standalone module (its imports, then the function under
 `@njit(cache=True, ...)`), written to the cache by content hash and imported from there, so
 a second process loads the compiled machine code instead of compiling again.
+
+The cached module holds the kernel's code without its comments (the node name and the user's
+`# file:line` notes, which `LoopKernel.source()` & co. still show): kernels that differ only
+in those, such as the same update applied to six weights, share one entry and one compile.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Callable
 
 from ..kernel_cache import KernelKey, default_cache, files_digest
 from . import scalar_lib
+from .codegen import strip_comments
 
 # Never full fastmath: NaN, inf and signed zeros must behave as in NumPy/TF. 'reassoc' lets
 # sums vectorise and 'contract' forms FMAs; 'afn'/'arcp' turned 1/sqrt(inf) into NaN (measured)
@@ -30,6 +35,7 @@ def compile_kernel(source: str, entry: str, name: str = "kernel", parallel: bool
     """The numba dispatcher of `entry` in `source` (a function definition without imports)."""
     decorator = (f"@njit(cache=True, error_model='numpy', fastmath=set({sorted(FASTMATH)!r}), nogil=True"
                  f"{', parallel=True' if parallel else ''})\n")
-    module = _IMPORTS + decorator + source
-    key = KernelKey(name=name, ir=source, options={"fastmath": sorted(FASTMATH), "parallel": parallel}, deps=_DEPS)
+    code = strip_comments(source)
+    module = _IMPORTS + decorator + code
+    key = KernelKey(name=name, ir=code, options={"fastmath": sorted(FASTMATH), "parallel": parallel}, deps=_DEPS)
     return default_cache().load(key, module, entry)
