@@ -1,9 +1,11 @@
-"""Contraction kernels: a matmul through BLAS with its elementwise epilogue in one compiled kernel.
+"""Contraction kernels: a matmul through BLAS followed by its elementwise epilogue.
 
-The kernel calls BLAS (`np.dot(a, b, out)` inside numba) on a block of rows into a recycled
-buffer and applies the fused epilogue (bias, activation, the optimizer's scaling) to that
-block while it is still in cache. Transposed operands are passed as transposed views (BLAS
-reads them as they are, nothing is copied); a batched matmul loops over its batch.
+NumPy's BLAS computes the product into a recycled buffer (transposed operands are passed as
+transposed views, so nothing is copied; a batched matmul is one `np.matmul` call), then one
+generated loop kernel applies the whole fused epilogue (bias, activation, the optimizer's
+scaling) to it. The product is not computed inside numba: typing `np.dot` costs numba
+0.2-0.5 s per kernel (2 s for the first), which made a cold MLP step 4x slower to compile,
+and blocking the product inside one kernel measured no faster at these sizes.
 
 A contraction body that also assigns variables (`W -= lr * x^T g`) is split: the matmul and
 the pure epilogue become one such kernel computing the update into scratch, and the
@@ -15,20 +17,16 @@ convolutions, empty or one-element outputs) run their body node by node, as befo
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from tfjit.ir.graph import Graph, Node, Value
 from tfjit.ops.registry import get_op
 
 from .buffers import POOL
-from .codegen import Lines, supported
-from .compile import FASTMATH, compile_kernel
-from .loop import BROADCAST, SCALAR, LoopKernel, _fit
+from .codegen import supported
+from .loop import LoopKernel
 
 BLAS_DTYPES = ("float32", "float64")
-BLOCK_BYTES = 128 << 10  # rows of the output computed and finished together (fits in L2)
 
 
 class ContractionKernel:
@@ -43,81 +41,22 @@ class ContractionKernel:
         self.out_shape = tuple(matmul.types[0].shape)
         self.dtype = matmul.types[0].dtype.np_dtype
         self.transpose = (bool(matmul.attr("transpose_a")), bool(matmul.attr("transpose_b")))
-        self.batched = tuple(len(v.type.shape) > 2 for v in matmul.inputs)
         epilogue, self._result_of = _epilogue_body(body, matmul)
         self.epilogue = LoopKernel(epilogue, name)
-        m, n = self.out_shape[-2:]
-        self.block_rows = max(1, min(m, BLOCK_BYTES // max(1, n * self.dtype.itemsize)))
-        self._compiled: dict[tuple, Any] = {}
+        self._operands = [self.body.params.index(v) for v in matmul.inputs]
 
     def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
-        values: dict[Value, np.ndarray] = dict(zip(self.body.params, args))
-        a, b = (np.ascontiguousarray(values[v]) for v in self.matmul.inputs)  # C order; `.T` in the kernel
-        epi = self.epilogue
-        inner = dict(zip(epi.body.params[1:], args))
-        for node, positions in epi.prepared.steps:
-            out = get_op(node.op).reference(*(inner[node.inputs[i]] for i in positions), **node.attr_dict)
-            inner[node.out] = np.asarray(out)
+        a, b = (args[i] for i in self._operands)
+        ta, tb = self.transpose
         acc = POOL.empty(self.out_shape, self.dtype)
-        inner[epi.body.params[0]] = acc
-        outs = [POOL.empty(shape, dtype) for shape, dtype in epi._out_types]
-        space = self.out_shape
-        arrays, kinds = [], []
-        for v in epi.prepared.inputs:
-            array, kind = _fit(inner[v], space, epi._size)
-            arrays.append(array)
-            kinds.append(kind)
-        key = tuple(kinds)
-        kernel = self._compiled.get(key)
-        if kernel is None:
-            kernel = self._compiled[key] = compile_kernel(self.source(kinds), "kernel")
-        acc_index = epi.prepared.inputs.index(epi.body.params[0]) if epi.body.params[0] in epi.prepared.inputs else -1
-        kernel(a, b, acc, *[x for i, x in enumerate(arrays) if i != acc_index], *[o.reshape(space) for o in outs])
-        by_result = dict(zip(epi.body.results, outs))
+        np.matmul(np.swapaxes(a, -1, -2) if ta else a, np.swapaxes(b, -1, -2) if tb else b, out=acc)
+        outs = self.epilogue(acc, *args)
+        by_result = dict(zip(self.epilogue.body.results, outs))
         return tuple(acc if r == self.matmul.out else by_result[self._result_of[r]] for r in self.body.results)
 
-    # -- source --------------------------------------------------------------------------------
-    def source(self, kinds: Any = None) -> str:
-        """The kernel: per block of rows, the product into `acc` and the epilogue over it."""
-        epi = self.epilogue
-        kinds = list(kinds) if kinds is not None else ["full"] * len(epi.prepared.inputs)
-        rank = len(self.out_shape)
-        acc_param = epi.body.params[0]
-        position = {v: i for i, v in enumerate(epi.prepared.inputs)}
-        others = [i for i, v in enumerate(epi.prepared.inputs) if v != acc_param]
-        outs = [f"out{i}" for i in range(len(epi.body.results))]
-        lines = Lines()
-        lines.add(f"def kernel(a, b, acc, {', '.join([f'in{i}' for i in others] + outs)}):", self.name)
-        lines.indent()
-        ta, tb = self.transpose
-        blocked = rank == 2 and not ta
-        if rank > 2:
-            lines.add(f"for t in range(acc.shape[0]):")
-            lines.indent()
-            op_a = ("a[t]" if self.batched[0] else "a") + (".T" if ta else "")
-            op_b = ("b[t]" if self.batched[1] else "b") + (".T" if tb else "")
-            lines.add(f"np.dot({op_a}, {op_b}, acc[t])")
-            lines.dedent()
-            rows = "0, acc.shape[0]"
-        else:
-            lines.add(f"for r0 in range(0, acc.shape[0], {self.block_rows if blocked else 'acc.shape[0]'}):")
-            lines.indent()
-            lines.add(f"r1 = min(r0 + {self.block_rows if blocked else 'acc.shape[0]'}, acc.shape[0])")
-            op_a = "a[r0:r1]" if blocked else ("a.T" if ta else "a")
-            lines.add(f"np.dot({op_a}, {'b.T' if tb else 'b'}, acc[r0:r1])")
-            rows = "r0, r1"
-        call = []
-        for i, v in enumerate(epi.prepared.inputs):
-            name = "acc" if v == acc_param else f"in{position[v]}"
-            kind = kinds[i]
-            whole = kind == SCALAR or (isinstance(kind, tuple) and kind[0] == BROADCAST and kind[1][0])
-            call.append(name if whole else f"{name}[{rows.replace(', ', ':')}]")
-        call += [f"{o}[{rows.replace(', ', ':')}]" for o in outs]
-        lines.add(f"epilogue({', '.join(call)})")
-        source = lines.source()
-        helper = epi._source(False, rank, kinds).replace("def kernel(", "def epilogue(", 1)
-        decorator = (f"@njit(cache=True, error_model='numpy', fastmath=set({sorted(FASTMATH)!r}), nogil=True)\n")
-        return source + "\n\n" + decorator + helper
+    def source(self) -> str:
+        """The epilogue kernel (the product itself is a BLAS call)."""
+        return f"# {self.name}: acc = matmul(a, b) through BLAS, then:\n" + self.epilogue.source()
 
 
 def _epilogue_body(body: Graph, matmul: Node) -> tuple[Graph, dict[Value, Value]]:
