@@ -41,6 +41,27 @@ def layer_norm_rows():
     return [(x - mean) * tf.rsqrt(var + 1e-5) * gamma], {x: rng.standard_normal((2, 3, 8)) * 2 + 1}
 
 
+def matmul_epilogue(dtype=tf.float32):
+    """GEMMs over more than one K tile: a bias-add-relu epilogue, both transposes, and a
+    broadcast batch (a [2,1,3,20] times b [3,20,4]) with a scalar epilogue operand."""
+    rng = np.random.default_rng(7)
+    x = tf.placeholder(dtype, [3, 20], name="x")
+    w = tf.placeholder(dtype, [20, 4], name="w")
+    bias = tf.placeholder(dtype, [4], name="bias")
+    wt = tf.placeholder(dtype, [4, 20], name="wt")
+    xt = tf.placeholder(dtype, [20, 3], name="xt")
+    a = tf.placeholder(dtype, [2, 1, 3, 20], name="a")
+    b = tf.placeholder(dtype, [3, 20, 4], name="b")
+    s = tf.placeholder(dtype, [], name="s")
+    relu = tf.nn.relu(tf.matmul(x, w) + bias)
+    both = tf.matmul(xt, wt, transpose_a=True, transpose_b=True) * s
+    batched = tf.tanh(tf.matmul(a, b)) - s
+    feeds = {x: rng.standard_normal((3, 20)), w: rng.standard_normal((20, 4)), bias: rng.standard_normal(4),
+             wt: rng.standard_normal((4, 20)), xt: rng.standard_normal((20, 3)), s: np.float64(0.5),
+             a: rng.standard_normal((2, 1, 3, 20)), b: rng.standard_normal((3, 20, 4))}
+    return [relu, both, batched, tf.matmul(x, w)], feeds  # x @ w: the first kernel's second result
+
+
 def lecture_model():
     """The lecture's regression model: one SGD step's fetches (loss and the update)."""
     rng = np.random.default_rng(4)
@@ -70,7 +91,7 @@ def mlp_train_step():
     return [loss, step], feeds
 
 
-KERNEL_PROGRAMS = [elementwise_broadcast, softmax_rows, layer_norm_rows]
+KERNEL_PROGRAMS = [elementwise_broadcast, softmax_rows, layer_norm_rows, matmul_epilogue]
 TRAINING_PROGRAMS = [lecture_model, mlp_train_step]
 
 

@@ -13,6 +13,7 @@ import pytest
 from tfjit.backends.numba_cuda import reset_transfer_stats, transfer_stats
 from tfjit.backends.numba_cuda.executable import compile_graph, device_kernels
 from tfjit.backends.numba_cuda.loop import CudaLoopKernel
+from tfjit.backends.numba_cuda.matmul import CudaMatmulKernel
 from tfjit.backends.numba_cuda.reduction import CudaRowKernel
 from tfjit.backends.reference import compile_graph as reference_compile
 from tfjit.runtime.state import RuntimeState
@@ -51,6 +52,14 @@ def test_float64_elementwise_kernels():
 def test_row_kernels(build):
     exe, _, _ = run_both(build)
     assert CudaRowKernel in kernel_types(exe)
+
+
+@pytest.mark.parametrize("dtype", [programs.tf.float32, programs.tf.float64])
+def test_matmul_kernels_with_epilogues_transposes_and_batches(dtype):
+    exe, _, _ = run_both(lambda: programs.matmul_epilogue(dtype))
+    products = [k for _, k in device_kernels(exe) if isinstance(k, CudaMatmulKernel)]
+    assert len(products) == 3 and {(k.ta, k.tb) for k in products} == {(False, False), (True, True)}
+    assert max(k.batch for k in products) == 6
 
 
 def test_only_feeds_and_fetches_cross():

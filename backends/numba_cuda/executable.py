@@ -21,10 +21,10 @@ from tfjit.runtime.state import RuntimeState
 
 from ..reference import _call as run_reference
 from ..reference import _last_uses
-from . import device_lib, loop, reduction
+from . import device_lib, loop, matmul, reduction, update
 from .runtime import Buffer
 
-DeviceKernel = (loop.CudaLoopKernel, reduction.CudaRowKernel)
+DeviceKernel = (loop.CudaLoopKernel, reduction.CudaRowKernel, matmul.CudaMatmulKernel, update.CudaUpdateKernel)
 
 
 class CudaExecutable:
@@ -50,6 +50,8 @@ class CudaExecutable:
     def _run_node(self, i: int, node: Node, kernel: Any, inputs: list[Buffer], state: RuntimeState) -> Sequence[Buffer]:
         if isinstance(kernel, DeviceKernel):
             try:
+                if getattr(kernel, "variables", ()):
+                    return update.run_assigning(kernel, inputs, state)
                 return kernel(*inputs)
             except NotImplementedError:  # these shapes do not fit the kernel: never try it again
                 kernel = _body_executable(node) if node.op == "fused" else None
@@ -106,6 +108,10 @@ def _kernel_for(node: Node) -> Any:
         generated = loop.build(node)
     elif kind == "reduction" or (node.op in reduction.REDUCERS and opdef.fusion is Fusion.REDUCTION):
         generated = reduction.build(node)
+    elif kind == "contraction" or node.op == "matmul":
+        generated = matmul.build(node)
+    elif kind == "update":
+        generated = update.build(node)
     if generated is not None:
         return generated
     return _body_executable(node) if node.op == "fused" else None
