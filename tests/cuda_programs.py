@@ -62,6 +62,21 @@ def matmul_epilogue(dtype=tf.float32):
     return [relu, both, batched, tf.matmul(x, w)], feeds  # x @ w: the first kernel's second result
 
 
+def axes_reductions():
+    """Reductions over leading, middle and mixed axes (column sums, strided rows), with a
+    NaN that max must propagate, an int32 sum and a squared prologue."""
+    rng = np.random.default_rng(8)
+    x = tf.placeholder(tf.float32, [3, 5, 4], name="x")
+    d = tf.placeholder(tf.float64, [4, 3], name="d")
+    k = tf.placeholder(tf.int32, [6, 2], name="k")
+    xs = rng.standard_normal((3, 5, 4))
+    xs[1, 2, 3] = np.nan
+    fetches = [tf.reduce_sum(x, 0), tf.reduce_max(x, [0, 2]), tf.reduce_mean(x, 1, keepdims=True),
+               tf.reduce_min(x, [0, 1]), tf.reduce_sum(tf.square(x), [0, 2]), tf.reduce_prod(d, 0),
+               tf.reduce_mean(d, 0), tf.reduce_sum(k, 0)]
+    return fetches, {x: xs, d: rng.random((4, 3)) + 0.5, k: rng.integers(-50, 50, (6, 2))}
+
+
 def lecture_model():
     """The lecture's regression model: one SGD step's fetches (loss and the update)."""
     rng = np.random.default_rng(4)
@@ -91,7 +106,7 @@ def mlp_train_step():
     return [loss, step], feeds
 
 
-KERNEL_PROGRAMS = [elementwise_broadcast, softmax_rows, layer_norm_rows, matmul_epilogue]
+KERNEL_PROGRAMS = [elementwise_broadcast, softmax_rows, layer_norm_rows, matmul_epilogue, axes_reductions]
 TRAINING_PROGRAMS = [lecture_model, mlp_train_step]
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tfjit.backends.numba_cuda import reset_transfer_stats, transfer_stats
+from tfjit.backends.numba_cuda.axes_reduction import CudaAxesReduction
 from tfjit.backends.numba_cuda.executable import compile_graph, device_kernels
 from tfjit.backends.numba_cuda.loop import CudaLoopKernel
 from tfjit.backends.numba_cuda.matmul import CudaMatmulKernel
@@ -60,6 +61,13 @@ def test_matmul_kernels_with_epilogues_transposes_and_batches(dtype):
     products = [k for _, k in device_kernels(exe) if isinstance(k, CudaMatmulKernel)]
     assert len(products) == 3 and {(k.ta, k.tb) for k in products} == {(False, False), (True, True)}
     assert max(k.batch for k in products) == 6
+
+
+def test_reductions_along_any_axes():
+    exe, _, _ = run_both(programs.axes_reductions)
+    reductions = [k for _, k in device_kernels(exe) if isinstance(k, CudaAxesReduction)]
+    assert len(reductions) == 8
+    assert 1 in {k.tx for k in reductions} and max(k.tx for k in reductions) == 32  # strided rows and columns
 
 
 def test_only_feeds_and_fetches_cross():

@@ -21,10 +21,11 @@ from tfjit.runtime.state import RuntimeState
 
 from ..reference import _call as run_reference
 from ..reference import _last_uses
-from . import device_lib, loop, matmul, reduction, update
+from . import axes_reduction, device_lib, loop, matmul, reduction, update
 from .runtime import Buffer
 
-DeviceKernel = (loop.CudaLoopKernel, reduction.CudaRowKernel, matmul.CudaMatmulKernel, update.CudaUpdateKernel)
+DeviceKernel = (loop.CudaLoopKernel, reduction.CudaRowKernel, matmul.CudaMatmulKernel, update.CudaUpdateKernel,
+                axes_reduction.CudaAxesReduction)
 
 
 class CudaExecutable:
@@ -107,7 +108,7 @@ def _kernel_for(node: Node) -> Any:
                           and not opdef.stateful):
         generated = loop.build(node)
     elif kind == "reduction" or (node.op in reduction.REDUCERS and opdef.fusion is Fusion.REDUCTION):
-        generated = reduction.build(node)
+        generated = reduction.build(node) or axes_reduction.build(node)
     elif kind == "contraction" or node.op == "matmul":
         generated = matmul.build(node)
     elif kind == "update":
