@@ -95,6 +95,20 @@ class CudaAxesReduction:
         return lines.source()
 
 
+def _merged(full: tuple[int, ...], axes: set[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The same reduction with neighbouring dims of one kind (kept or reduced) merged into
+    one, so the index maps have as few terms as possible."""
+    dims: list[int] = []
+    reduced: list[bool] = []
+    for d, n in enumerate(full):
+        if dims and reduced[-1] == (d in axes):
+            dims[-1] *= n
+        else:
+            dims.append(n)
+            reduced.append(d in axes)
+    return tuple(dims), tuple(d for d, r in enumerate(reduced) if r)
+
+
 def _pow2(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
@@ -116,7 +130,7 @@ def build(node: Node) -> CudaAxesReduction | None:
     if node.op == "mean" and not dtype.startswith("float"):
         return None  # TF's integer mean truncates the sum's quotient: the reference does it
     try:
-        return CudaAxesReduction(node, node.name or node.op, tuple(full), tuple(sorted(a % len(full) for a in _axes(node))))
+        return CudaAxesReduction(node, node.name or node.op, *_merged(tuple(full), {a % len(full) for a in _axes(node)}))
     except NotImplementedError:
         return None
 
