@@ -77,6 +77,25 @@ def axes_reductions():
     return fetches, {x: xs, d: rng.random((4, 3)) + 0.5, k: rng.integers(-50, 50, (6, 2))}
 
 
+def gather_scatter():
+    """Gathers along axis 0 and 1 (repeated indices), their gradients (scatter-adds that must
+    add up repeats), and one_hot along the last and the first axis."""
+    rng = np.random.default_rng(10)
+    p = tf.placeholder(tf.float32, [5, 3], name="p")
+    q = tf.placeholder(tf.float64, [2, 4, 3], name="q")
+    i = tf.placeholder(tf.int32, [2, 3], name="i")
+    j = tf.placeholder(tf.int64, [5], name="j")
+    labels = tf.placeholder(tf.int64, [3], name="labels")
+    rows = tf.gather(p, i)
+    cols = tf.gather(q, j, axis=1)
+    grads = tf.gradients(tf.reduce_sum(rows * rows), p) + tf.gradients(tf.reduce_sum(tf.sin(cols)), q)
+    hot = tf.one_hot(labels, 4)
+    hot0 = tf.one_hot(tf.cast(labels, tf.int32), 4, on_value=2.5, off_value=-1.0, axis=0)
+    feeds = {p: rng.standard_normal((5, 3)), q: rng.standard_normal((2, 4, 3)), i: [[0, 4, 0], [2, 0, 1]],
+             j: [3, 3, 0, 1, 3], labels: [2, 0, 5]}
+    return [rows, cols, *grads, hot, hot0], feeds
+
+
 def lecture_model():
     """The lecture's regression model: one SGD step's fetches (loss and the update)."""
     rng = np.random.default_rng(4)
@@ -106,7 +125,8 @@ def mlp_train_step():
     return [loss, step], feeds
 
 
-KERNEL_PROGRAMS = [elementwise_broadcast, softmax_rows, layer_norm_rows, matmul_epilogue, axes_reductions]
+KERNEL_PROGRAMS = [elementwise_broadcast, softmax_rows, layer_norm_rows, matmul_epilogue, axes_reductions,
+                   gather_scatter]
 TRAINING_PROGRAMS = [lecture_model, mlp_train_step]
 
 

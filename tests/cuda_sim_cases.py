@@ -13,6 +13,7 @@ import pytest
 from tfjit.backends.numba_cuda import reset_transfer_stats, transfer_stats
 from tfjit.backends.numba_cuda.axes_reduction import CudaAxesReduction
 from tfjit.backends.numba_cuda.executable import compile_graph, device_kernels
+from tfjit.backends.numba_cuda.gather import CudaGather, CudaOneHot, CudaScatterAdd
 from tfjit.backends.numba_cuda.loop import CudaLoopKernel
 from tfjit.backends.numba_cuda.matmul import CudaMatmulKernel
 from tfjit.backends.numba_cuda.reduction import CudaRowKernel
@@ -68,6 +69,29 @@ def test_reductions_along_any_axes():
     reductions = [k for _, k in device_kernels(exe) if isinstance(k, CudaAxesReduction)]
     assert len(reductions) == 8
     assert 1 in {k.tx for k in reductions} and max(k.tx for k in reductions) == 32  # strided rows and columns
+
+
+def test_gather_scatter_add_and_one_hot():
+    exe, _, _ = run_both(programs.gather_scatter)
+    kinds = [type(k) for _, k in device_kernels(exe)]
+    assert kinds.count(CudaGather) == 2 and kinds.count(CudaScatterAdd) == 2 and kinds.count(CudaOneHot) == 2
+
+
+def test_an_index_out_of_range_raises_the_reference_error():
+    import tfjit as tf
+
+    program, (params, _) = programs.optimized(lambda: _gather_program(tf))
+    exe = compile_graph(program)
+    good = exe.run([params, np.array([2, 0], np.int32)], RuntimeState())[0]
+    np.testing.assert_array_equal(good, params[[2, 0]])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"indices\[1\] = 3 is not in \[0, 3\)"):
+        exe.run([params, np.array([0, 3], np.int32)], RuntimeState())
+
+
+def _gather_program(tf):
+    p = tf.placeholder(tf.float32, [3, 2])
+    i = tf.placeholder(tf.int32, [2])
+    return [tf.gather(p, i)], {p: np.arange(6, dtype=np.float32).reshape(3, 2), i: np.zeros(2, np.int32)}
 
 
 def test_only_feeds_and_fetches_cross():

@@ -21,11 +21,11 @@ from tfjit.runtime.state import RuntimeState
 
 from ..reference import _call as run_reference
 from ..reference import _last_uses
-from . import axes_reduction, device_lib, loop, matmul, reduction, update
+from . import axes_reduction, device_lib, gather, loop, matmul, reduction, update
 from .runtime import Buffer
 
 DeviceKernel = (loop.CudaLoopKernel, reduction.CudaRowKernel, matmul.CudaMatmulKernel, update.CudaUpdateKernel,
-                axes_reduction.CudaAxesReduction)
+                axes_reduction.CudaAxesReduction, gather.CudaGather, gather.CudaScatterAdd, gather.CudaOneHot)
 
 
 class CudaExecutable:
@@ -113,6 +113,8 @@ def _kernel_for(node: Node) -> Any:
         generated = matmul.build(node)
     elif kind == "update":
         generated = update.build(node)
+    elif node.op in gather.KERNELS:
+        generated = gather.build(node)
     if generated is not None:
         return generated
     return _body_executable(node) if node.op == "fused" else None
