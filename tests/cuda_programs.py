@@ -96,6 +96,26 @@ def gather_scatter():
     return [rows, cols, *grads, hot, hot0], feeds
 
 
+def pooling():
+    """Max and average pooling and their gradients, SAME and VALID, NHWC and NCHW, with ties
+    and a NaN (the first maximum takes the gradient), and max_pool_grad's own gradient."""
+    rng = np.random.default_rng(11)
+    x = tf.placeholder(tf.float32, [1, 5, 4, 2], name="x")
+    xc = tf.placeholder(tf.float64, [1, 2, 4, 5], name="xc")
+    xs = np.round(rng.standard_normal((1, 5, 4, 2)), 1)
+    xs[0, 0, 0, 0] = xs[0, 0, 1, 0] = 3.0  # a tie
+    xs[0, 4, 3, 1] = np.nan
+    mx = tf.nn.max_pool(x, [1, 2, 2, 1], [1, 2, 2, 1], "SAME")
+    av = tf.nn.avg_pool(x, [1, 3, 2, 1], [1, 1, 2, 1], "SAME")
+    mc = tf.nn.max_pool(xc, [1, 1, 3, 2], [1, 1, 1, 2], "VALID", data_format="NCHW")
+    ac = tf.nn.avg_pool(xc, [1, 1, 2, 3], [1, 1, 2, 1], "SAME", data_format="NCHW")
+    loss = tf.reduce_sum(tf.sin(mx)) + tf.reduce_sum(tf.square(av))
+    lossc = tf.reduce_sum(tf.sin(mc)) + tf.reduce_sum(tf.square(ac))
+    dx = tf.gradients(loss, x)[0]
+    second = tf.gradients(tf.reduce_sum(dx * dx), x)  # through max_pool_grad: max_pool_grad_grad
+    return [mx, av, mc, ac, dx, *tf.gradients(lossc, xc), *second], {x: xs, xc: rng.standard_normal((1, 2, 4, 5))}
+
+
 def lecture_model():
     """The lecture's regression model: one SGD step's fetches (loss and the update)."""
     rng = np.random.default_rng(4)
@@ -126,7 +146,7 @@ def mlp_train_step():
 
 
 KERNEL_PROGRAMS = [elementwise_broadcast, softmax_rows, layer_norm_rows, matmul_epilogue, axes_reductions,
-                   gather_scatter]
+                   gather_scatter, pooling]
 TRAINING_PROGRAMS = [lecture_model, mlp_train_step]
 
 

@@ -14,6 +14,7 @@ from tfjit.backends.numba_cuda import reset_transfer_stats, transfer_stats
 from tfjit.backends.numba_cuda.axes_reduction import CudaAxesReduction
 from tfjit.backends.numba_cuda.executable import compile_graph, device_kernels
 from tfjit.backends.numba_cuda.gather import CudaGather, CudaOneHot, CudaScatterAdd
+from tfjit.backends.numba_cuda.pool import CudaPool
 from tfjit.backends.numba_cuda.loop import CudaLoopKernel
 from tfjit.backends.numba_cuda.matmul import CudaMatmulKernel
 from tfjit.backends.numba_cuda.reduction import CudaRowKernel
@@ -92,6 +93,12 @@ def _gather_program(tf):
     p = tf.placeholder(tf.float32, [3, 2])
     i = tf.placeholder(tf.int32, [2])
     return [tf.gather(p, i)], {p: np.arange(6, dtype=np.float32).reshape(3, 2), i: np.zeros(2, np.int32)}
+
+
+def test_pooling_and_its_gradients():
+    exe, _, _ = run_both(programs.pooling)
+    ops = sorted(k.node.op for _, k in device_kernels(exe) if isinstance(k, CudaPool))
+    assert set(ops) == {"max_pool", "avg_pool", "max_pool_grad", "avg_pool_grad", "max_pool_grad_grad"}
 
 
 def test_only_feeds_and_fetches_cross():

@@ -21,11 +21,12 @@ from tfjit.runtime.state import RuntimeState
 
 from ..reference import _call as run_reference
 from ..reference import _last_uses
-from . import axes_reduction, device_lib, gather, loop, matmul, reduction, update
+from . import axes_reduction, device_lib, gather, loop, matmul, pool, reduction, update
 from .runtime import Buffer
 
 DeviceKernel = (loop.CudaLoopKernel, reduction.CudaRowKernel, matmul.CudaMatmulKernel, update.CudaUpdateKernel,
-                axes_reduction.CudaAxesReduction, gather.CudaGather, gather.CudaScatterAdd, gather.CudaOneHot)
+                axes_reduction.CudaAxesReduction, gather.CudaGather, gather.CudaScatterAdd, gather.CudaOneHot,
+                pool.CudaPool)
 
 
 class CudaExecutable:
@@ -115,6 +116,8 @@ def _kernel_for(node: Node) -> Any:
         generated = update.build(node)
     elif node.op in gather.KERNELS:
         generated = gather.build(node)
+    elif node.op in pool.OPS:
+        generated = pool.build(node)
     if generated is not None:
         return generated
     return _body_executable(node) if node.op == "fused" else None
