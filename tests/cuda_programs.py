@@ -116,6 +116,29 @@ def pooling():
     return [mx, av, mc, ac, dx, *tf.gradients(lossc, xc), *second], {x: xs, xc: rng.standard_normal((1, 2, 4, 5))}
 
 
+def convolutions():
+    """conv2d and both gradients: NHWC SAME, NHWC strided and dilated VALID, NCHW strided
+    SAME, NHWC explicit padding, and float64."""
+    rng = np.random.default_rng(12)
+    x = tf.placeholder(tf.float32, [2, 5, 4, 2], name="x")
+    f = tf.placeholder(tf.float32, [3, 2, 2, 3], name="f")
+    xc = tf.placeholder(tf.float32, [1, 2, 5, 6], name="xc")
+    xd = tf.placeholder(tf.float64, [1, 4, 4, 1], name="xd")
+    fd = tf.placeholder(tf.float64, [2, 2, 1, 2], name="fd")
+    outs = [tf.nn.conv2d(x, f, [1, 1, 1, 1], "SAME"),
+            tf.nn.conv2d(x, f, [1, 2, 1, 1], "VALID", dilations=[1, 1, 2, 1]),
+            tf.nn.conv2d(xc, f, [1, 1, 2, 2], "SAME", data_format="NCHW"),
+            tf.nn.conv2d(x, f, [1, 1, 1, 1], [[0, 0], [1, 0], [0, 2], [0, 0]]),
+            tf.nn.conv2d(xd, fd, [1, 2, 2, 1], "SAME")]
+    losses = [tf.reduce_sum(tf.sin(o)) for o in outs]
+    grads = [g for loss, ins in zip(losses, [(x, f), (x, f), (xc, f), (x, f), (xd, fd)])
+             for g in tf.gradients(loss, list(ins))]
+    feeds = {x: rng.standard_normal((2, 5, 4, 2)), f: rng.standard_normal((3, 2, 2, 3)),
+             xc: rng.standard_normal((1, 2, 5, 6)), xd: rng.standard_normal((1, 4, 4, 1)),
+             fd: rng.standard_normal((2, 2, 1, 2))}
+    return outs + grads, feeds
+
+
 def lecture_model():
     """The lecture's regression model: one SGD step's fetches (loss and the update)."""
     rng = np.random.default_rng(4)
@@ -146,7 +169,7 @@ def mlp_train_step():
 
 
 KERNEL_PROGRAMS = [elementwise_broadcast, softmax_rows, layer_norm_rows, matmul_epilogue, axes_reductions,
-                   gather_scatter, pooling]
+                   gather_scatter, pooling, convolutions]
 TRAINING_PROGRAMS = [lecture_model, mlp_train_step]
 
 

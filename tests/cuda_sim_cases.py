@@ -14,6 +14,7 @@ from tfjit.backends.numba_cuda import reset_transfer_stats, transfer_stats
 from tfjit.backends.numba_cuda.axes_reduction import CudaAxesReduction
 from tfjit.backends.numba_cuda.executable import compile_graph, device_kernels
 from tfjit.backends.numba_cuda.gather import CudaGather, CudaOneHot, CudaScatterAdd
+from tfjit.backends.numba_cuda.conv import CudaConv
 from tfjit.backends.numba_cuda.pool import CudaPool
 from tfjit.backends.numba_cuda.loop import CudaLoopKernel
 from tfjit.backends.numba_cuda.matmul import CudaMatmulKernel
@@ -99,6 +100,13 @@ def test_pooling_and_its_gradients():
     exe, _, _ = run_both(programs.pooling)
     ops = sorted(k.node.op for _, k in device_kernels(exe) if isinstance(k, CudaPool))
     assert set(ops) == {"max_pool", "avg_pool", "max_pool_grad", "avg_pool_grad", "max_pool_grad_grad"}
+
+
+def test_convolutions_and_their_gradients():
+    exe, _, _ = run_both(programs.convolutions)
+    convs = [k for _, k in device_kernels(exe) if isinstance(k, CudaConv)]
+    assert sorted({k.node.op for k in convs}) == ["conv2d", "conv2d_backprop_filter", "conv2d_backprop_input"]
+    assert len(convs) == 15 and any(k.nchw for k in convs)
 
 
 def test_only_feeds_and_fetches_cross():

@@ -21,12 +21,12 @@ from tfjit.runtime.state import RuntimeState
 
 from ..reference import _call as run_reference
 from ..reference import _last_uses
-from . import axes_reduction, device_lib, gather, loop, matmul, pool, reduction, update
+from . import axes_reduction, conv, device_lib, gather, loop, matmul, pool, reduction, update
 from .runtime import Buffer
 
 DeviceKernel = (loop.CudaLoopKernel, reduction.CudaRowKernel, matmul.CudaMatmulKernel, update.CudaUpdateKernel,
                 axes_reduction.CudaAxesReduction, gather.CudaGather, gather.CudaScatterAdd, gather.CudaOneHot,
-                pool.CudaPool)
+                pool.CudaPool, conv.CudaConv)
 
 
 class CudaExecutable:
@@ -112,6 +112,8 @@ def _kernel_for(node: Node) -> Any:
         generated = reduction.build(node) or axes_reduction.build(node)
     elif kind == "contraction" or node.op == "matmul":
         generated = matmul.build(node)
+    elif node.op in conv.OPS:
+        generated = conv.build(node)
     elif kind == "update":
         generated = update.build(node)
     elif node.op in gather.KERNELS:

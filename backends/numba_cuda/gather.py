@@ -93,6 +93,10 @@ class CudaScatterAdd(_IndexKernel):
         self.zero = compile_kernel(_zero_source(self.name), self.name + "/zero")
         self.dtypes = (*(v.type.dtype.np_dtype for v in node.inputs[:2]), node.out.type.dtype.np_dtype)
 
+    def parts(self) -> list[tuple[Any, tuple[np.dtype, ...]]]:
+        """Both compiled kernels with their argument dtypes (for PTX checks)."""
+        return [(self.kernel, self.dtypes), (self.zero, self.dtypes[-1:])]
+
     def __call__(self, updates: Buffer, indices: Buffer, like: Buffer) -> tuple[Buffer]:
         _check(indices, -self.extent, self.extent)  # np.add.at wraps negative indices
         out = Buffer.empty_on_device(tuple(self.node.out.type.shape), self.node.out.type.dtype.np_dtype)
