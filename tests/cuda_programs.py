@@ -139,6 +139,22 @@ def convolutions():
     return outs + grads, feeds
 
 
+def host_fallbacks():
+    """Ops and cases without a CUDA kernel, which run their NumPy reference: an int32
+    matmul, an integer mean along axis 0, a depthwise convolution and a tensordot."""
+    rng = np.random.default_rng(13)
+    a = tf.placeholder(tf.int32, [2, 3], name="a")
+    b = tf.placeholder(tf.int32, [3, 2], name="b")
+    x = tf.placeholder(tf.float32, [1, 3, 3, 2], name="x")
+    f = tf.placeholder(tf.float32, [2, 2, 2, 1], name="f")
+    t = tf.placeholder(tf.float32, [2, 3, 4], name="t")
+    fetches = [tf.matmul(a, b), tf.reduce_mean(a, 0), tf.nn.depthwise_conv2d(x, f, [1, 1, 1, 1], "VALID"),
+               tf.tensordot(t, t, [[0, 1], [0, 1]])]
+    feeds = {a: rng.integers(-5, 5, (2, 3)), b: rng.integers(-5, 5, (3, 2)), x: rng.standard_normal((1, 3, 3, 2)),
+             f: rng.standard_normal((2, 2, 2, 1)), t: rng.standard_normal((2, 3, 4))}
+    return fetches, feeds
+
+
 def lecture_model():
     """The lecture's regression model: one SGD step's fetches (loss and the update)."""
     rng = np.random.default_rng(4)

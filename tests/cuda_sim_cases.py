@@ -19,6 +19,7 @@ from tfjit.backends.numba_cuda.pool import CudaPool
 from tfjit.backends.numba_cuda.loop import CudaLoopKernel
 from tfjit.backends.numba_cuda.matmul import CudaMatmulKernel
 from tfjit.backends.numba_cuda.reduction import CudaRowKernel
+from tfjit.backends.numba_cuda.update import CudaUpdateKernel
 from tfjit.backends.reference import compile_graph as reference_compile
 from tfjit.runtime.state import RuntimeState
 
@@ -109,12 +110,26 @@ def test_convolutions_and_their_gradients():
     assert len(convs) == 15 and any(k.nchw for k in convs)
 
 
+def test_ops_without_a_kernel_run_their_reference():
+    exe, _, _ = run_both(programs.host_fallbacks)
+    assert not list(device_kernels(exe))
+
+
 def test_only_feeds_and_fetches_cross():
     reset_transfer_stats()
     exe, args, got = run_both(programs.softmax_rows)
     constants = sum(n.attr("value").array.nbytes for n in exe.graph.nodes if n.op == "constant")
     assert transfer_stats() == {"host_to_device": sum(a.nbytes for a in args) + constants,
                                 "device_to_host": sum(g.nbytes for g in got)}
+
+
+def test_optimizer_updates_are_in_place_kernels():
+    program, _ = programs.optimized(programs.mlp_train_step)
+    kernels = [k for _, k in device_kernels(compile_graph(program))]
+    assigned = {v for k in kernels for v in getattr(k, "variables", ())}
+    assert {"w1", "w1/Adam", "w1/Adam_1", "w2", "b1", "beta1_power"} <= assigned
+    assert any(isinstance(k, CudaMatmulKernel) and k.variables for k in kernels)  # Adam in the GEMM's epilogue
+    assert any(isinstance(k, CudaUpdateKernel) for k in kernels)
 
 
 @pytest.mark.parametrize("build", programs.TRAINING_PROGRAMS)
