@@ -12,7 +12,7 @@ import pytest
 
 from tfjit.backends.numba_cuda import reset_transfer_stats, transfer_stats
 from tfjit.backends.numba_cuda.axes_reduction import CudaAxesReduction
-from tfjit.backends.numba_cuda.executable import compile_graph, device_kernels
+from tfjit.backends.numba_cuda.executable import compile_graph, device_kernels, kernel_sources
 from tfjit.backends.numba_cuda.gather import CudaGather, CudaOneHot, CudaScatterAdd
 from tfjit.backends.numba_cuda.conv import CudaConv
 from tfjit.backends.numba_cuda.pool import CudaPool
@@ -108,6 +108,8 @@ def test_convolutions_and_their_gradients():
     convs = [k for _, k in device_kernels(exe) if isinstance(k, CudaConv)]
     assert sorted({k.node.op for k in convs}) == ["conv2d", "conv2d_backprop_filter", "conv2d_backprop_input"]
     assert len(convs) == 15 and any(k.nchw for k in convs)
+    sources = kernel_sources(exe)
+    assert all(f"def kernel({args}):" in sources for args in ("x, cols", "cols, dx", "src, dst", "a, b, out0"))
 
 
 def test_ops_without_a_kernel_run_their_reference():

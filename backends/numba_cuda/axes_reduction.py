@@ -130,7 +130,8 @@ def build(node: Node) -> CudaAxesReduction | None:
     if node.op == "mean" and not dtype.startswith("float"):
         return None  # TF's integer mean truncates the sum's quotient: the reference does it
     try:
-        return CudaAxesReduction(node, node.name or node.op, *_merged(tuple(full), {a % len(full) for a in _axes(node)}))
+        full, axes = _merged(tuple(full), {a % len(full) for a in _axes(node)})
+        return CudaAxesReduction(node, node.name or node.op, full, axes)
     except NotImplementedError:
         return None
 

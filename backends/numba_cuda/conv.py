@@ -40,7 +40,8 @@ class CudaConv:
         fmt = attrs["data_format"]
         op = node.op
         x_shape = node.attr("input_sizes") if op == "conv2d_backprop_input" else node.inputs[0].type.shape
-        f_shape = node.attr("filter_sizes") if op == "conv2d_backprop_filter" else node.inputs[1 if op == "conv2d" else 0].type.shape
+        f_input = node.inputs[1 if op == "conv2d" else 0]  # conv2d(x, f), backprop_input(f, dy)
+        f_shape = node.attr("filter_sizes") if op == "conv2d_backprop_filter" else f_input.type.shape
         self.x = Layout(_nhwc_shape(tuple(x_shape), fmt), fmt)
         self.f = tuple(f_shape)
         self.g = geometry(self.x.shape[1:3], self.f[:2], **attrs)
@@ -53,7 +54,10 @@ class CudaConv:
         self.dtype = node.out.type.dtype
         kernels = {"conv2d": self._forward, "conv2d_backprop_filter": self._filter_grad,
                    "conv2d_backprop_input": self._input_grad}
+        self.sources: list[str] = []
         kernels[op]()
+        self.sources.append(self.gemm.source)
+        self.source = "\n".join(self.sources)
         self.kernel, self.dtypes = self.steps[0]
 
     def parts(self) -> list[tuple[Any, tuple[np.dtype, ...]]]:
@@ -75,7 +79,7 @@ class CudaConv:
         self._im2col()
         self.steps = [(self.im2col, (self.dtype.np_dtype,) * 2), (self.gemm.kernel, self.gemm.dtypes)]
         if self.nchw:
-            self.to_nhwc = compile_kernel(self._to_nhwc_source(), self.name + "/to_nhwc")
+            self.to_nhwc = self._compile(self._to_nhwc_source(), "to_nhwc")
             self.steps.append((self.to_nhwc, (self.dtype.np_dtype,) * 2))
 
     def _input_grad(self) -> None:
@@ -84,7 +88,7 @@ class CudaConv:
             self.gemm = _gemm((self.x.shape[0], oc, s), (self.taps, oc), True, True, self.dtype, self.name)
         else:
             self.gemm = _gemm((self.rows, oc), (self.taps, oc), False, True, self.dtype, self.name)
-        self.col2im = compile_kernel(self._col2im_source(), self.name + "/col2im")
+        self.col2im = self._compile(self._col2im_source(), "col2im")
         self.steps = [(self.col2im, (self.dtype.np_dtype,) * 2), (self.gemm.kernel, self.gemm.dtypes)]
 
     # -- running ---------------------------------------------------------------------------------
@@ -112,11 +116,15 @@ class CudaConv:
         return (Buffer(out.shape, np_dtype, device=product.device),)
 
     # -- sources ---------------------------------------------------------------------------------
+    def _compile(self, source: str, part: str) -> Any:
+        self.sources.append(source)
+        return compile_kernel(source, f"{self.name}/{part}")
+
     def _im2col(self) -> None:
-        self.im2col = compile_kernel(self._im2col_source(), self.name + "/im2col")
+        self.im2col = self._compile(self._im2col_source(), "im2col")
 
     def _im2col_source(self) -> str:
-        (kh, kw), (sh, sw), (dh, dw) = self.g.kernel, self.g.strides, self.g.dilations
+        kw, (sh, sw), (dh, dw) = self.g.kernel[1], self.g.strides, self.g.dilations
         (pt, _), (pl, _) = self.g.pads
         (oh, ow), (h, w), c = self.g.out, self.x.shape[1:3], self.x.shape[3]
         lines = DeviceLines()

@@ -90,7 +90,9 @@ class CudaScatterAdd(_IndexKernel):
         count = node.inputs[1].type.num_elements
         super().__init__(node, _prod(shape[:a]), shape[a], _prod(shape[a + 1:]), count,
                          node.inputs[0].type.num_elements)
-        self.zero = compile_kernel(_zero_source(self.name), self.name + "/zero")
+        zero = _zero_source(self.name)
+        self.zero = compile_kernel(zero, self.name + "/zero")
+        self.source += "\n" + zero
         self.dtypes = (*(v.type.dtype.np_dtype for v in node.inputs[:2]), node.out.type.dtype.np_dtype)
 
     def parts(self) -> list[tuple[Any, tuple[np.dtype, ...]]]:

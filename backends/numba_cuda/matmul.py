@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tfjit.ir.graph import Graph, Node
+from tfjit.ops.registry import Fusion, get_op
 
 from ..numba_cpu.codegen import Lines
 from ..numba_cpu.loop import single_node_body
@@ -24,7 +25,7 @@ from .loop import Access, _affine, _index
 from .runtime import Buffer
 
 TILE = 16
-MAX_GRID_Z = 65535
+MAX_GRID = 65535  # blocks along the grid's y and z
 DTYPES = ("float32", "float64")
 
 
@@ -41,8 +42,8 @@ class CudaMatmulKernel:
         self.n = b[-2] if self.tb else b[-1]
         self.out = out = tuple(product.out.type.shape)
         self.batch = int(np.prod(out[:-2], dtype=np.int64))
-        if self.batch > MAX_GRID_Z or self.m * self.n == 0:
-            raise NotImplementedError("a batch beyond the grid's z limit or an empty product")
+        if self.batch > MAX_GRID or -(-self.m // TILE) > MAX_GRID or self.m * self.n == 0:
+            raise NotImplementedError("a batch or rows beyond the grid's y/z limit, or an empty product")
         self.operands = tuple(body.params.index(v) for v in product.inputs)
         epi, mm = epilogue.with_param_for(body, product)
         self.epilogue = epilogue.plan(epi, out, given=(mm,))
@@ -143,10 +144,10 @@ def build(node: Node) -> CudaMatmulKernel | None:
     """A GEMM kernel for a matmul or a contraction node whose contraction is a float matmul,
     or None (the node's body then runs its nodes in turn)."""
     body = node.attr("body") if node.op == "fused" else single_node_body(node)
-    products = [n for n in body.nodes if n.op == "matmul"]
-    if len(products) != 1 or any(n.op in ("tensordot",) or n.op.startswith(("conv", "depthwise")) for n in body.nodes):
+    contractions = [n for n in body.nodes if get_op(n.op).fusion is Fusion.CONTRACTION]
+    if len(contractions) != 1 or contractions[0].op != "matmul":
         return None
-    product = products[0]
+    product = contractions[0]
     if product.out.type.dtype.np_dtype.name not in DTYPES or not all(
             v.type.is_fully_defined for v in (*product.inputs, *body.results)):
         return None
