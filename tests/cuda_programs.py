@@ -42,8 +42,8 @@ def layer_norm_rows():
 
 
 def matmul_epilogue(dtype=tf.float32):
-    """GEMMs over more than one K tile: a bias-add-relu epilogue, both transposes, and a
-    broadcast batch (a [2,1,3,20] times b [3,20,4]) with a scalar epilogue operand."""
+    """GEMMs over more than one K tile: a bias-add-relu epilogue, both transposes, a broadcast
+    batch (a [2,1,3,20] times b [3,20,4]) with a scalar epilogue operand, and tensordots."""
     rng = np.random.default_rng(7)
     x = tf.placeholder(dtype, [3, 20], name="x")
     w = tf.placeholder(dtype, [20, 4], name="w")
@@ -59,7 +59,11 @@ def matmul_epilogue(dtype=tf.float32):
     feeds = {x: rng.standard_normal((3, 20)), w: rng.standard_normal((20, 4)), bias: rng.standard_normal(4),
              wt: rng.standard_normal((4, 20)), xt: rng.standard_normal((20, 3)), s: np.float64(0.5),
              a: rng.standard_normal((2, 1, 3, 20)), b: rng.standard_normal((3, 20, 4))}
-    return [relu, both, batched, tf.matmul(x, w)], feeds  # x @ w: the first kernel's second result
+    t = tf.placeholder(dtype, [2, 3, 20], name="t")
+    feeds[t] = rng.standard_normal((2, 3, 20))
+    dense = tf.nn.relu(tf.tensordot(t, w, [[2], [0]]) + bias)  # trailing axes of a: plain GEMM
+    leading = tf.tensordot(xt, t, [[0], [2]])  # leading of a, trailing of b: both transposed
+    return [relu, both, batched, tf.matmul(x, w), dense, leading], feeds  # x @ w: the first kernel's second result
 
 
 def axes_reductions():
@@ -148,10 +152,11 @@ def host_fallbacks():
     x = tf.placeholder(tf.float32, [1, 3, 3, 2], name="x")
     f = tf.placeholder(tf.float32, [2, 2, 2, 1], name="f")
     t = tf.placeholder(tf.float32, [2, 3, 4], name="t")
+    u = tf.placeholder(tf.float32, [3, 5], name="u")
     fetches = [tf.matmul(a, b), tf.reduce_mean(a, 0), tf.nn.depthwise_conv2d(x, f, [1, 1, 1, 1], "VALID"),
-               tf.tensordot(t, t, [[0, 1], [0, 1]])]
+               tf.tensordot(t, u, [[1], [0]])]  # a middle axis: no GEMM view
     feeds = {a: rng.integers(-5, 5, (2, 3)), b: rng.integers(-5, 5, (3, 2)), x: rng.standard_normal((1, 3, 3, 2)),
-             f: rng.standard_normal((2, 2, 2, 1)), t: rng.standard_normal((2, 3, 4))}
+             f: rng.standard_normal((2, 2, 2, 1)), t: rng.standard_normal((2, 3, 4)), u: rng.standard_normal((3, 5))}
     return fetches, feeds
 
 

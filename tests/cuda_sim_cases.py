@@ -63,7 +63,8 @@ def test_row_kernels(build):
 def test_matmul_kernels_with_epilogues_transposes_and_batches(dtype):
     exe, _, _ = run_both(lambda: programs.matmul_epilogue(dtype))
     products = [k for _, k in device_kernels(exe) if isinstance(k, CudaMatmulKernel)]
-    assert len(products) == 3 and {(k.ta, k.tb) for k in products} == {(False, False), (True, True)}
+    assert len(products) == 5 and {(k.ta, k.tb) for k in products} == {(False, False), (True, True)}
+    assert sorted(k.product.op for k in products) == ["matmul"] * 3 + ["tensordot"] * 2
     assert max(k.batch for k in products) == 6
 
 

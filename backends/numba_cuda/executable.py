@@ -110,7 +110,7 @@ def _kernel_for(node: Node) -> Any:
         generated = loop.build(node)
     elif kind == "reduction" or (node.op in reduction.REDUCERS and opdef.fusion is Fusion.REDUCTION):
         generated = reduction.build(node) or axes_reduction.build(node)
-    elif kind == "contraction" or node.op == "matmul":
+    elif kind == "contraction" or node.op in ("matmul", "tensordot"):
         generated = matmul.build(node)
     elif node.op in conv.OPS:
         generated = conv.build(node)

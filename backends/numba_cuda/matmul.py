@@ -7,6 +7,8 @@ neighbouring threads still read neighbouring addresses, and stored transposed: n
 then accumulates a row of A's tile times a column of B's. Before the store the fused
 epilogue (bias add, activation, an optimizer's update of a variable...) runs on the
 accumulator in registers (`epilogue.py`), so the product never goes through memory.
+A tensordot contracting leading or trailing axes is the same GEMM, its operands seen as
+matrices (a Dense layer on a [batch, time, features] input, say).
 """
 from __future__ import annotations
 
@@ -36,20 +38,16 @@ class CudaMatmulKernel:
         self.body = body
         self.name = name
         self.product = product
-        a, b = (tuple(v.type.shape) for v in product.inputs)
-        self.ta, self.tb = bool(product.attr("transpose_a")), bool(product.attr("transpose_b"))
-        self.m, self.k = (a[-1], a[-2]) if self.ta else (a[-2], a[-1])
-        self.n = b[-2] if self.tb else b[-1]
-        self.out = out = tuple(product.out.type.shape)
-        self.batch = int(np.prod(out[:-2], dtype=np.int64))
+        self.ta, self.tb, self.m, self.k, self.n, self.batch_space, a_batch, b_batch = _matrices(product)
+        self.batch = int(np.prod(self.batch_space, dtype=np.int64))
         if self.batch > MAX_GRID or -(-self.m // TILE) > MAX_GRID or self.m * self.n == 0:
             raise NotImplementedError("a batch or rows beyond the grid's y/z limit, or an empty product")
         self.operands = tuple(body.params.index(v) for v in product.inputs)
         epi, mm = epilogue.with_param_for(body, product)
-        self.epilogue = epilogue.plan(epi, out, given=(mm,))
+        self.epilogue = epilogue.plan(epi, tuple(product.out.type.shape), given=(mm,))
         self.mm = mm
-        self.a_batch = _batch_access(a[:-2], out[:-2])
-        self.b_batch = _batch_access(b[:-2], out[:-2])
+        self.a_batch = _batch_access(a_batch, self.batch_space)
+        self.b_batch = _batch_access(b_batch, self.batch_space)
         self.source = self._source()
         self.kernel = compile_kernel(self.source, self.name)
         self.dtypes = tuple(body.params[p].type.dtype.np_dtype for p in (*self.operands, *self.epilogue.params)) + \
@@ -86,8 +84,8 @@ class CudaMatmulKernel:
         lines.add(f"row = cuda.blockIdx.y * {TILE} + ty")
         lines.add(f"col = cuda.blockIdx.x * {TILE} + tx")
         lines.add("z = cuda.blockIdx.z")
-        lines.add(f"a0 = {_offset(self.a_batch, self.out[:-2], self.m * self.k)}")
-        lines.add(f"b0 = {_offset(self.b_batch, self.out[:-2], self.k * self.n)}")
+        lines.add(f"a0 = {_offset(self.a_batch, self.batch_space, self.m * self.k)}")
+        lines.add(f"b0 = {_offset(self.b_batch, self.batch_space, self.k * self.n)}")
         lines.add(f"acc = _{dtype.short}(0)")
         lines.add(f"for k0 in range(0, {self.k}, {TILE}):", self.product.loc.short if self.product.loc else None)
         lines.indent()
@@ -127,6 +125,37 @@ class CudaMatmulKernel:
             lines.add(f"sb[ty, tx] = b[b0 + r * {n} + col] if r < {k} and col < {n} else 0")
 
 
+def _matrices(product: Node) -> tuple[bool, bool, int, int, int, tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(transpose_a, transpose_b, M, K, N, batch shape, a's and b's batch dims) of a matmul, or
+    of a tensordot as one matrix product: its contracted axes must be a's leading or trailing
+    axes and b's leading or trailing axes, in order (else NotImplementedError)."""
+    a, b = (tuple(v.type.shape) for v in product.inputs)
+    if product.op == "matmul":
+        ta, tb = bool(product.attr("transpose_a")), bool(product.attr("transpose_b"))
+        m, k = (a[-1], a[-2]) if ta else (a[-2], a[-1])
+        n = b[-2] if tb else b[-1]
+        return ta, tb, m, k, n, tuple(product.out.type.shape)[:-2], a[:-2], b[:-2]
+    axes_a, axes_b = tuple(product.attr("axes_a")), tuple(product.attr("axes_b"))
+    c = len(axes_a)
+    k = int(np.prod([a[i] for i in axes_a], dtype=np.int64))
+    size_a, size_b = int(np.prod(a, dtype=np.int64)), int(np.prod(b, dtype=np.int64))
+    if axes_a == tuple(range(len(a) - c, len(a))):
+        ta = False
+    elif axes_a == tuple(range(c)):
+        ta = True
+    else:
+        raise NotImplementedError("tensordot over axes that are neither a's leading nor its trailing ones")
+    if axes_b == tuple(range(c)):
+        tb = False
+    elif axes_b == tuple(range(len(b) - c, len(b))):
+        tb = True
+    else:
+        raise NotImplementedError("tensordot over axes that are neither b's leading nor its trailing ones")
+    if k == 0:
+        raise NotImplementedError("an empty contraction")
+    return ta, tb, size_a // k, k, size_b // k, (), (), ()
+
+
 def _batch_access(batch: tuple[int, ...], out: tuple[int, ...]) -> Access:
     """Which matrix of an operand with batch dims `batch` product `z` of the `out` batch reads."""
     size = int(np.prod(out, dtype=np.int64))
@@ -141,11 +170,11 @@ def _offset(a: Access, space: tuple[int, ...], matrix: int) -> str:
 
 
 def build(node: Node) -> CudaMatmulKernel | None:
-    """A GEMM kernel for a matmul or a contraction node whose contraction is a float matmul,
-    or None (the node's body then runs its nodes in turn)."""
+    """A GEMM kernel for a float matmul or tensordot, alone or with its fused epilogue, or None
+    (the node's body then runs its nodes in turn)."""
     body = node.attr("body") if node.op == "fused" else single_node_body(node)
     contractions = [n for n in body.nodes if get_op(n.op).fusion is Fusion.CONTRACTION]
-    if len(contractions) != 1 or contractions[0].op != "matmul":
+    if len(contractions) != 1 or contractions[0].op not in ("matmul", "tensordot"):
         return None
     product = contractions[0]
     if product.out.type.dtype.np_dtype.name not in DTYPES or not all(
