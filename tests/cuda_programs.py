@@ -189,9 +189,26 @@ def mlp_train_step():
     return [loss, step], feeds
 
 
+def conv_net_train_step():
+    """A tiny conv net (conv + bias + relu, max and average pooling, a dense layer) trained
+    with momentum: the training step's fetches."""
+    rng = np.random.default_rng(14)
+    tf.set_random_seed(15)
+    x = tf.placeholder(tf.float32, [None, 6, 6, 1])
+    labels = tf.placeholder(tf.int64, [None])
+    bias = tf.get_variable("c1", [4], initializer=tf.zeros_initializer())
+    h = tf.nn.relu(tf.nn.conv2d(x, tf.get_variable("k1", [3, 3, 1, 4]), [1, 1, 1, 1], "SAME") + bias)
+    h = tf.nn.max_pool(h, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+    h = tf.nn.avg_pool(h, [1, 2, 2, 1], [1, 1, 1, 1], "SAME")
+    logits = tf.matmul(tf.reshape(h, [-1, 36]), tf.get_variable("w", [36, 3]))
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    step = tf.train.MomentumOptimizer(0.1, 0.9).minimize(loss)
+    return [loss, step], {x: rng.standard_normal((2, 6, 6, 1)).astype(np.float32), labels: rng.integers(0, 3, 2)}
+
+
 KERNEL_PROGRAMS = [elementwise_broadcast, softmax_rows, layer_norm_rows, matmul_epilogue, axes_reductions,
                    gather_scatter, pooling, convolutions]
-TRAINING_PROGRAMS = [lecture_model, mlp_train_step]
+TRAINING_PROGRAMS = [lecture_model, mlp_train_step, conv_net_train_step]
 
 
 def optimized(build):
