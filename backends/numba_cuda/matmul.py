@@ -1,10 +1,11 @@
 """CUDA matmul kernels: a tiled shared-memory GEMM with the contraction's fused epilogue.
 
-One block computes a TILE x TILE tile of one product of the batch (grid x: column tiles,
-y: row tiles, z: the broadcast batch). Per step along K, each thread loads one element of
-A's and one of B's tile into shared memory (a transposed operand is read so that
-neighbouring threads still read neighbouring addresses, and stored transposed: no copy),
-then accumulates a row of A's tile times a column of B's. Before the store the fused
+One block of 16 x 16 threads computes a 64 x 64 tile of one product of the batch (grid x:
+column tiles, y: row tiles, z: the broadcast batch); each thread keeps 4 x 4 results in
+registers, at rows ty + 16u and columns tx + 16v. Per step of 16 along K the block loads
+A's [64, 16] and B's [16, 64] tiles into shared memory (a transposed operand is read so
+that neighbouring threads still read neighbouring addresses: no copy), then each thread
+multiplies 4 values of A's tile by 4 of B's per k into its 16 results. Before the store the fused
 epilogue (bias add, activation, an optimizer's update of a variable...) runs on the
 accumulator in registers (`epilogue.py`), so the product never goes through memory.
 A tensordot contracting leading or trailing axes is the same GEMM, its operands seen as
@@ -26,7 +27,10 @@ from .compile import DeviceLines, compile_kernel
 from .loop import Access, _affine, _index
 from .runtime import Buffer
 
-TILE = 16
+TILE = 64    # a block's tile of the result is TILE x TILE
+TILE_K = 16  # the depth of the A and B tiles in shared memory
+THREADS = 16  # a block is THREADS x THREADS threads
+PER = TILE // THREADS  # each thread computes PER x PER results
 MAX_GRID = 65535  # blocks along the grid's y and z
 DTYPES = ("float32", "float64")
 
@@ -66,7 +70,7 @@ class CudaMatmulKernel:
         outs = [Buffer.empty_on_device(tuple(r.type.shape), r.type.dtype.np_dtype) for r in self.body.results]
         grid = (-(-self.n // TILE), -(-self.m // TILE), self.batch)
         ins = [args[p].to_device() for p in (*self.operands, *self.epilogue.params)]
-        self.kernel[grid, (TILE, TILE)](*ins, *(o.device for o in outs), *assign_to)
+        self.kernel[grid, (THREADS, THREADS)](*ins, *(o.device for o in outs), *assign_to)
         return tuple(outs)
 
     def _source(self) -> str:
@@ -77,52 +81,73 @@ class CudaMatmulKernel:
         variables = [f"var{k}" for k in range(len(self.epilogue.targets))]
         lines.add(f"def kernel({', '.join(['a', 'b', *args.values(), *outs, *variables])}):", self.name)
         lines.indent()
-        for s in ("sa", "sb"):
-            lines.add(f"{s} = cuda.shared.array(({TILE}, {TILE}), np.{dtype.np_dtype.name})")
+        np_dtype = f"np.{dtype.np_dtype.name}"
+        lines.add(f"sa = cuda.shared.array(({TILE_K}, {TILE}), {np_dtype})  # sa[k, r]: A[row0 + r, k0 + k]")
+        lines.add(f"sb = cuda.shared.array(({TILE_K}, {TILE}), {np_dtype})  # sb[k, c]: B[k0 + k, col0 + c]")
+        lines.add(f"acc = cuda.local.array(({PER}, {PER}), {np_dtype})  # row ty + {THREADS}u, column tx + {THREADS}v")
+        lines.add(f"ra = cuda.local.array({PER}, {np_dtype})")
+        lines.add(f"rb = cuda.local.array({PER}, {np_dtype})")
         lines.add("tx = cuda.threadIdx.x")
         lines.add("ty = cuda.threadIdx.y")
-        lines.add(f"row = cuda.blockIdx.y * {TILE} + ty")
-        lines.add(f"col = cuda.blockIdx.x * {TILE} + tx")
+        lines.add(f"tid = ty * {THREADS} + tx")
+        lines.add(f"row0 = cuda.blockIdx.y * {TILE}")
+        lines.add(f"col0 = cuda.blockIdx.x * {TILE}")
         lines.add("z = cuda.blockIdx.z")
         lines.add(f"a0 = {_offset(self.a_batch, self.batch_space, self.m * self.k)}")
         lines.add(f"b0 = {_offset(self.b_batch, self.batch_space, self.k * self.n)}")
-        lines.add(f"acc = _{dtype.short}(0)")
-        lines.add(f"for k0 in range(0, {self.k}, {TILE}):", self.product.loc.short if self.product.loc else None)
+        lines.add(f"for u in range({PER}):")
+        lines.add(f"    for v in range({PER}):")
+        lines.add(f"        acc[u, v] = _{dtype.short}(0)")
+        lines.add(f"for k0 in range(0, {self.k}, {TILE_K}):", self.product.loc.short if self.product.loc else None)
         lines.indent()
+        lines.add(f"for e in range({TILE * TILE_K // (THREADS * THREADS)}):  # each thread's share of both tiles")
+        lines.indent()
+        lines.add(f"t = tid + e * {THREADS * THREADS}")
         self._load_a(lines)
         self._load_b(lines)
+        lines.dedent()
         lines.add("cuda.syncthreads()")
-        lines.add(f"for kk in range({TILE}):")
-        lines.add("    acc += sa[ty, kk] * sb[kk, tx]")
+        lines.add(f"for kk in range({TILE_K}):")
+        lines.add(f"    for u in range({PER}):")
+        lines.add(f"        ra[u] = sa[kk, ty + {THREADS} * u]")
+        lines.add(f"        rb[u] = sb[kk, tx + {THREADS} * u]")
+        lines.add(f"    for u in range({PER}):")
+        lines.add(f"        for v in range({PER}):")
+        lines.add("            acc[u, v] += ra[u] * rb[v]")
         lines.add("cuda.syncthreads()")
         lines.dedent()
+        lines.add(f"for u in range({PER}):")
+        lines.indent()
+        lines.add(f"row = row0 + ty + {THREADS} * u")
+        lines.add(f"for v in range({PER}):")
+        lines.indent()
+        lines.add(f"col = col0 + tx + {THREADS} * v")
         lines.add(f"if row < {self.m} and col < {self.n}:")
         lines.indent()
         lines.add(f"i = z * {self.m * self.n} + row * {self.n} + col")
-        self.epilogue.write(lines, args, {self.mm: "acc"}, outs, variables)
+        lines.add("product = acc[u, v]")
+        self.epilogue.write(lines, args, {self.mm: "product"}, outs, variables)
         return lines.source()
 
     def _load_a(self, lines: Lines) -> None:
-        """sa[r, c] = A[tile row r, k0 + c]; a transposed A ([K, M] in memory) is read along M."""
+        """Element t of A's tile into sa, neighbouring threads reading neighbouring addresses:
+        along K for A ([M, K] in memory), along M for a transposed A ([K, M] in memory)."""
         m, k = self.m, self.k
-        if self.ta:
-            lines.add(f"r = cuda.blockIdx.y * {TILE} + tx")
-            lines.add("c = k0 + ty")
-            lines.add(f"sa[tx, ty] = a[a0 + c * {m} + r] if r < {m} and c < {k} else 0")
-        else:
-            lines.add("c = k0 + tx")
-            lines.add(f"sa[ty, tx] = a[a0 + row * {k} + c] if row < {m} and c < {k} else 0")
+        r, c = (f"t % {TILE}", f"t // {TILE}") if self.ta else (f"t // {TILE_K}", f"t % {TILE_K}")
+        lines.add(f"r = row0 + {r}")
+        lines.add(f"c = k0 + {c}")
+        at = f"c * {m} + r" if self.ta else f"r * {k} + c"
+        lines.add(f"sa[c - k0, r - row0] = a[a0 + {at}] if r < {m} and c < {k} else 0")
 
     def _load_b(self, lines: Lines) -> None:
-        """sb[r, c] = B[k0 + r, tile column c]; a transposed B ([N, K] in memory) is read along K."""
+        """Element t of B's tile into sb: along N for B ([K, N] in memory), along K for a
+        transposed B ([N, K] in memory)."""
         k, n = self.k, self.n
-        if self.tb:
-            lines.add(f"r = cuda.blockIdx.x * {TILE} + ty")
-            lines.add("c = k0 + tx")
-            lines.add(f"sb[tx, ty] = b[b0 + r * {k} + c] if r < {n} and c < {k} else 0")
-        else:
-            lines.add("r = k0 + ty")
-            lines.add(f"sb[ty, tx] = b[b0 + r * {n} + col] if r < {k} and col < {n} else 0")
+        r, c = (f"t % {TILE_K}", f"t // {TILE_K}") if self.tb else (f"t // {TILE}", f"t % {TILE}")
+        lines.add(f"r = k0 + {r}")
+        lines.add(f"c = col0 + {c}")
+        at = f"c * {k} + r" if self.tb else f"r * {n} + c"
+        lines.add(f"sb[r - k0, c - col0] = b[b0 + {at}] if r < {k} and c < {n} else 0")
 
 
 def _matrices(product: Node) -> tuple[bool, bool, int, int, int, tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
