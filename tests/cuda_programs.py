@@ -41,6 +41,125 @@ def layer_norm_rows():
     return [(x - mean) * tf.rsqrt(var + 1e-5) * gamma], {x: rng.standard_normal((2, 3, 8)) * 2 + 1}
 
 
+def matmul_epilogue(dtype=tf.float32):
+    """GEMMs over more than one K tile: a bias-add-relu epilogue, both transposes, a broadcast
+    batch (a [2,1,3,20] times b [3,20,4]) with a scalar epilogue operand, and tensordots."""
+    rng = np.random.default_rng(7)
+    x = tf.placeholder(dtype, [3, 20], name="x")
+    w = tf.placeholder(dtype, [20, 4], name="w")
+    bias = tf.placeholder(dtype, [4], name="bias")
+    wt = tf.placeholder(dtype, [4, 20], name="wt")
+    xt = tf.placeholder(dtype, [20, 3], name="xt")
+    a = tf.placeholder(dtype, [2, 1, 3, 20], name="a")
+    b = tf.placeholder(dtype, [3, 20, 4], name="b")
+    s = tf.placeholder(dtype, [], name="s")
+    relu = tf.nn.relu(tf.matmul(x, w) + bias)
+    both = tf.matmul(xt, wt, transpose_a=True, transpose_b=True) * s
+    batched = tf.tanh(tf.matmul(a, b)) - s
+    feeds = {x: rng.standard_normal((3, 20)), w: rng.standard_normal((20, 4)), bias: rng.standard_normal(4),
+             wt: rng.standard_normal((4, 20)), xt: rng.standard_normal((20, 3)), s: np.float64(0.5),
+             a: rng.standard_normal((2, 1, 3, 20)), b: rng.standard_normal((3, 20, 4))}
+    t = tf.placeholder(dtype, [2, 3, 20], name="t")
+    feeds[t] = rng.standard_normal((2, 3, 20))
+    dense = tf.nn.relu(tf.tensordot(t, w, [[2], [0]]) + bias)  # trailing axes of a: plain GEMM
+    leading = tf.tensordot(xt, t, [[0], [2]])  # leading of a, trailing of b: both transposed
+    return [relu, both, batched, tf.matmul(x, w), dense, leading], feeds  # x @ w: the first kernel's second result
+
+
+def axes_reductions():
+    """Reductions over leading, middle and mixed axes (column sums, strided rows), with a
+    NaN that max must propagate, an int32 sum and a squared prologue."""
+    rng = np.random.default_rng(8)
+    x = tf.placeholder(tf.float32, [3, 5, 4], name="x")
+    d = tf.placeholder(tf.float64, [4, 3], name="d")
+    k = tf.placeholder(tf.int32, [6, 2], name="k")
+    xs = rng.standard_normal((3, 5, 4))
+    xs[1, 2, 3] = np.nan
+    fetches = [tf.reduce_sum(x, 0), tf.reduce_max(x, [0, 2]), tf.reduce_mean(x, 1, keepdims=True),
+               tf.reduce_min(x, [0, 1]), tf.reduce_sum(tf.square(x), [0, 2]), tf.reduce_prod(d, 0),
+               tf.reduce_mean(d, 0), tf.reduce_sum(k, 0)]
+    return fetches, {x: xs, d: rng.random((4, 3)) + 0.5, k: rng.integers(-50, 50, (6, 2))}
+
+
+def gather_scatter():
+    """Gathers along axis 0 and 1 (repeated indices), their gradients (scatter-adds that must
+    add up repeats), and one_hot along the last and the first axis."""
+    rng = np.random.default_rng(10)
+    p = tf.placeholder(tf.float32, [5, 3], name="p")
+    q = tf.placeholder(tf.float64, [2, 4, 3], name="q")
+    i = tf.placeholder(tf.int32, [2, 3], name="i")
+    j = tf.placeholder(tf.int64, [5], name="j")
+    labels = tf.placeholder(tf.int64, [3], name="labels")
+    rows = tf.gather(p, i)
+    cols = tf.gather(q, j, axis=1)
+    grads = tf.gradients(tf.reduce_sum(rows * rows), p) + tf.gradients(tf.reduce_sum(tf.sin(cols)), q)
+    hot = tf.one_hot(labels, 4)
+    hot0 = tf.one_hot(tf.cast(labels, tf.int32), 4, on_value=2.5, off_value=-1.0, axis=0)
+    feeds = {p: rng.standard_normal((5, 3)), q: rng.standard_normal((2, 4, 3)), i: [[0, 4, 0], [2, 0, 1]],
+             j: [3, 3, 0, 1, 3], labels: [2, 0, 5]}
+    return [rows, cols, *grads, hot, hot0], feeds
+
+
+def pooling():
+    """Max and average pooling and their gradients, SAME and VALID, NHWC and NCHW, with ties
+    and a NaN (the first maximum takes the gradient), and max_pool_grad's own gradient."""
+    rng = np.random.default_rng(11)
+    x = tf.placeholder(tf.float32, [1, 5, 4, 2], name="x")
+    xc = tf.placeholder(tf.float64, [1, 2, 4, 5], name="xc")
+    xs = np.round(rng.standard_normal((1, 5, 4, 2)), 1)
+    xs[0, 0, 0, 0] = xs[0, 0, 1, 0] = 3.0  # a tie
+    xs[0, 4, 3, 1] = np.nan
+    mx = tf.nn.max_pool(x, [1, 2, 2, 1], [1, 2, 2, 1], "SAME")
+    av = tf.nn.avg_pool(x, [1, 3, 2, 1], [1, 1, 2, 1], "SAME")
+    mc = tf.nn.max_pool(xc, [1, 1, 3, 2], [1, 1, 1, 2], "VALID", data_format="NCHW")
+    ac = tf.nn.avg_pool(xc, [1, 1, 2, 3], [1, 1, 2, 1], "SAME", data_format="NCHW")
+    loss = tf.reduce_sum(tf.sin(mx)) + tf.reduce_sum(tf.square(av))
+    lossc = tf.reduce_sum(tf.sin(mc)) + tf.reduce_sum(tf.square(ac))
+    dx = tf.gradients(loss, x)[0]
+    second = tf.gradients(tf.reduce_sum(dx * dx), x)  # through max_pool_grad: max_pool_grad_grad
+    return [mx, av, mc, ac, dx, *tf.gradients(lossc, xc), *second], {x: xs, xc: rng.standard_normal((1, 2, 4, 5))}
+
+
+def convolutions():
+    """conv2d and both gradients: NHWC SAME, NHWC strided and dilated VALID, NCHW strided
+    SAME, NHWC explicit padding, and float64."""
+    rng = np.random.default_rng(12)
+    x = tf.placeholder(tf.float32, [2, 5, 4, 2], name="x")
+    f = tf.placeholder(tf.float32, [3, 2, 2, 3], name="f")
+    xc = tf.placeholder(tf.float32, [1, 2, 5, 6], name="xc")
+    xd = tf.placeholder(tf.float64, [1, 4, 4, 1], name="xd")
+    fd = tf.placeholder(tf.float64, [2, 2, 1, 2], name="fd")
+    outs = [tf.nn.conv2d(x, f, [1, 1, 1, 1], "SAME"),
+            tf.nn.conv2d(x, f, [1, 2, 1, 1], "VALID", dilations=[1, 1, 2, 1]),
+            tf.nn.conv2d(xc, f, [1, 1, 2, 2], "SAME", data_format="NCHW"),
+            tf.nn.conv2d(x, f, [1, 1, 1, 1], [[0, 0], [1, 0], [0, 2], [0, 0]]),
+            tf.nn.conv2d(xd, fd, [1, 2, 2, 1], "SAME")]
+    losses = [tf.reduce_sum(tf.sin(o)) for o in outs]
+    grads = [g for loss, ins in zip(losses, [(x, f), (x, f), (xc, f), (x, f), (xd, fd)])
+             for g in tf.gradients(loss, list(ins))]
+    feeds = {x: rng.standard_normal((2, 5, 4, 2)), f: rng.standard_normal((3, 2, 2, 3)),
+             xc: rng.standard_normal((1, 2, 5, 6)), xd: rng.standard_normal((1, 4, 4, 1)),
+             fd: rng.standard_normal((2, 2, 1, 2))}
+    return outs + grads, feeds
+
+
+def host_fallbacks():
+    """Ops and cases without a CUDA kernel, which run their NumPy reference: an int32
+    matmul, an integer mean along axis 0, a depthwise convolution and a tensordot."""
+    rng = np.random.default_rng(13)
+    a = tf.placeholder(tf.int32, [2, 3], name="a")
+    b = tf.placeholder(tf.int32, [3, 2], name="b")
+    x = tf.placeholder(tf.float32, [1, 3, 3, 2], name="x")
+    f = tf.placeholder(tf.float32, [2, 2, 2, 1], name="f")
+    t = tf.placeholder(tf.float32, [2, 3, 4], name="t")
+    u = tf.placeholder(tf.float32, [3, 5], name="u")
+    fetches = [tf.matmul(a, b), tf.reduce_mean(a, 0), tf.nn.depthwise_conv2d(x, f, [1, 1, 1, 1], "VALID"),
+               tf.tensordot(t, u, [[1], [0]])]  # a middle axis: no GEMM view
+    feeds = {a: rng.integers(-5, 5, (2, 3)), b: rng.integers(-5, 5, (3, 2)), x: rng.standard_normal((1, 3, 3, 2)),
+             f: rng.standard_normal((2, 2, 2, 1)), t: rng.standard_normal((2, 3, 4)), u: rng.standard_normal((3, 5))}
+    return fetches, feeds
+
+
 def lecture_model():
     """The lecture's regression model: one SGD step's fetches (loss and the update)."""
     rng = np.random.default_rng(4)
@@ -70,8 +189,26 @@ def mlp_train_step():
     return [loss, step], feeds
 
 
-KERNEL_PROGRAMS = [elementwise_broadcast, softmax_rows, layer_norm_rows]
-TRAINING_PROGRAMS = [lecture_model, mlp_train_step]
+def conv_net_train_step():
+    """A tiny conv net (conv + bias + relu, max and average pooling, a dense layer) trained
+    with momentum: the training step's fetches."""
+    rng = np.random.default_rng(14)
+    tf.set_random_seed(15)
+    x = tf.placeholder(tf.float32, [None, 6, 6, 1])
+    labels = tf.placeholder(tf.int64, [None])
+    bias = tf.get_variable("c1", [4], initializer=tf.zeros_initializer())
+    h = tf.nn.relu(tf.nn.conv2d(x, tf.get_variable("k1", [3, 3, 1, 4]), [1, 1, 1, 1], "SAME") + bias)
+    h = tf.nn.max_pool(h, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+    h = tf.nn.avg_pool(h, [1, 2, 2, 1], [1, 1, 1, 1], "SAME")
+    logits = tf.matmul(tf.reshape(h, [-1, 36]), tf.get_variable("w", [36, 3]))
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    step = tf.train.MomentumOptimizer(0.1, 0.9).minimize(loss)
+    return [loss, step], {x: rng.standard_normal((2, 6, 6, 1)).astype(np.float32), labels: rng.integers(0, 3, 2)}
+
+
+KERNEL_PROGRAMS = [elementwise_broadcast, softmax_rows, layer_norm_rows, matmul_epilogue, axes_reductions,
+                   gather_scatter, pooling, convolutions]
+TRAINING_PROGRAMS = [lecture_model, mlp_train_step, conv_net_train_step]
 
 
 def optimized(build):

@@ -21,10 +21,12 @@ from tfjit.runtime.state import RuntimeState
 
 from ..reference import _call as run_reference
 from ..reference import _last_uses
-from . import device_lib, loop, reduction
+from . import axes_reduction, conv, device_lib, gather, loop, matmul, pool, reduction, update
 from .runtime import Buffer
 
-DeviceKernel = (loop.CudaLoopKernel, reduction.CudaRowKernel)
+DeviceKernel = (loop.CudaLoopKernel, reduction.CudaRowKernel, matmul.CudaMatmulKernel, update.CudaUpdateKernel,
+                axes_reduction.CudaAxesReduction, gather.CudaGather, gather.CudaScatterAdd, gather.CudaOneHot,
+                pool.CudaPool, conv.CudaConv)
 
 
 class CudaExecutable:
@@ -50,6 +52,8 @@ class CudaExecutable:
     def _run_node(self, i: int, node: Node, kernel: Any, inputs: list[Buffer], state: RuntimeState) -> Sequence[Buffer]:
         if isinstance(kernel, DeviceKernel):
             try:
+                if getattr(kernel, "variables", ()):
+                    return update.run_assigning(kernel, inputs, state)
                 return kernel(*inputs)
             except NotImplementedError:  # these shapes do not fit the kernel: never try it again
                 kernel = _body_executable(node) if node.op == "fused" else None
@@ -105,7 +109,17 @@ def _kernel_for(node: Node) -> Any:
                           and not opdef.stateful):
         generated = loop.build(node)
     elif kind == "reduction" or (node.op in reduction.REDUCERS and opdef.fusion is Fusion.REDUCTION):
-        generated = reduction.build(node)
+        generated = reduction.build(node) or axes_reduction.build(node)
+    elif kind == "contraction" or node.op in ("matmul", "tensordot"):
+        generated = matmul.build(node)
+    elif node.op in conv.OPS:
+        generated = conv.build(node)
+    elif kind == "update":
+        generated = update.build(node)
+    elif node.op in gather.KERNELS:
+        generated = gather.build(node)
+    elif node.op in pool.OPS:
+        generated = pool.build(node)
     if generated is not None:
         return generated
     return _body_executable(node) if node.op == "fused" else None

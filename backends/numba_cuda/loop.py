@@ -145,16 +145,16 @@ class CudaLoopKernel:
         return lines.source()
 
 
-def _index(a: Access, space: tuple[int, ...]) -> str:
+def _index(a: Access, space: tuple[int, ...], i: str = "i") -> str:
     """The element of its argument that input `a` reads at flat position `i` of `space`."""
     if a.strides is None:
-        return "i"
+        return i
     terms = [str(a.offset)] if a.offset else []
     for d, stride in enumerate(a.strides):
         if stride == 0:
             continue
         inner = int(np.prod(space[d + 1:], dtype=np.int64))
-        coord = "i" if inner == 1 else f"(i // {inner})"
+        coord = i if inner == 1 else f"({i} // {inner})"
         if d > 0:
             coord = f"({coord} % {space[d]})"
         terms.append(coord if stride == 1 else f"{coord} * {stride}")

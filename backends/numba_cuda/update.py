@@ -1,0 +1,102 @@
+"""CUDA update kernels: an optimizer's update of variables as one in-place kernel.
+
+A fused `update` body (assignments with the elementwise math computing the new values,
+e.g. `var -= lr * g`, or Adam's moments and weights together) runs as one grid-stride loop
+over the variables' elements that writes each variable's device array in place
+(`epilogue.py` writes the element code). The kernel takes the variables' device arrays as
+`assign_to`; `run_assigning` supplies them from the session's variables.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from tfjit.ir.graph import Graph, Node
+from tfjit.runtime.state import RuntimeState
+
+from . import epilogue
+from .compile import DeviceLines, compile_kernel
+from .runtime import Buffer
+
+THREADS = 256
+MAX_BLOCKS = 1024
+
+
+class CudaUpdateKernel:
+    """Callable as `kernel(*buffers, assign_to=arrays) -> buffers` on the device."""
+
+    def __init__(self, body: Graph, name: str):
+        self.body = body
+        self.name = name
+        shapes = [tuple(v.type.shape) for v in body.results] + \
+            [tuple(n.out.type.shape) for n in body.nodes if n.op in epilogue.WRITES]
+        space = max(shapes, key=lambda s: (int(np.prod(s, dtype=np.int64)), len(s)))
+        self.epilogue = epilogue.plan(body, space)
+        self.source = self._source()
+        self.kernel = compile_kernel(self.source, self.name)
+        self.dtypes = tuple(body.params[p].type.dtype.np_dtype for p in self.epilogue.params) + \
+            tuple(r.type.dtype.np_dtype for r in body.results) + \
+            tuple(t.out.type.dtype.np_dtype for t in self.epilogue.targets)
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return tuple(t.attr("var") for t in self.epilogue.targets)
+
+    def __call__(self, *args: Buffer, assign_to: tuple[Any, ...] = ()) -> tuple[Buffer, ...]:
+        if len(assign_to) != len(self.variables):
+            raise NotImplementedError("the variables this kernel assigns were not given")
+        outs = [Buffer.empty_on_device(tuple(r.type.shape), r.type.dtype.np_dtype) for r in self.body.results]
+        size = self.epilogue.size
+        threads = min(THREADS, size)
+        blocks = min(MAX_BLOCKS, -(-size // threads))
+        ins = [args[p].to_device() for p in self.epilogue.params]
+        self.kernel[blocks, threads](*ins, *(o.device for o in outs), *assign_to)
+        return tuple(outs)
+
+    def _source(self) -> str:
+        lines = DeviceLines()
+        args = {p: f"in{k}" for k, p in enumerate(self.epilogue.params)}
+        outs = [f"out{k}" for k in range(len(self.body.results))]
+        variables = [f"var{k}" for k in range(len(self.epilogue.targets))]
+        lines.add(f"def kernel({', '.join([*args.values(), *outs, *variables])}):", self.name)
+        lines.indent()
+        lines.add("i = cuda.grid(1)")
+        lines.add(f"while i < {self.epilogue.size}:")
+        lines.indent()
+        self.epilogue.write(lines, args, {}, outs, variables)
+        lines.add("i += cuda.gridsize(1)")
+        return lines.source()
+
+
+def run_assigning(kernel: Any, args: Sequence[Buffer], state: RuntimeState) -> tuple[Buffer, ...]:
+    """Run a kernel that assigns variables (`kernel.variables`) on the session's values.
+
+    The variables live in `state` as host arrays: each is copied to the device, updated there
+    in place and copied back. (Device-resident variables would hand their arrays over here.)
+    """
+    arrays = []
+    for t in kernel.epilogue.targets:
+        shape, dtype = tuple(t.out.type.shape), t.out.type.dtype.np_dtype
+        var = t.attr("var")
+        if t.op == "assign":
+            if state.is_initialized(var) and state.read(var).shape != shape:
+                raise NotImplementedError("an assignment that changes the variable's shape")  # the reference says so
+            arrays.append(Buffer.empty_on_device(shape, dtype).device)
+        else:
+            arrays.append(Buffer.on_host(np.asarray(state.read(var), dtype).reshape(shape)).to_device())
+    outs = kernel(*args, assign_to=tuple(arrays))
+    for t, array in zip(kernel.epilogue.targets, arrays):
+        state.write(t.attr("var"), Buffer(tuple(t.out.type.shape), t.out.type.dtype.np_dtype, device=array).to_host())
+    return outs
+
+
+def build(node: Node) -> CudaUpdateKernel | None:
+    """An update kernel for a fused `update` node, or None where its body does not fit one loop."""
+    body = node.attr("body")
+    if not all(v.type.is_fully_defined for n in body.nodes for v in n.outputs):
+        return None
+    try:
+        return CudaUpdateKernel(body, node.name or "update")
+    except NotImplementedError:
+        return None
