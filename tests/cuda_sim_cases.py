@@ -10,6 +10,9 @@ import os
 import numpy as np
 import pytest
 
+import tfjit
+import tfjit as tf
+from tfjit import config
 from tfjit.backends.numba_cuda import reset_transfer_stats, transfer_stats
 from tfjit.backends.numba_cuda.executable import compile_graph, device_kernels
 from tfjit.backends.numba_cuda.loop import CudaLoopKernel
@@ -57,8 +60,9 @@ def test_only_feeds_and_fetches_cross():
     reset_transfer_stats()
     exe, args, got = run_both(programs.softmax_rows)
     constants = sum(n.attr("value").array.nbytes for n in exe.graph.nodes if n.op == "constant")
-    assert transfer_stats() == {"host_to_device": sum(a.nbytes for a in args) + constants,
-                                "device_to_host": sum(g.nbytes for g in got)}
+    stats = transfer_stats()
+    assert stats["host_to_device"] == sum(a.nbytes for a in args) + constants
+    assert stats["device_to_host"] == sum(g.nbytes for g in got) and stats["implicit"] == 0
 
 
 @pytest.mark.parametrize("build", programs.TRAINING_PROGRAMS)
@@ -67,3 +71,135 @@ def test_training_steps_match_the_reference_backend(build):
     reference = programs.train(build, "reference")
     np.testing.assert_allclose(cuda, reference, rtol=1e-5)
     assert cuda[-1] < cuda[0]
+
+
+# -- placement, copies and device-resident state (a Session on the numba_cuda backend) ----------
+GPU = "/job:localhost/replica:0/task:0/device:GPU:0"
+CPU = "/job:localhost/replica:0/task:0/device:CPU:0"
+
+
+@pytest.fixture
+def cuda_backend():
+    previous = config.current.backend
+    config.set_backend("numba_cuda")
+    tf.reset_default_graph()
+    yield
+    config.set_backend(previous)
+
+
+def test_placement_log_shows_the_gpu_and_why_a_node_fell_back(cuda_backend, capsys):
+    x = tf.placeholder(tf.float32, [2, 3], name="x")
+    y = tf.exp(x, name="Exp")
+    noise = tf.random_uniform([2, 3], seed=1, name="noise")  # random ops draw on the host
+    with tf.Session(config=tf.ConfigProto(log_device_placement=True)) as sess:
+        got = sess.run(y + noise, feed_dict={x: np.ones((2, 3))})
+    err = capsys.readouterr().err
+    assert f"x: (Placeholder): {GPU}" in err and f"Exp: (Exp): {GPU}" in err
+    assert f"noise: (RandomUniform): {CPU}" in err
+    assert f"placement fallback: noise: {GPU} -> {CPU} (no CUDA kernel for `random_uniform`)" in err
+    assert got.shape == (2, 3) and np.all(got >= np.e) and np.all(got < np.e + 1)
+
+
+def test_an_explicit_gpu_node_without_a_kernel_fails_or_falls_back_softly(cuda_backend, capsys):
+    with tf.device("/gpu:0"):
+        r = tf.random_normal([3], seed=4, name="draw")  # the line the error names
+    line = test_an_explicit_gpu_node_without_a_kernel_fails_or_falls_back_softly.__code__.co_firstlineno + 2
+    with tf.Session() as sess, pytest.raises(Exception, match=rf"operation draw \(created at .*cuda_sim_cases.py:{line}\)"
+                                                              r".*no CUDA kernel for `random_normal`"):
+        sess.run(r)
+    soft = tf.ConfigProto(allow_soft_placement=True, log_device_placement=True)
+    with tf.Session(config=soft) as sess:
+        got = sess.run(r * 2.0)
+    config.set_backend("reference")
+    with tf.Session(config=tf.ConfigProto(allow_soft_placement=True)) as sess:
+        want = sess.run(r * 2.0)
+    np.testing.assert_array_equal(got, want)
+    assert f"draw: (RandomStandardNormal): {CPU}" in capsys.readouterr().err
+
+
+def test_dropout_on_the_gpu_draws_the_cpu_masks(cuda_backend):
+    x = tf.placeholder(tf.float32, [4, 8])
+    y = tf.nn.dropout(tf.exp(x), keep_prob=0.5, seed=7)
+    feed = {x: np.linspace(-1, 1, 32, dtype=np.float32).reshape(4, 8)}
+    runs = {}
+    for backend in ("numba_cuda", "reference"):
+        config.set_backend(backend)
+        with tf.Session() as sess:
+            runs[backend] = [sess.run(y, feed_dict=feed) for _ in range(2)]
+    np.testing.assert_allclose(runs["numba_cuda"], runs["reference"], rtol=1e-6)
+    assert not np.array_equal(runs["reference"][0] == 0, runs["reference"][1] == 0)  # a new mask each run
+
+
+def _bytes(v):
+    return int(np.prod(v.type.shape)) * v.type.dtype.np_dtype.itemsize
+
+
+def _crossings(graph):
+    """Bytes a plan moves per run besides its fetches: feeds a GPU node reads, and what its
+    placed `device_copy` nodes move (a copy of a constant or a feed finds it there already)."""
+    read_on_gpu = {v for n in graph.nodes if n.device == GPU for v in n.inputs}
+    feeds = sum(_bytes(p) for p in graph.params if p in read_on_gpu)
+    copies = [n for n in graph.nodes if n.op == "device_copy" and n.inputs[0].node.op not in ("constant", "param")]
+    to_gpu = sum(_bytes(n.out) for n in copies if n.device == GPU)
+    return feeds + to_gpu, sum(_bytes(n.out) for n in copies) - to_gpu
+
+
+@pytest.mark.parametrize("build", [programs.gpu_resident_model, programs.mlp_train_step])
+def test_a_training_step_copies_feeds_fetches_and_placed_copies_only(cuda_backend, build):
+    (loss, step), feeds = build()
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        first = sess.run([loss, step], feed_dict=feeds)[0]
+        (plan, _), = [v for k, v in sess._cache.items() if loss.value in k[0]]
+        to_gpu, to_cpu = _crossings(plan.graph)
+        reset_transfer_stats()
+        with tfjit.debug.no_implicit_transfers():
+            losses = [sess.run([loss, step], feed_dict=feeds)[0] for _ in range(3)]
+        stats = transfer_stats()
+        names = [v.op.node.attr("var") for v in tf.trainable_variables()]
+        assert all(n in sess.state.device_variables and n not in sess.state.variables for n in names)
+    assert stats["host_to_device"] == 3 * to_gpu
+    assert stats["device_to_host"] == 3 * (np.asarray(first).nbytes + to_cpu) and stats["implicit"] == 0
+    if build is programs.gpu_resident_model:  # every node on the GPU: nothing but feeds and fetches crosses
+        assert to_gpu == sum(np.asarray(v).nbytes for v in feeds.values()) and to_cpu == 0
+    np.testing.assert_allclose([first] + losses, programs.train(build, "reference", steps=4), rtol=1e-5)
+
+
+def test_variables_stay_on_the_device_and_are_read_back_on_demand(cuda_backend):
+    (loss, step), feeds = programs.gpu_resident_model()
+    w = [v for v in tf.trainable_variables() if v.op.node.attr("var") == "w"][0]
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        sess.run(step, feed_dict=feeds)
+        w.load(np.full((6, 1), 0.25, np.float32), sess)  # a host write: the next GPU read uploads it
+        sess.run(step, feed_dict=feeds)
+        got = sess.run(w)
+    config.set_backend("reference")
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        sess.run(step, feed_dict=feeds)
+        w.load(np.full((6, 1), 0.25, np.float32), sess)
+        sess.run(step, feed_dict=feeds)
+        want = sess.run(w)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+IMPLICIT = """
+func @f(%0: f32[4] {device="CPU:0"}) -> (f32[4]) {
+  %1: f32[4] = exp(%0) {name="e", device="CPU:0"}
+  %2: f32[4] = neg(%1) {name="n", device="GPU:0"}  # model.py:7
+  return %2
+}"""
+
+
+def test_an_implicit_copy_is_counted_and_the_guard_makes_it_an_error():
+    from tfjit.ir.parser import parse_graph
+
+    graph = parse_graph(IMPLICIT.strip())
+    x = np.linspace(-1, 1, 4, dtype=np.float32)
+    reset_transfer_stats()
+    np.testing.assert_allclose(compile_graph(graph).run([x], RuntimeState())[0], -np.exp(x), rtol=1e-6)
+    assert transfer_stats()["implicit"] == 16
+    with tfjit.debug.no_implicit_transfers(), \
+            pytest.raises(tf.errors.FailedPreconditionError, match=r"input 0 of `neg` node n at model.py:7"):
+        compile_graph(graph).run([x], RuntimeState())

@@ -40,22 +40,78 @@ def test_every_generated_kernel_compiles_to_ptx_for_sm_90(build):
     assert kernels
     for node, kernel in kernels:
         if isinstance(kernel, CudaLoopKernel):
-            kernel = kernel.variant(tuple(tuple(p.type.shape) for p in kernel.body.params))
+            kernel = kernel.variant(tuple(_concrete(p, kernel.body) for p in kernel.body.params))
         ptx = to_ptx(kernel.kernel, kernel.dtypes, cc=(9, 0))
         assert ".target sm_90" in ptx and ".entry" in ptx, node.name
 
 
-def test_the_backend_without_a_gpu_or_the_simulator_fails_clearly():
+def _concrete(param, body):
+    """A loop input's shape; an unknown dim (a dropout mask's batch) is the result's."""
+    space = max((r.type.shape for r in body.results), key=len)
+    shape = param.type.shape
+    offset = len(space) - len(shape)
+    return tuple(d if isinstance(d, int) else space[offset + i] for i, d in enumerate(shape))
+
+
+def test_state_kernels_compile_to_ptx_for_sm_90():
+    pytest.importorskip("numba_cuda")
+    from numba import float32, float64, int64
+    from tfjit.backends.numba_cuda import state_ops
+    from tfjit.backends.numba_cuda.compile import python_function
+
+    for kernel, arity in [(state_ops._copy_kernel, 2), (state_ops._add_kernel, 3), (state_ops._sub_kernel, 3)]:
+        for t in (float32, float64, int64):
+            ptx, _ = cuda_compile_ptx(python_function(kernel), (t[::1],) * arity)
+            assert ".target sm_90" in ptx and ".entry" in ptx
+
+
+def cuda_compile_ptx(fn, sig):
     from numba import cuda
 
-    if cuda.is_available():
-        pytest.skip("a GPU is present")
-    x = tf.placeholder(tf.float32, [3])
+    return cuda.compile_ptx(fn, sig, cc=(9, 0))
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """The numba_cuda backend on a machine without a GPU (or the simulator), even on one with."""
+    from tfjit.backends.numba_cuda import placement
+
+    monkeypatch.setattr(placement, "gpu_available", lambda: False)
     previous = config.current.backend
     config.set_backend("numba_cuda")
-    try:
-        with tf.Session() as sess, pytest.raises(tf.errors.FailedPreconditionError,
-                                                 match="needs a CUDA GPU.*NUMBA_ENABLE_CUDASIM=1"):
-            sess.run(tf.exp(x), feed_dict={x: np.ones(3)})
-    finally:
-        config.set_backend(previous)
+    yield
+    config.set_backend(previous)
+
+
+def test_without_a_gpu_an_explicit_gpu_node_fails_naming_its_line(no_gpu):
+    x = tf.placeholder(tf.float32, [3])
+    with tf.device("/gpu:0"):
+        y = tf.exp(x, name="on_gpu")  # the line the error names
+    line = test_without_a_gpu_an_explicit_gpu_node_fails_naming_its_line.__code__.co_firstlineno + 3
+    with tf.Session() as sess, pytest.raises(Exception, match=rf"operation on_gpu \(created at .*test_numba_cuda.py:{line}\)"
+                                                              r".*GPU:0 but no such device.*numba.cuda.is_available"):
+        sess.run(y, feed_dict={x: np.ones(3)})
+
+
+def test_without_a_gpu_soft_placement_and_the_default_run_on_the_cpu(no_gpu, capsys):
+    x = tf.placeholder(tf.float32, [3], name="x")
+    with tf.device("/gpu:0"):
+        y = tf.exp(x, name="on_gpu")
+    z = tf.sqrt(y, name="default")
+    soft = tf.ConfigProto(allow_soft_placement=True, log_device_placement=True)
+    with tf.Session(config=soft) as sess:
+        got = sess.run(z, feed_dict={x: [0.0, 1.0, 2.0]})
+    np.testing.assert_allclose(got, np.exp([0.0, 0.5, 1.0]), rtol=1e-6)
+    err = capsys.readouterr().err
+    cpu = "/job:localhost/replica:0/task:0/device:CPU:0"
+    assert f"on_gpu: (Exp): {cpu}" in err and f"default: (Sqrt): {cpu}" in err
+    assert "placement fallback: on_gpu: /job:localhost/replica:0/task:0/device:GPU:0 -> " + cpu + " (no such device" in err
+
+
+def test_other_backends_name_the_gpu_backend_when_asked_for_a_gpu():
+    x = tf.placeholder(tf.float32, [3])
+    with tf.device("/gpu:0"):
+        y = tf.exp(x)
+    with tf.Session() as sess, pytest.raises(Exception, match=r"no such device \(GPU devices need "
+                                                              r"tfjit.config.set_backend\('numba_cuda'\)\)"):
+        sess.run(y, feed_dict={x: np.ones(3)})

@@ -1,5 +1,7 @@
-"""The numba CUDA backend: generated CUDA kernels for fused loops and row reductions, a
-runtime that keeps intermediates on the device, and a counter of host-device copies."""
-from .runtime import reset_transfer_stats, transfer_stats
+"""The numba CUDA backend: generated CUDA kernels for fused loops and row reductions on a GPU
+placement, a runtime that keeps intermediates and variables on the device, and a counter of
+host-device copies (with a guard that makes an implicit one an error)."""
+from .placement import GPU0, has_kernel, kernel_gap
+from .runtime import no_implicit_transfers, reset_transfer_stats, transfer_stats
 
-__all__ = ["reset_transfer_stats", "transfer_stats"]
+__all__ = ["GPU0", "has_kernel", "kernel_gap", "no_implicit_transfers", "reset_transfer_stats", "transfer_stats"]

@@ -1,0 +1,110 @@
+"""Variables on the device: reads hand out the variable's device array, writes fill its
+spare array (`runtime.DeviceVariable`) with a small copy/add/subtract kernel and make it
+current, so a variable placed on the GPU never visits the host between runs. A variable
+whose value is only on the host (initialised on the CPU, restored by a Saver) is uploaded
+once, when a GPU node first reads or updates it.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from numba import cuda
+
+from tfjit.errors import InvalidArgumentError
+from tfjit.ir.graph import Node
+from tfjit.runtime.state import RuntimeState
+
+from .runtime import Buffer, DeviceVariable, current_stream
+
+THREADS = 256
+MAX_BLOCKS = 1024
+
+
+@cuda.jit
+def _copy_kernel(out, x):  # type: ignore[no-untyped-def]
+    i = cuda.grid(1)
+    while i < out.size:
+        out[i] = x[i]
+        i += cuda.gridsize(1)
+
+
+@cuda.jit
+def _add_kernel(out, a, b):  # type: ignore[no-untyped-def]
+    i = cuda.grid(1)
+    while i < out.size:
+        out[i] = a[i] + b[i]
+        i += cuda.gridsize(1)
+
+
+@cuda.jit
+def _sub_kernel(out, a, b):  # type: ignore[no-untyped-def]
+    i = cuda.grid(1)
+    while i < out.size:
+        out[i] = a[i] - b[i]
+        i += cuda.gridsize(1)
+
+
+def _launch(kernel: Any, out: Any, *args: Any) -> None:
+    threads = max(1, min(THREADS, out.size))
+    blocks = min(MAX_BLOCKS, -(-out.size // threads))
+    kernel[blocks, threads, current_stream()](out, *args)
+
+
+def device_variable(state: RuntimeState, var: str) -> DeviceVariable:
+    """The variable's device value, uploaded from the host the first time (an uninitialised
+    variable fails as on the CPU)."""
+    found = state.device_variables.get(var)
+    if found is None:
+        host = state.read(var)
+        buffer = Buffer.on_host(host)
+        buffer.to_device()
+        found = DeviceVariable(buffer)
+        state.device_variables[var] = found  # the host value stays valid until a device write
+    return found
+
+
+def _read(node: Node, inputs: Sequence[Buffer], state: RuntimeState, lent: set[int]) -> list[Buffer]:
+    current = device_variable(state, node.attr("var")).current
+    lent.add(id(current.device))
+    return [current]
+
+
+def _update(node: Node, state: RuntimeState, lent: set[int], kernel: Any, *args: Any) -> list[Buffer]:
+    """Write `kernel(*args)` into the variable's spare array and make it current."""
+    var = state.device_variables[node.attr("var")]
+    out = var.target(lent)
+    _launch(kernel, out, *args)
+    new = var.replace(out)
+    state.write_device(node.attr("var"), var)  # drops the host copy, now stale
+    return [new]
+
+
+def _assign(node: Node, inputs: Sequence[Buffer], state: RuntimeState, lent: set[int]) -> list[Buffer]:
+    name, value = node.attr("var"), inputs[0]
+    found = state.device_variables.get(name)
+    if found is not None and found.current.shape == value.shape:
+        return _update(node, state, lent, _copy_kernel, value.device)
+    if node.attr("validate_shape") is not False and state.is_initialized(name) and \
+            state.read(name).shape != value.shape:
+        raise InvalidArgumentError(node, node.op, f"Assign requires shapes of both tensors to match. "
+                                                  f"{name} has shape {state.read(name).shape}, value has {value.shape}")
+    fresh = Buffer(value.shape, value.dtype, device=cuda.device_array(value.size, value.dtype, stream=current_stream()))
+    _launch(_copy_kernel, fresh.device, value.device)
+    state.write_device(name, DeviceVariable(fresh))
+    return [fresh]
+
+
+def _assign_add(node: Node, inputs: Sequence[Buffer], state: RuntimeState, lent: set[int]) -> list[Buffer]:
+    current = device_variable(state, node.attr("var")).current
+    return _update(node, state, lent, _add_kernel, current.device, inputs[0].device)
+
+
+def _assign_sub(node: Node, inputs: Sequence[Buffer], state: RuntimeState, lent: set[int]) -> list[Buffer]:
+    current = device_variable(state, node.attr("var")).current
+    return _update(node, state, lent, _sub_kernel, current.device, inputs[0].device)
+
+
+Handler = Callable[[Node, Sequence[Buffer], RuntimeState, set], list]  # (node, inputs, state, lent)
+HANDLERS: dict[str, Handler] = {"variable": _read, "assign": _assign, "assign_add": _assign_add,
+                                "assign_sub": _assign_sub}
+
