@@ -1,7 +1,8 @@
-"""The numba CUDA backend without a GPU: its kernels and whole programs run under numba's
-CUDA simulator (a separate process: the simulator must be switched on before numba is
-imported; the cases are in tests/cuda_sim_cases.py), every kernel it generates for those
-programs compiles to PTX for sm_90, and asking for it with neither fails clearly."""
+"""The numba CUDA backend without a GPU: its kernels, placement, copies and whole programs run
+under numba's CUDA simulator (a separate process: the simulator must be switched on before
+numba is imported; the cases are in tests/cuda_cases.py, which bench/gpu_check.sh also runs
+on a real GPU), every kernel it generates for those programs compiles to PTX for sm_90, and
+a program asking for a GPU where there is none fails clearly or falls back softly."""
 from __future__ import annotations
 
 import os
@@ -21,9 +22,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def test_kernels_and_programs_match_the_reference_backend_under_the_simulator():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    # cwd: not the checkout's root, whose tfjit/ folder would shadow an installed (or PYTHONPATH) tfjit
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           os.path.join(HERE, "cuda_sim_cases.py")],
-                          cwd=os.path.dirname(HERE), env=env, capture_output=True, text=True, timeout=300)
+                           os.path.join(HERE, "cuda_cases.py")],
+                          cwd=HERE, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     assert " passed" in done.stdout and "skipped" not in done.stdout
 

@@ -45,6 +45,8 @@ def _sub_kernel(out, a, b):  # type: ignore[no-untyped-def]
 
 
 def _launch(kernel: Any, out: Any, *args: Any) -> None:
+    if out.size == 0:
+        return
     threads = max(1, min(THREADS, out.size))
     blocks = min(MAX_BLOCKS, -(-out.size // threads))
     kernel[blocks, threads, current_stream()](out, *args)
@@ -63,10 +65,17 @@ def device_variable(state: RuntimeState, var: str) -> DeviceVariable:
     return found
 
 
+def _view(buffer: Buffer) -> Buffer:
+    """The variable's value for a plan: its device array and its host copy if it has one (the
+    state's, read-only), but a host copy made later is the plan's own: a fetched array the
+    user may edit must not become the variable's cached host value."""
+    return Buffer(buffer.shape, buffer.dtype, host=buffer.host, device=buffer.device)
+
+
 def _read(node: Node, inputs: Sequence[Buffer], state: RuntimeState, lent: set[int]) -> list[Buffer]:
     current = device_variable(state, node.attr("var")).current
     lent.add(id(current.device))
-    return [current]
+    return [_view(current)]
 
 
 def _update(node: Node, state: RuntimeState, lent: set[int], kernel: Any, *args: Any) -> list[Buffer]:
@@ -76,7 +85,7 @@ def _update(node: Node, state: RuntimeState, lent: set[int], kernel: Any, *args:
     _launch(kernel, out, *args)
     new = var.replace(out)
     state.write_device(node.attr("var"), var)  # drops the host copy, now stale
-    return [new]
+    return [_view(new)]
 
 
 def _assign(node: Node, inputs: Sequence[Buffer], state: RuntimeState, lent: set[int]) -> list[Buffer]:
@@ -91,7 +100,7 @@ def _assign(node: Node, inputs: Sequence[Buffer], state: RuntimeState, lent: set
     fresh = Buffer(value.shape, value.dtype, device=cuda.device_array(value.size, value.dtype, stream=current_stream()))
     _launch(_copy_kernel, fresh.device, value.device)
     state.write_device(name, DeviceVariable(fresh))
-    return [fresh]
+    return [_view(fresh)]
 
 
 def _assign_add(node: Node, inputs: Sequence[Buffer], state: RuntimeState, lent: set[int]) -> list[Buffer]:

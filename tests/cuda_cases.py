@@ -1,11 +1,11 @@
-"""The CUDA backend's kernels and whole programs under numba's CUDA simulator.
+"""The CUDA backend's kernels, placement, copies and whole programs, on a CUDA device.
 
-Run by tests/test_numba_cuda.py in a separate pytest process with NUMBA_ENABLE_CUDASIM=1
-(it must be set before numba is imported); not collected by the main run (no `test_` prefix).
+The device is numba's CUDA simulator in CI: tests/test_numba_cuda.py runs this file in a
+separate pytest process with NUMBA_ENABLE_CUDASIM=1 (it must be set before numba is
+imported). On a machine with a GPU, bench/gpu_check.sh runs it with the simulator off.
+Not collected by the main run (no `test_` prefix).
 """
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
@@ -22,7 +22,11 @@ from tfjit.runtime.state import RuntimeState
 
 import cuda_programs as programs
 
-assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run with NUMBA_ENABLE_CUDASIM=1"
+from tfjit.backends.numba_cuda.placement import gpu_available
+
+if not gpu_available():
+    pytest.fail("no CUDA device: run with NUMBA_ENABLE_CUDASIM=1 (set before numba is imported) or on a GPU",
+                pytrace=False)
 
 
 def run_both(build):
@@ -104,7 +108,7 @@ def test_an_explicit_gpu_node_without_a_kernel_fails_or_falls_back_softly(cuda_b
     with tf.device("/gpu:0"):
         r = tf.random_normal([3], seed=4, name="draw")  # the line the error names
     line = test_an_explicit_gpu_node_without_a_kernel_fails_or_falls_back_softly.__code__.co_firstlineno + 2
-    with tf.Session() as sess, pytest.raises(Exception, match=rf"operation draw \(created at .*cuda_sim_cases.py:{line}\)"
+    with tf.Session() as sess, pytest.raises(Exception, match=rf"operation draw \(created at .*cuda_cases.py:{line}\)"
                                                               r".*no CUDA kernel for `random_normal`"):
         sess.run(r)
     soft = tf.ConfigProto(allow_soft_placement=True, log_device_placement=True)
@@ -174,6 +178,9 @@ def test_variables_stay_on_the_device_and_are_read_back_on_demand(cuda_backend):
         w.load(np.full((6, 1), 0.25, np.float32), sess)  # a host write: the next GPU read uploads it
         sess.run(step, feed_dict=feeds)
         got = sess.run(w)
+        fetched = got.copy()
+        got[:] = 99.0  # the fetched array is the caller's: editing it leaves the variable alone
+        np.testing.assert_array_equal(sess.run(w), fetched)
     config.set_backend("reference")
     with tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
@@ -181,7 +188,7 @@ def test_variables_stay_on_the_device_and_are_read_back_on_demand(cuda_backend):
         w.load(np.full((6, 1), 0.25, np.float32), sess)
         sess.run(step, feed_dict=feeds)
         want = sess.run(w)
-    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(fetched, want, rtol=1e-6)
 
 
 IMPLICIT = """
@@ -203,3 +210,16 @@ def test_an_implicit_copy_is_counted_and_the_guard_makes_it_an_error():
     with tfjit.debug.no_implicit_transfers(), \
             pytest.raises(tf.errors.FailedPreconditionError, match=r"input 0 of `neg` node n at model.py:7"):
         compile_graph(graph).run([x], RuntimeState())
+
+
+def test_the_softmax_op_runs_as_one_row_kernel_on_the_gpu(cuda_backend):
+    x = tf.placeholder(tf.float32, [3, 10])
+    y = tf.nn.softmax(x * 2.0)
+    feed = {x: np.linspace(-3, 3, 30, dtype=np.float32).reshape(3, 10)}
+    with tf.Session() as sess, tfjit.debug.no_implicit_transfers():
+        got = sess.run(y, feed_dict=feed)
+        (plan, _), = sess._cache.values()
+    assert {type(k) for _, k in device_kernels(plan)} == {CudaRowKernel}
+    z = feed[x] * 2.0
+    want = np.exp(z - z.max(-1, keepdims=True))
+    np.testing.assert_allclose(got, want / want.sum(-1, keepdims=True), rtol=1e-5)
