@@ -117,3 +117,26 @@ def test_other_backends_name_the_gpu_backend_when_asked_for_a_gpu():
     with tf.Session() as sess, pytest.raises(Exception, match=r"no such device \(GPU devices need "
                                                               r"tfjit.config.set_backend\('numba_cuda'\)\)"):
         sess.run(y, feed_dict={x: np.ones(3)})
+
+
+def test_gpu_placement_puts_what_has_a_cuda_kernel_on_the_gpu_and_says_why_the_rest_is_not():
+    from tfjit.backends.numba_cuda.placement import GPU0, gpu_placement
+    from tfjit.compat.device import CPU0
+    from tfjit.debug import program_for
+
+    x = tf.placeholder(tf.float32, [4, 3], name="x")
+    w = tf.Variable(tf.ones([3, 2]), name="w")
+    h = tf.matmul(x, w, name="mm")
+    col = tf.reduce_sum(h, 0, name="colsum")  # a leading-axis sum: no row kernel
+    y = tf.reduce_sum(tf.exp(h, name="e"), -1, name="rowsum")
+    upd = w.assign_sub(tf.ones([3, 2]) * 0.1, name="upd")
+    place = gpu_placement()
+    placed = place(program_for([y, col, upd], {x: np.ones((4, 3))}, default_device=None))
+    device = {n.name: n.device for n in placed.nodes}
+    assert device["e"] == device["rowsum"] == device["w"] == device["upd"] == GPU0
+    assert device["mm"] == device["colsum"] == CPU0
+    assert placed.params[0].node.device == GPU0
+    copies = [n for n in placed.nodes if n.op == "device_copy"]
+    assert {(n.inputs[0].node.name, n.device) for n in copies} >= {("x", CPU0), ("w", CPU0), ("mm", GPU0)}
+    assert f"mm: {GPU0} -> {CPU0} (no CUDA kernel for `matmul`)" in place.fallbacks
+    assert any(f.startswith("colsum: ") and "row kernels reduce trailing axes" in f for f in place.fallbacks)

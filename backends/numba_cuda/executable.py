@@ -100,7 +100,7 @@ class CudaExecutable:
                 self.kernels[i] = (node, kernel)
         if isinstance(kernel, CudaExecutable):
             return kernel.execute(inputs, state, lent)
-        _cross(node, inputs, HOST, implicit=True)  # placed on the GPU, yet no device code for it
+        _cross(node, inputs, HOST)  # placed on the GPU, yet no device code for it: all crossings implicit
         outputs = _on_host(node, inputs, state)
         for b in outputs:
             implicit_transfer(f"the result of {_named(node)}", b.nbytes)
@@ -138,13 +138,17 @@ def _copy(buffer: Buffer, to_device: bool) -> Buffer:
     return buffer
 
 
-def _cross(node: Node, inputs: list[Buffer], side: str, implicit: bool = False) -> None:
+def _cross(node: Node, inputs: list[Buffer], side: str) -> None:
     """Bring inputs to `side`. A crossing placement did not insert is implicit."""
     for k, b in enumerate(inputs):
         missing = b.device is None if side == DEVICE else b.host is None
-        if missing:
-            implicit_transfer(f"input {k} of {_named(node)}", b.nbytes)
-            b.to_device() if side == DEVICE else b.to_host()
+        if not missing:
+            continue
+        implicit_transfer(f"input {k} of {_named(node)}", b.nbytes)
+        if side == DEVICE:
+            b.to_device()
+        else:
+            b.to_host()
 
 
 def _named(node: Node) -> str:
@@ -194,13 +198,13 @@ def kernel_sources(exe: CudaExecutable) -> str:
 
 def _kernel_for(node: Node) -> Any:
     """A CUDA kernel for GPU node `node`, a nested plan for a fused body without one, else None."""
+    if node.op in ALIAS_OPS or node.op in state_ops.HANDLERS or node.op in ("constant", "param", "device_copy"):
+        return None  # the executor runs these itself
     opdef = get_op(node.op)
     kind = node.attr("kind") if node.op == "fused" else None
     generated = None
-    if node.op in ALIAS_OPS or node.op in state_ops.HANDLERS or node.op in ("constant", "param", "device_copy"):
-        return None
     if kind == "loop" or (node.op != "fused" and not opdef.stateful and
-                          (opdef.fusion in (Fusion.ELEMENTWISE, Fusion.BROADCAST) or opdef.fusion is Fusion.LAYOUT)):
+                          opdef.fusion in (Fusion.ELEMENTWISE, Fusion.BROADCAST, Fusion.LAYOUT)):
         generated = loop.build(node)
     elif kind == "reduction" or (node.op in reduction.REDUCERS and opdef.fusion is Fusion.REDUCTION):
         generated = reduction.build(node)
