@@ -69,6 +69,18 @@ def test_only_feeds_and_fetches_cross():
     assert stats["device_to_host"] == sum(g.nbytes for g in got) and stats["implicit"] == 0
 
 
+def test_a_plan_allocates_its_device_buffers_once():
+    program, args = programs.optimized(programs.softmax_rows)
+    exe = compile_graph(program)
+    first = exe.run(args, RuntimeState())
+    arrays = [id(a) for a in exe._arena.arrays]
+    second = exe.run([a * 2 for a in args], RuntimeState())
+    assert arrays and [id(a) for a in exe._arena.arrays] == arrays
+    want = reference_compile(program).run([a * 2 for a in args], RuntimeState())
+    np.testing.assert_allclose(second[0], want[0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(first[0], second[0])  # the first run's fetched results are the caller's
+
+
 @pytest.mark.parametrize("build", programs.TRAINING_PROGRAMS)
 def test_training_steps_match_the_reference_backend(build):
     cuda = programs.train(build, "numba_cuda")

@@ -96,7 +96,6 @@ def enable_pass(name: str) -> None:
 def pass_manager(allow_soft_placement: bool = False):  # type: ignore[no-untyped-def]
     """A pass manager with the current settings (what Session and functions use)."""
     from .passes.manager import PassManager
-    from .passes.place import Place
 
     return PassManager(level=current.optimization_level, disabled=frozenset(current.disabled_passes),
                        overrides={"place": placement(allow_soft_placement)})
