@@ -158,11 +158,13 @@ stage 1 setup 90 bash -c setup
 # -p no:cacheprovider: the checkout may be read-only; the junit XML lists every test's outcome.
 stage 2 tests 150 "$PY" -m pytest -q -rs -p no:cacheprovider --junitxml "$RESULTS/tests.xml" \
     "$ROOT/tests/cuda_cases.py"
-# --quick: one process per system (not per workload); the sizes are --size's.
+# --quick: one process per system (not per workload); the sizes are --size's. Each process
+# gets --timeout seconds, so a slow system is cut off by the bench itself (which still
+# writes its tables) before the stage's own limit.
 BENCH=("$PY" -m tfjit bench --quick --device gpu --size "$SIZE" --workloads "$WORKLOADS"
-       --repeat "$REPEAT" --warmup 2 --timeout 200)
-stage 4 bench 230 "${BENCH[@]}" --systems tfjit_session,tfjit_function,jax,torch --out "$SCRATCH/bench"
-stage 8 bench-compiled 90 "${BENCH[@]}" --systems torch_compile --out "$SCRATCH/bench-compiled"
+       --repeat "$REPEAT" --warmup 2)
+stage 4 bench 230 "${BENCH[@]}" --timeout 50 --systems tfjit_session,tfjit_function,jax,torch --out "$SCRATCH/bench"
+stage 8 bench-compiled 90 "${BENCH[@]}" --timeout 70 --systems torch_compile --out "$SCRATCH/bench-compiled"
 
 # The backend's own tests (simulator child process, PTX for sm_90, no-GPU placement): never
 # under the simulator themselves (it has no compiler).
