@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench gpu-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/tfjit bench
+
+# On a GPU machine, offline: uses the system python3's packages (PYTHON=... to pick another).
+gpu-check:
+	PYTHON=$(PYTHON) bench/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -20,6 +20,7 @@ class Rewriter:
         self._values: dict[Value, Value] = {}
         self._nodes: dict[Node, Node | None] = {}
         self.body: list[Node] = []
+        self.params: list[Value] = list(graph.params)
 
     def value(self, v: Value) -> Value:
         return self._values.get(v, v)
@@ -64,10 +65,15 @@ class Rewriter:
             self._values[a] = b
         self._nodes[node] = mapped[0].node if mapped else None  # type: ignore[assignment]
 
+    def replace_param(self, index: int, param: Node) -> None:
+        """Make `param` (a rebuilt `param` node) the graph's parameter `index`."""
+        self.replace(self.graph.params[index].node, [param.out])
+        self.params[index] = param.out
+
     def drop(self, node: Node) -> None:
         """Drop a node nothing needs any more (control edges on it vanish with it)."""
         self._nodes[node] = None  # type: ignore[assignment]
 
     def finish(self) -> Graph:
         results = [self.value(r) for r in self.graph.results]
-        return Graph(self.graph.name, list(self.graph.params), self.body, results)
+        return Graph(self.graph.name, list(self.params), self.body, results)

@@ -206,19 +206,57 @@ def conv_net_train_step():
     return [loss, step], {x: rng.standard_normal((2, 6, 6, 1)).astype(np.float32), labels: rng.integers(0, 3, 2)}
 
 
+def tiny_conv_net():
+    """Conv (SAME) + bias + relu, a 2x2 max-pool, dropout and a dense softmax layer; SGD."""
+    rng = np.random.default_rng(7)
+    tf.set_random_seed(3)
+    x = tf.placeholder(tf.float32, [None, 4, 4, 2])
+    labels = tf.placeholder(tf.int64, [None])
+    filters = tf.Variable(tf.random_normal([3, 3, 2, 3], stddev=0.3, seed=1))
+    bias = tf.Variable(tf.zeros([3]))
+    h = tf.nn.relu(tf.nn.conv2d(x, filters, [1, 1, 1, 1], "SAME") + bias)
+    h = tf.nn.max_pool(h, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+    h = tf.nn.dropout(tf.reshape(h, [-1, 12]), keep_prob=0.9, seed=2)
+    logits = tf.matmul(h, tf.Variable(tf.random_normal([12, 3], stddev=0.3, seed=4)))
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    step = tf.train.GradientDescentOptimizer(0.1).minimize(loss)
+    feeds = {x: rng.standard_normal((2, 4, 4, 2)).astype(np.float32), labels: rng.integers(0, 3, 2)}
+    return [loss, step], feeds
+
+
+def gpu_resident_model():
+    """A per-feature logistic model with the batch on the last axis: every op of its training
+    step (forward, gradients over trailing axes, updates) has a CUDA kernel, so a step on the
+    GPU copies only its feeds and fetches."""
+    rng = np.random.default_rng(8)
+    x = tf.placeholder(tf.float32, [6, 4], name="x")
+    d = tf.placeholder(tf.float32, [6, 4], name="d")
+    w = tf.Variable(np.linspace(-0.5, 0.5, 6, dtype=np.float32).reshape(6, 1), name="w")
+    b = tf.Variable(np.float32(0.1), name="b")
+    y = tf.sigmoid(x * w + b)
+    loss = tf.reduce_mean(tf.square(y - d))
+    step = tf.train.GradientDescentOptimizer(0.5).minimize(loss)
+    feeds = {x: rng.standard_normal((6, 4)).astype(np.float32), d: rng.random((6, 4)).astype(np.float32)}
+    return [loss, step], feeds
+
+
 KERNEL_PROGRAMS = [elementwise_broadcast, softmax_rows, layer_norm_rows, matmul_epilogue, axes_reductions,
                    gather_scatter, pooling, convolutions]
-TRAINING_PROGRAMS = [lecture_model, mlp_train_step, conv_net_train_step]
+TRAINING_PROGRAMS = [lecture_model, mlp_train_step, conv_net_train_step, tiny_conv_net, gpu_resident_model]
 
 
 def optimized(build):
-    """The optimised program of a builder and its feeds in parameter order (fresh graph)."""
+    """The optimised program of a builder, placed as on a GPU (with or without one), and its
+    feeds in parameter order (fresh graph)."""
     from tfjit import config
+    from tfjit.backends.numba_cuda.placement import gpu_placement
     from tfjit.debug import program_for
+    from tfjit.passes.manager import PassManager
 
     tf.reset_default_graph()
     fetches, feeds = build()
-    program = config.pass_manager().run(program_for(fetches, feeds))
+    manager = PassManager(level=config.current.optimization_level, overrides={"place": gpu_placement()})
+    program = manager.run(program_for(fetches, feeds, default_device=None))
     ordered = sorted(feeds, key=lambda t: t.op.node.uid)
     return program, [np.asarray(feeds[k], k.dtype.np_dtype) for k in ordered]
 

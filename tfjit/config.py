@@ -46,7 +46,8 @@ def execution_key() -> tuple[str, bool, bool, int, frozenset[str]]:
 
 def set_backend(name: str) -> None:
     """'numba' (generated CPU kernels, the default), 'reference' (NumPy, op by op: the oracle
-    and the debugging backend) or 'numba_cuda' (generated CUDA kernels)."""
+    and the debugging backend) or 'numba_cuda' (generated CUDA kernels on a GPU placement; the
+    rest on the host)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
     current.backend = name
@@ -96,10 +97,26 @@ def enable_pass(name: str) -> None:
 def pass_manager(allow_soft_placement: bool = False):  # type: ignore[no-untyped-def]
     """A pass manager with the current settings (what Session and functions use)."""
     from .passes.manager import PassManager
-    from .passes.place import Place
 
     return PassManager(level=current.optimization_level, disabled=frozenset(current.disabled_passes),
-                       overrides={"place": Place(allow_soft_placement=allow_soft_placement)})
+                       overrides={"place": placement(allow_soft_placement)})
+
+
+def placement(allow_soft_placement: bool = False):  # type: ignore[no-untyped-def]
+    """The placement pass for the current backend: with numba_cuda and a GPU (or the CUDA
+    simulator) there is a GPU device, and nodes without a scope go to it when it has a kernel."""
+    from .passes.place import Place
+
+    if current.backend != "numba_cuda":
+        return Place(allow_soft_placement=allow_soft_placement,
+                     no_device_hint=" (GPU devices need tfjit.config.set_backend('numba_cuda'))")
+    from .backends.numba_cuda import placement as cuda
+
+    if not cuda.gpu_available():
+        return Place(allow_soft_placement=allow_soft_placement,
+                     no_device_hint=" (numba.cuda.is_available() is False: no CUDA GPU or driver; "
+                                    "NUMBA_ENABLE_CUDASIM=1 before numba is imported runs the simulator)")
+    return cuda.gpu_placement(allow_soft_placement)
 
 
 def optimize(graph):  # type: ignore[no-untyped-def]

@@ -45,7 +45,7 @@ class DeviceLines(Lines):
 
 @functools.lru_cache(maxsize=None)
 def device_target() -> str:
-    """What the kernels are compiled for: part of the cache key."""
+    """What the kernels are compiled for (the GPU's compute capability): part of the cache key."""
     if device_lib.SIMULATED:
         return "cuda-simulator"
     if cuda.is_available():
@@ -54,10 +54,20 @@ def device_target() -> str:
     return "cuda-no-device"
 
 
+@functools.lru_cache(maxsize=None)
+def _numba_cuda_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("numba-cuda")
+    except PackageNotFoundError:  # numba's own (older) CUDA target
+        return "none"
+
+
 def compile_kernel(source: str, name: str) -> Any:
     """The `@cuda.jit` dispatcher of `kernel` in `source` (a definition without imports)."""
     key = KernelKey(name=name, ir=source, backend="numba_cuda", deps=_DEPS, target=device_target(),
-                    options={"simulator": device_lib.SIMULATED})
+                    options={"simulator": device_lib.SIMULATED, "numba_cuda": _numba_cuda_version()})
     return default_cache().load(key, _HEADER + source, "kernel")
 
 

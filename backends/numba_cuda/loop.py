@@ -21,7 +21,7 @@ from tfjit.ops.registry import get_op
 from ..numba_cpu.codegen import ElementWriter, supported
 from ..numba_cpu.loop import _invariant, _prepare, single_node_body
 from .compile import DeviceLines, compile_kernel
-from .runtime import Buffer
+from .runtime import Buffer, current_stream
 
 THREADS = 256
 MAX_BLOCKS = 1024
@@ -69,7 +69,7 @@ class CudaLoopKernel:
         size = int(np.prod(variant.space, dtype=np.int64))
         threads = min(THREADS, size)
         blocks = min(MAX_BLOCKS, -(-size // threads))
-        variant.kernel[blocks, threads](*(args[p].to_device() for p in variant.params), *(o.device for o in outs))
+        variant.kernel[blocks, threads, current_stream()](*(args[p].to_device() for p in variant.params), *(o.device for o in outs))
         return tuple(outs)
 
     def variant(self, shapes: tuple[tuple[int, ...], ...]) -> Variant:

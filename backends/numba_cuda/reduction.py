@@ -20,7 +20,7 @@ from ..numba_cpu.codegen import ElementWriter, Lines, supported
 from ..numba_cpu.loop import single_node_body
 from ..numba_cpu.reduction import COLUMN, FULL, REDUCERS, ROW
 from .compile import DeviceLines, compile_kernel
-from .runtime import Buffer
+from .runtime import Buffer, current_stream
 
 MAX_THREADS = 256
 MAX_BLOCKS = 1024
@@ -51,7 +51,7 @@ class CudaRowKernel(cpu.RowKernel):
         outs = [Buffer.empty_on_device(tuple(r.type.shape), r.type.dtype.np_dtype) for r in self.body.results]
         scratch = [Buffer.empty_on_device((self.rows * self.cols,), v.type.dtype.np_dtype) for v in self.stored]
         blocks = min(MAX_BLOCKS, self.rows)
-        self.kernel[blocks, self.threads](*(a.to_device() for a in args), *(b.device for b in outs + scratch))
+        self.kernel[blocks, self.threads, current_stream()](*(a.to_device() for a in args), *(b.device for b in outs + scratch))
         return tuple(outs)
 
     def _source(self) -> str:

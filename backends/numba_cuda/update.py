@@ -4,7 +4,7 @@ A fused `update` body (assignments with the elementwise math computing the new v
 e.g. `var -= lr * g`, or Adam's moments and weights together) runs as one grid-stride loop
 over the variables' elements that writes each variable's device array in place
 (`epilogue.py` writes the element code). The kernel takes the variables' device arrays as
-`assign_to`; `run_assigning` supplies them from the session's variables.
+`assign_to`; `state_ops.run_assigning` supplies them from the session's device variables.
 """
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from tfjit.ir.graph import Graph, Node
-from tfjit.runtime.state import RuntimeState
 
 from . import epilogue
 from .compile import DeviceLines, compile_kernel
@@ -67,28 +66,6 @@ class CudaUpdateKernel:
         self.epilogue.write(lines, args, {}, outs, variables)
         lines.add("i += cuda.gridsize(1)")
         return lines.source()
-
-
-def run_assigning(kernel: Any, args: Sequence[Buffer], state: RuntimeState) -> tuple[Buffer, ...]:
-    """Run a kernel that assigns variables (`kernel.variables`) on the session's values.
-
-    The variables live in `state` as host arrays: each is copied to the device, updated there
-    in place and copied back. (Device-resident variables would hand their arrays over here.)
-    """
-    arrays = []
-    for t in kernel.epilogue.targets:
-        shape, dtype = tuple(t.out.type.shape), t.out.type.dtype.np_dtype
-        var = t.attr("var")
-        if t.op == "assign":
-            if state.is_initialized(var) and state.read(var).shape != shape:
-                raise NotImplementedError("an assignment that changes the variable's shape")  # the reference says so
-            arrays.append(Buffer.empty_on_device(shape, dtype).device)
-        else:
-            arrays.append(Buffer.on_host(np.asarray(state.read(var), dtype).reshape(shape)).to_device())
-    outs = kernel(*args, assign_to=tuple(arrays))
-    for t, array in zip(kernel.epilogue.targets, arrays):
-        state.write(t.attr("var"), Buffer(tuple(t.out.type.shape), t.out.type.dtype.np_dtype, device=array).to_host())
-    return outs
 
 
 def build(node: Node) -> CudaUpdateKernel | None:

@@ -107,7 +107,8 @@ def _require_cuda() -> None:
 def prepare(w: Workload, inputs: Inputs, size: Size, device: str, style: str) -> Prepared:
     build = _session if style == "session" else _function
     if device == "gpu":
+        # The CUDA backend's default placement: every node with a CUDA kernel on the GPU,
+        # the rest on the CPU (as TF places a graph without device scopes on a GPU machine).
         _require_cuda()
-        with tf.device("/device:GPU:0"):
-            return build(w, inputs, size)
+        tfjit.config.set_backend("numba_cuda")
     return build(w, inputs, size)

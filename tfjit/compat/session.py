@@ -15,7 +15,6 @@ from ..runtime.program import extract
 from ..runtime.state import RuntimeState
 from ..trace.graph import get_default_graph
 from ..trace.tensor import Operation, Tensor
-from .device import CPU0
 from .op_types import tf_op_type
 
 
@@ -162,7 +161,7 @@ class Session:
         return ""
 
     def list_devices(self) -> list[str]:
-        return [CPU0]
+        return list(config.placement().devices)
 
     # -- running -------------------------------------------------------------------------
     def run(self, fetches: Any, feed_dict: dict | None = None, options: Any = None,
@@ -202,22 +201,29 @@ class Session:
     def _compile(self, key: Any, feeds: dict[Value, np.ndarray], fed_order: list[Value],
                  fetch_values: list[Value], targets: list[Node]) -> tuple[Any, list[Value]]:
         feed_types = [(v, TensorType(as_dtype(feeds[v].dtype), feeds[v].shape)) for v in fed_order]
-        program = extract(self.graph.nodes, fetch_values, targets, feed_types, default_device=CPU0)
+        program = extract(self.graph.nodes, fetch_values, targets, feed_types)  # placement picks devices
         manager = config.pass_manager(allow_soft_placement=self.config.allow_soft_placement)
         optimized = manager.run(program)
         if self.config.log_device_placement:
             placed = dict(manager.history).get("place", optimized)
-            self._log_placement(placed.nodes)
+            fed = [p.node for p in placed.params]
+            self._log_placement(fed + placed.nodes, getattr(manager.overrides.get("place"), "fallbacks", []))
         compiled = (config.compile_graph(optimized), fetch_values)
         self._cache[key] = compiled
         return compiled
 
-    def _log_placement(self, nodes: list[Node]) -> None:
+    def _log_placement(self, nodes: list[Node], fallbacks: list[str]) -> None:
+        """TF's log lines (`name: (Type): device`), then why any node left its requested device."""
         for node in nodes:
             if node.name in self._logged:
                 continue
             self._logged.add(node.name)
-            print(f"{node.name}: ({tf_op_type(node.op)}): {node.device}", file=sys.stderr)
+            kind = "Placeholder" if node.op == "param" else tf_op_type(node.op)  # a param is a fed placeholder
+            print(f"{node.name}: ({kind}): {node.device}", file=sys.stderr)
+        for note in fallbacks:
+            if note not in self._logged:
+                self._logged.add(note)
+                print(f"placement fallback: {note}", file=sys.stderr)
 
     def _feeds(self, feed_dict: dict) -> dict[Value, np.ndarray]:
         feeds: dict[Value, np.ndarray] = {}

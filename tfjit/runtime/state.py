@@ -22,10 +22,15 @@ from ..errors import FailedPreconditionError
 
 class RuntimeState:
     """What a Session owns: each variable's current value, each random op's draw count and
-    the host objects (queues, dataset iterators) its stateful host ops keep between runs."""
+    the host objects (queues, dataset iterators) its stateful host ops keep between runs.
+
+    A variable placed on a device keeps its value there between runs (`device_variables`:
+    backend objects with a `to_host()`); its host copy is made only when a host reader asks.
+    """
 
     def __init__(self) -> None:
         self.variables: dict[str, np.ndarray] = {}
+        self.device_variables: dict[str, Any] = {}
         self._draws: dict[tuple[int, int], int] = {}
         self.resources: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -36,6 +41,10 @@ class RuntimeState:
             return self._stored(name)
 
     def _stored(self, name: str) -> np.ndarray:
+        if name not in self.variables and name in self.device_variables:
+            value = self.device_variables[name].to_host()
+            value.setflags(write=False)
+            self.variables[name] = value
         try:
             return self.variables[name]
         except KeyError:
@@ -49,6 +58,7 @@ class RuntimeState:
         value.setflags(write=False)
         with self._variables_lock:
             self.variables[name] = value
+            self.device_variables.pop(name, None)
         return value
 
     def update(self, name: str, value: np.ndarray, combine: np.ufunc | None = None) -> np.ndarray:
@@ -61,6 +71,7 @@ class RuntimeState:
         """
         with self._variables_lock:
             old = self._stored(name)
+            self.device_variables.pop(name, None)  # the host copy becomes the value
             shape = value.shape if combine is None else np.broadcast_shapes(old.shape, value.shape)
             # References to `old`: the store's dict, this frame's local, getrefcount's argument.
             if shape == old.shape and old.base is None and sys.getrefcount(old) == _ONLY_THE_STORE:
@@ -75,6 +86,12 @@ class RuntimeState:
             new.setflags(write=False)
             self.variables[name] = new
             return new
+
+    def write_device(self, name: str, value: Any) -> None:
+        """Make `value` (a device-resident value with `to_host()`) the variable's value."""
+        with self._variables_lock:
+            self.device_variables[name] = value
+            self.variables.pop(name, None)
 
     def resource(self, name: str, create: Callable[[], Any]) -> Any:
         """The host object named `name`, made by `create()` on first use (once, even when two
@@ -93,7 +110,7 @@ class RuntimeState:
                 cancel()
 
     def is_initialized(self, name: str) -> bool:
-        return name in self.variables
+        return name in self.variables or name in self.device_variables
 
     def random_generator(self, seed: int, seed2: int) -> np.random.Generator:
         """A Philox stream for op (seed, seed2): the n-th run of the op gets the n-th block.
