@@ -21,7 +21,7 @@ from tfjit.ir.graph import Graph, Node, Value
 from tfjit.ops.registry import Fusion, get_op
 from tfjit.runtime.state import RuntimeState
 
-from . import loop, reduction
+from . import conv, loop, pool, reduction
 
 
 class NumbaExecutable:
@@ -101,6 +101,8 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
         generated = loop.build(node)
     elif kind == "reduction":
         generated = reduction.build(node)
+    elif kind is None:  # convolutions and pooling
+        generated = conv.build(node) or pool.build(node)
     if generated is not None:
         return generated
     if node.op == "fused":  # run the body node by node; its elementwise runs still form loops
