@@ -6,6 +6,7 @@ first maximum on ties and NaN; other dtypes and run-time sizes fall back to the 
 kernels inside fused contraction bodies; and a small CNN trains to the reference's losses."""
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 
@@ -110,6 +111,16 @@ def test_conv2d_nchw_and_float64(x_shape, f_shape, strides, padding, dilations):
     got, want, exe = conv_and_grads(x_shape, f_shape, strides, padding, dilations, "NCHW", np.float64)
     assert_same(got, want, np.float64)
     assert len(window_kernels(exe)) == 3
+
+
+def test_conv2d_split_across_threads(monkeypatch):
+    """Big convolutions split their pixels (the input gradient: its images) across threads."""
+    monkeypatch.setattr(conv, "PARALLEL_MIN_FLOPS", 0)
+    for x_shape, f_shape, strides, padding in [((3, 6, 5, 3), (3, 3, 3, 4), (2, 1), "SAME"),
+                                               ((3, 4, 5, 6), (1, 1, 6, 5), (1, 1), "VALID")]:
+        got, want, exe = conv_and_grads(x_shape, f_shape, strides, padding, (1, 1), "NHWC", np.float32)
+        assert_same(got, want, np.float32)
+        assert all(k.threads == min(numba.get_num_threads(), 3) for k in window_kernels(exe).values())
 
 
 @pytest.mark.parametrize("x_shape,f_shape", [((0, 5, 5, 2), (3, 3, 2, 3)), ((2, 5, 5, 0), (3, 3, 0, 3)),

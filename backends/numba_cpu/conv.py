@@ -17,16 +17,20 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numba
 import numpy as np
 
 from tfjit.ir.graph import Node
 from tfjit.ops.conv import geometry
 
+from . import blas
 from .buffers import POOL
 from .compile import compile_kernel
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-BLOCK_BYTES = 1 << 18  # one block of columns: fits L2 next to the filter and the output rows
+BLOCK_BYTES = 1 << 19     # one block of columns: fits L2 (1 MiB) next to the filter and output rows
+MAX_BLOCK_ROWS = 1024
+PARALLEL_MIN_FLOPS = 1 << 24  # a parallel kernel costs 16-33 us a call more (DESIGN.md)
 
 # -- kernel sources (geometry `g`: kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow) --------
 _IM2COL = """
@@ -52,38 +56,83 @@ def im2col(x, g, p0, m, col):
                         col[r, base + k] = 0
 """
 
+# Each GEMM kernel splits its output pixels into `threads` contiguous ranges (whole images
+# for the input gradient, whose scatter-add crosses block edges), one per prange iteration;
+# each range runs block by block with its own slice of the scratch buffers.
 _FORWARD = """
-def conv_forward(x, w, out, g, rows):
+def conv_forward(x, w, out, g, pointwise, threads, col):
     total = out.shape[0]
-    col = np.empty((rows, w.shape[0]), x.dtype)
-    for p0 in range(0, total, rows):
-        m = min(rows, total - p0)
-        im2col(x, g, p0, m, col)
-        np.dot(col[:m], w, out[p0:p0 + m])
+    if threads == 1:
+        forward_range(x, w, out, g, pointwise, 0, total, col[0])
+    else:
+        for t in prange(threads):
+            forward_range(x, w, out, g, pointwise, total * t // threads, total * (t + 1) // threads, col[t])
+
+
+@njit(cache=True, error_model='numpy', nogil=True)
+def forward_range(x, w, out, g, pointwise, start, end, col):
+    rows = col.shape[0]
+    for p0 in range(start, end, rows):
+        m = min(rows, end - p0)
+        if pointwise:
+            np.dot(x.reshape((out.shape[0], x.shape[3]))[p0:p0 + m], w, out[p0:p0 + m])
+        else:
+            im2col(x, g, p0, m, col)
+            np.dot(col[:m], w, out[p0:p0 + m])
 """ + _IM2COL
 
 _BACKPROP_FILTER = """
-def conv_backprop_filter(x, dy, dw, g, rows):
+def conv_backprop_filter(x, dy, dw, g, pointwise, threads, col, parts):
     total = dy.shape[0]
-    col = np.empty((rows, dw.shape[0]), x.dtype)
-    part = np.empty(dw.shape, x.dtype)
-    dw[:] = 0
-    for p0 in range(0, total, rows):
-        m = min(rows, total - p0)
-        im2col(x, g, p0, m, col)
-        np.dot(col[:m].T, dy[p0:p0 + m], part)
-        dw += part
+    if threads == 1:
+        filter_range(x, dy, g, pointwise, 0, total, col[0], parts[0], parts[1])
+    else:
+        for t in prange(threads):
+            filter_range(x, dy, g, pointwise, total * t // threads, total * (t + 1) // threads, col[t],
+                         parts[2 * t], parts[2 * t + 1])
+    dw[:] = parts[0]
+    for t in range(1, threads):
+        dw += parts[2 * t]
+
+
+@njit(cache=True, error_model='numpy', nogil=True)
+def filter_range(x, dy, g, pointwise, start, end, col, acc, part):
+    rows = col.shape[0]
+    acc[:] = 0
+    for p0 in range(start, end, rows):
+        m = min(rows, end - p0)
+        if pointwise:
+            np.dot(x.reshape((dy.shape[0], x.shape[3]))[p0:p0 + m].T, dy[p0:p0 + m], part)
+        else:
+            im2col(x, g, p0, m, col)
+            np.dot(col[:m].T, dy[p0:p0 + m], part)
+        acc += part
 """ + _IM2COL
 
 _BACKPROP_INPUT = """
-def conv_backprop_input(dy, wt, dx, g, rows):
+def conv_backprop_input(dy, wt, dx, g, pointwise, threads, col):
+    n = dx.shape[0]
+    if threads == 1:
+        input_range(dy, wt, dx, g, pointwise, 0, n, col[0])
+    else:
+        for t in prange(threads):
+            input_range(dy, wt, dx, g, pointwise, n * t // threads, n * (t + 1) // threads, col[t])
+
+
+@njit(cache=True, error_model='numpy', nogil=True)
+def input_range(dy, wt, dx, g, pointwise, n0, n1, col):
     kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9]
     h, w, c = dx.shape[1], dx.shape[2], dx.shape[3]
-    total = dy.shape[0]
-    col = np.empty((rows, wt.shape[1]), dx.dtype)
-    dx[:] = 0
-    for p0 in range(0, total, rows):
-        m = min(rows, total - p0)
+    rows = col.shape[0]
+    if pointwise:
+        dx2 = dx.reshape((dy.shape[0], c))
+        for p0 in range(n0 * oh * ow, n1 * oh * ow, rows):
+            m = min(rows, n1 * oh * ow - p0)
+            np.dot(dy[p0:p0 + m], wt, dx2[p0:p0 + m])
+        return
+    dx[n0:n1] = 0
+    for p0 in range(n0 * oh * ow, n1 * oh * ow, rows):
+        m = min(rows, n1 * oh * ow - p0)
         np.dot(dy[p0:p0 + m], wt, col[:m])
         for r in range(m):
             p = p0 + r
@@ -166,13 +215,16 @@ _SOURCES = {
     "depthwise_forward": _DEPTHWISE_FORWARD, "depthwise_backprop_input": _DEPTHWISE_BACKPROP_INPUT,
     "depthwise_backprop_filter": _DEPTHWISE_BACKPROP_FILTER,
 }
+_PARALLEL = {"conv_forward", "conv_backprop_filter", "conv_backprop_input"}
 _COMPILED: dict[str, Callable[..., None]] = {}
 
 
 def _compiled(entry: str) -> Callable[..., None]:
     kernel = _COMPILED.get(entry)
     if kernel is None:
-        kernel = _COMPILED[entry] = compile_kernel(_SOURCES[entry], entry, name=entry)
+        blas.single_threaded()
+        kernel = _COMPILED[entry] = compile_kernel(_SOURCES[entry], entry, name=entry,
+                                                    parallel=entry in _PARALLEL)
     return kernel
 
 
@@ -212,7 +264,7 @@ def window_geometry(in_nhwc: tuple[int, ...], kernel: tuple[int, int], attrs: di
 
 
 def _block_rows(k: int, itemsize: int, total: int) -> int:
-    return max(1, min(total, BLOCK_BYTES // max(1, k * itemsize)))
+    return max(1, min(total, MAX_BLOCK_ROWS, BLOCK_BYTES // max(1, k * itemsize)))
 
 
 def _is_pointwise(g: np.ndarray) -> bool:
@@ -221,94 +273,99 @@ def _is_pointwise(g: np.ndarray) -> bool:
 
 
 # -- the ops -------------------------------------------------------------------------------
-class Conv2D:
+class _Gemm:
+    """The shared set-up of the three GEMM kernels: geometry, block rows, threads, scratch."""
+
+    entry = ""
+
+    def __init__(self, node: Node, x_shape: tuple[int, ...], f_shape: tuple[int, ...], pixels: int):
+        self.fmt = node.attr("data_format")
+        self.dtype = node.types[0].dtype.np_dtype
+        self.out_shape = tuple(node.types[0].shape)
+        self.x_shape, self.f_shape = nhwc_shape(x_shape, self.fmt), tuple(f_shape)
+        self.g = window_geometry(self.x_shape, self.f_shape[:2], node.attr_dict)
+        self.pointwise = _is_pointwise(self.g)
+        self.pixels = pixels                              # output pixels: the GEMMs' rows
+        self.k = int(np.prod(self.f_shape[:3]))           # KH*KW*C: the columns' width
+        self.o = self.f_shape[3]
+        self.rows = _block_rows(self.k, self.dtype.itemsize, pixels)
+        self.threads = self._threads(2.0 * pixels * self.k * self.o)
+        self.kernel = _compiled(self.entry)
+
+    def _threads(self, flops: float) -> int:
+        return numba.get_num_threads() if flops >= PARALLEL_MIN_FLOPS else 1
+
+    def _columns(self) -> np.ndarray:
+        return POOL.empty((self.threads, self.rows, 0 if self.pointwise else self.k), self.dtype)  # rows: the block size
+
+
+class Conv2D(_Gemm):
     """conv2d: out[N*OH*OW, O] = columns(x) @ W[KH*KW*C, O], block by block."""
 
+    entry = "conv_forward"
+
     def __init__(self, node: Node):
-        self.fmt = node.attr("data_format")
-        x, f = (v.type.shape for v in node.inputs)
-        self.x_shape = nhwc_shape(x, self.fmt)
-        self.f_shape = tuple(f)
-        self.out_shape = nhwc_shape(node.types[0].shape, self.fmt)
-        self.dtype = node.types[0].dtype.np_dtype
-        self.g = window_geometry(self.x_shape, self.f_shape[:2], node.attr_dict)
-        self.k = k = int(np.prod(self.f_shape[:3]))
-        self.rows = _block_rows(k, self.dtype.itemsize, int(np.prod(self.out_shape[:3])))
-        self.kernel = None if _is_pointwise(self.g) else _compiled("conv_forward")
+        x, f = (tuple(v.type.shape) for v in node.inputs)
+        out = nhwc_shape(node.types[0].shape, node.attr("data_format"))
+        super().__init__(node, x, f, int(np.prod(out[:3])))
 
     def __call__(self, x: np.ndarray, f: np.ndarray) -> np.ndarray:
-        xs = to_nhwc(x, self.fmt)
-        out = POOL.empty(self.out_shape, self.dtype)
-        rows, o = int(np.prod(self.out_shape[:3])), self.out_shape[3]
-        w = np.ascontiguousarray(f).reshape(self.k, o)
-        if out.size == 0 or w.shape[0] == 0:
+        out = POOL.empty(nhwc_shape(self.out_shape, self.fmt), self.dtype)
+        if out.size == 0 or self.k == 0:
             out.fill(0)
-        elif self.kernel is None:
-            np.dot(xs.reshape(rows, -1), w, out=out.reshape(rows, o))
         else:
-            self.kernel(xs, w, out.reshape(rows, o), self.g, self.rows)
+            w = np.ascontiguousarray(f).reshape(self.k, self.o)
+            self.kernel(to_nhwc(x, self.fmt), w, out.reshape(self.pixels, self.o), self.g, self.pointwise,
+                        self.threads, self._columns())
         return from_nhwc(out, self.fmt)
 
 
-class Conv2DBackpropInput:
-    """dx = col2im(dy @ W^T), block by block."""
+class Conv2DBackpropInput(_Gemm):
+    """dx = col2im(dy @ W^T), block by block; threads take whole images (the scatter-add of
+    neighbouring pixels meets at block edges)."""
+
+    entry = "conv_backprop_input"
 
     def __init__(self, node: Node):
-        self.fmt = node.attr("data_format")
-        f, dy = (v.type.shape for v in node.inputs)
-        self.f_shape = tuple(f)
-        self.dy_shape = nhwc_shape(dy, self.fmt)
-        self.dx_shape = nhwc_shape(node.types[0].shape, self.fmt)
-        self.dtype = node.types[0].dtype.np_dtype
-        self.g = window_geometry(self.dx_shape, self.f_shape[:2], node.attr_dict)
-        self.k = k = int(np.prod(self.f_shape[:3]))
-        self.rows = _block_rows(k, self.dtype.itemsize, int(np.prod(self.dy_shape[:3])))
-        self.kernel = None if _is_pointwise(self.g) else _compiled("conv_backprop_input")
+        f, dy = (tuple(v.type.shape) for v in node.inputs)
+        dy = nhwc_shape(dy, node.attr("data_format"))
+        super().__init__(node, node.types[0].shape, f, int(np.prod(dy[:3])))
+        self.threads = min(self.threads, max(1, self.x_shape[0]))
 
     def __call__(self, f: np.ndarray, dy: np.ndarray) -> np.ndarray:
-        dys = to_nhwc(dy, self.fmt)
-        dx = POOL.empty(self.dx_shape, self.dtype)
-        rows, o = int(np.prod(self.dy_shape[:3])), self.dy_shape[3]
-        wt = np.ascontiguousarray(f.reshape(self.k, o).T)
+        dx = POOL.empty(self.x_shape, self.dtype)
         if dx.size == 0:
             pass
-        elif dys.size == 0 or o == 0:
+        elif self.pixels == 0 or self.o == 0:
             dx.fill(0)
-        elif self.kernel is None:
-            np.dot(dys.reshape(rows, o), wt, out=dx.reshape(rows, -1))
         else:
-            self.kernel(dys.reshape(rows, o), wt, dx, self.g, self.rows)
+            wt = np.ascontiguousarray(f.reshape(self.k, self.o).T)
+            dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
+            self.kernel(dys, wt, dx, self.g, self.pointwise, self.threads, self._columns())
         return from_nhwc(dx, self.fmt)
 
 
-class Conv2DBackpropFilter:
-    """dW = sum over blocks of columns(x)^T @ dy."""
+class Conv2DBackpropFilter(_Gemm):
+    """dW = sum over blocks of columns(x)^T @ dy; each thread sums its own blocks."""
+
+    entry = "conv_backprop_filter"
 
     def __init__(self, node: Node):
-        self.fmt = node.attr("data_format")
-        x, dy = (v.type.shape for v in node.inputs)
-        self.x_shape = nhwc_shape(x, self.fmt)
-        self.dy_shape = nhwc_shape(dy, self.fmt)
-        self.f_shape = tuple(node.types[0].shape)
-        self.dtype = node.types[0].dtype.np_dtype
-        self.g = window_geometry(self.x_shape, self.f_shape[:2], node.attr_dict)
-        self.k = k = int(np.prod(self.f_shape[:3]))
-        self.rows = _block_rows(k, self.dtype.itemsize, int(np.prod(self.dy_shape[:3])))
-        self.kernel = None if _is_pointwise(self.g) else _compiled("conv_backprop_filter")
+        x, dy = (tuple(v.type.shape) for v in node.inputs)
+        dy = nhwc_shape(dy, node.attr("data_format"))
+        super().__init__(node, x, node.types[0].shape, int(np.prod(dy[:3])))
 
     def __call__(self, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
-        xs, dys = to_nhwc(x, self.fmt), to_nhwc(dy, self.fmt)
         df = np.empty(self.f_shape, self.dtype)
-        rows, o = int(np.prod(self.dy_shape[:3])), self.dy_shape[3]
-        dw = df.reshape(self.k, o)
         if df.size == 0:
             pass
-        elif rows == 0:
+        elif self.pixels == 0:
             df.fill(0)
-        elif self.kernel is None:
-            np.dot(xs.reshape(rows, -1).T, dys.reshape(rows, o), out=dw)
         else:
-            self.kernel(xs, dys.reshape(rows, o), dw, self.g, self.rows)
+            dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
+            parts = np.empty((2 * self.threads, self.k, self.o), self.dtype)
+            self.kernel(to_nhwc(x, self.fmt), dys, df.reshape(self.k, self.o), self.g, self.pointwise,
+                        self.threads, self._columns(), parts)
         return df
 
 
