@@ -95,6 +95,7 @@ CONV_CASES = [  # (input NHWC, filter HWIO, strides, padding, dilations)
     ((2, 5, 6, 2), (3, 3, 2, 3), (2, 2), ((1, 2), (0, 3)), (1, 1)),
     ((3, 4, 5, 6), (1, 1, 6, 5), (1, 1), "SAME", (1, 1)),   # pointwise: one GEMM
     ((2, 5, 5, 4), (1, 1, 4, 3), (2, 2), "VALID", (1, 1)),  # 1x1 strided: columns again
+    ((2, 3, 4, 2), (1, 1, 2, 3), (1, 1), ((0, 1), (0, 2)), (1, 1)),  # 1x1 padded below/right
     ((1, 3, 3, 2), (3, 3, 2, 2), (1, 1), "VALID", (1, 1)),  # a single output pixel
 ]
 

@@ -6,7 +6,7 @@ pixels at a time into a buffer that stays in L2, and each block's GEMM (numba's 
 BLAS) writes its rows of the output straight away; the full column matrix (9x the input for
 3x3) never exists. The input gradient runs the same loop backwards (dy @ W^T into a block of
 columns, then scatter-added into dx: col2im); the filter gradient sums columns^T @ dy over
-the blocks. A 1x1, stride-1, unpadded convolution needs no columns: it is one GEMM.
+the blocks. A 1x1, stride-1, unpadded convolution needs no columns: its GEMMs read the input.
 Depthwise convolutions have no GEMM; they run as direct loops with the channel innermost.
 
 Kernels work in NHWC with geometry as run-time ints, so one compiled kernel per op and dtype
@@ -267,9 +267,10 @@ def _block_rows(k: int, itemsize: int, total: int) -> int:
     return max(1, min(total, MAX_BLOCK_ROWS, BLOCK_BYTES // max(1, k * itemsize)))
 
 
-def _is_pointwise(g: np.ndarray) -> bool:
-    """A 1x1 window at stride 1 without padding: the columns are the input itself."""
-    return bool(g[0] == 1 and g[1] == 1 and g[2] == 1 and g[3] == 1 and g[6] == 0 and g[7] == 0)
+def _is_pointwise(g: np.ndarray, x_nhwc: tuple[int, ...]) -> bool:
+    """A 1x1 window at stride 1 with the output the input's size: the columns are the input."""
+    return bool(g[0] == 1 and g[1] == 1 and g[2] == 1 and g[3] == 1 and g[6] == 0 and g[7] == 0
+                and g[8] == x_nhwc[1] and g[9] == x_nhwc[2])
 
 
 # -- the ops -------------------------------------------------------------------------------
@@ -284,19 +285,18 @@ class _Gemm:
         self.out_shape = tuple(node.types[0].shape)
         self.x_shape, self.f_shape = nhwc_shape(x_shape, self.fmt), tuple(f_shape)
         self.g = window_geometry(self.x_shape, self.f_shape[:2], node.attr_dict)
-        self.pointwise = _is_pointwise(self.g)
+        self.pointwise = _is_pointwise(self.g, self.x_shape)
         self.pixels = pixels                              # output pixels: the GEMMs' rows
         self.k = int(np.prod(self.f_shape[:3]))           # KH*KW*C: the columns' width
         self.o = self.f_shape[3]
         self.rows = _block_rows(self.k, self.dtype.itemsize, pixels)
-        self.threads = self._threads(2.0 * pixels * self.k * self.o)
+        big = 2.0 * pixels * self.k * self.o >= PARALLEL_MIN_FLOPS
+        self.threads = numba.get_num_threads() if big else 1
         self.kernel = _compiled(self.entry)
 
-    def _threads(self, flops: float) -> int:
-        return numba.get_num_threads() if flops >= PARALLEL_MIN_FLOPS else 1
-
     def _columns(self) -> np.ndarray:
-        return POOL.empty((self.threads, self.rows, 0 if self.pointwise else self.k), self.dtype)  # rows: the block size
+        """Each thread's block of columns (empty for pointwise: its shape still gives the rows)."""
+        return POOL.empty((self.threads, self.rows, 0 if self.pointwise else self.k), self.dtype)
 
 
 class Conv2D(_Gemm):
