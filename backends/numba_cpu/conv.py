@@ -150,11 +150,12 @@ def input_range(dy, wt, dx, g, pointwise, n0, n1, col):
                                 dx[n, ih, iw, k] += col[r, base + k]
 """
 
+# Depthwise filters come flattened to [KH, KW, C*M]: input channel k feeds output channels
+# k*M .. k*M+M-1. A multiplier of 1 takes a plain loop over the channels, which vectorises.
 _DEPTHWISE_FORWARD = """
-def depthwise_forward(x, f, out, g):
+def depthwise_forward(x, f, out, g, mult):
     kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9]
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
-    mult = f.shape[3]
     out[:] = 0
     for n in range(x.shape[0]):
         for a in range(oh):
@@ -165,16 +166,20 @@ def depthwise_forward(x, f, out, g):
                         for j in range(kw):
                             iw = b * sw - pl + j * dw
                             if 0 <= iw < w:
-                                for k in range(c):
-                                    for q in range(mult):
-                                        out[n, a, b, k * mult + q] += x[n, ih, iw, k] * f[i, j, k, q]
+                                if mult == 1:
+                                    for k in range(c):
+                                        out[n, a, b, k] += x[n, ih, iw, k] * f[i, j, k]
+                                else:
+                                    for k in range(c):
+                                        xv = x[n, ih, iw, k]
+                                        for e in range(k * mult, (k + 1) * mult):
+                                            out[n, a, b, e] += xv * f[i, j, e]
 """
 
 _DEPTHWISE_BACKPROP_INPUT = """
-def depthwise_backprop_input(f, dy, dx, g):
+def depthwise_backprop_input(f, dy, dx, g, mult):
     kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9]
     h, w, c = dx.shape[1], dx.shape[2], dx.shape[3]
-    mult = f.shape[3]
     dx[:] = 0
     for n in range(dx.shape[0]):
         for a in range(oh):
@@ -185,16 +190,21 @@ def depthwise_backprop_input(f, dy, dx, g):
                         for j in range(kw):
                             iw = b * sw - pl + j * dw
                             if 0 <= iw < w:
-                                for k in range(c):
-                                    for q in range(mult):
-                                        dx[n, ih, iw, k] += dy[n, a, b, k * mult + q] * f[i, j, k, q]
+                                if mult == 1:
+                                    for k in range(c):
+                                        dx[n, ih, iw, k] += dy[n, a, b, k] * f[i, j, k]
+                                else:
+                                    for k in range(c):
+                                        acc = dx[n, ih, iw, k]
+                                        for e in range(k * mult, (k + 1) * mult):
+                                            acc += dy[n, a, b, e] * f[i, j, e]
+                                        dx[n, ih, iw, k] = acc
 """
 
 _DEPTHWISE_BACKPROP_FILTER = """
-def depthwise_backprop_filter(x, dy, df, g):
+def depthwise_backprop_filter(x, dy, df, g, mult):
     kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9]
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
-    mult = df.shape[3]
     df[:] = 0
     for n in range(x.shape[0]):
         for a in range(oh):
@@ -205,9 +215,14 @@ def depthwise_backprop_filter(x, dy, df, g):
                         for j in range(kw):
                             iw = b * sw - pl + j * dw
                             if 0 <= iw < w:
-                                for k in range(c):
-                                    for q in range(mult):
-                                        df[i, j, k, q] += x[n, ih, iw, k] * dy[n, a, b, k * mult + q]
+                                if mult == 1:
+                                    for k in range(c):
+                                        df[i, j, k] += x[n, ih, iw, k] * dy[n, a, b, k]
+                                else:
+                                    for k in range(c):
+                                        xv = x[n, ih, iw, k]
+                                        for e in range(k * mult, (k + 1) * mult):
+                                            df[i, j, e] += xv * dy[n, a, b, e]
 """
 
 _SOURCES = {
@@ -379,22 +394,24 @@ class Depthwise:
         self.out_shape = tuple(node.types[0].shape)
         x_shape, f_shape = {"depthwise_forward": (a, b), "depthwise_backprop_input": (self.out_shape, a),
                             "depthwise_backprop_filter": (a, self.out_shape)}[entry]
+        self.f_flat = (f_shape[0], f_shape[1], f_shape[2] * f_shape[3])
+        self.mult = f_shape[3]
         self.dtype = node.types[0].dtype.np_dtype
         self.g = window_geometry(nhwc_shape(x_shape, self.fmt), f_shape[:2], node.attr_dict)
         self.kernel = _compiled(entry)
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        filter_out = self.entry == "depthwise_backprop_filter"
-        out_nhwc = self.out_shape if filter_out else nhwc_shape(self.out_shape, self.fmt)
-        out = np.empty(out_nhwc, self.dtype) if filter_out else POOL.empty(out_nhwc, self.dtype)
-        if self.entry == "depthwise_backprop_input":  # (filter, dy)
-            args = (np.ascontiguousarray(a), to_nhwc(b, self.fmt))
-        elif filter_out:                              # (x, dy)
-            args = (to_nhwc(a, self.fmt), to_nhwc(b, self.fmt))
-        else:                                         # (x, filter)
-            args = (to_nhwc(a, self.fmt), np.ascontiguousarray(b))
-        self.kernel(*args, out, self.g)
-        return out if filter_out else from_nhwc(out, self.fmt)
+        if self.entry == "depthwise_backprop_filter":  # (x, dy) -> filter
+            out = np.empty(self.out_shape, self.dtype)
+            self.kernel(to_nhwc(a, self.fmt), to_nhwc(b, self.fmt), out.reshape(self.f_flat), self.g, self.mult)
+            return out
+        out = POOL.empty(nhwc_shape(self.out_shape, self.fmt), self.dtype)
+        if self.entry == "depthwise_backprop_input":  # (filter, dy) -> input
+            args = (np.ascontiguousarray(a).reshape(self.f_flat), to_nhwc(b, self.fmt))
+        else:                                         # (x, filter) -> output
+            args = (to_nhwc(a, self.fmt), np.ascontiguousarray(b).reshape(self.f_flat))
+        self.kernel(*args, out, self.g, self.mult)
+        return from_nhwc(out, self.fmt)
 
 
 _BUILDERS: dict[str, Callable[[Node], Any]] = {
