@@ -82,7 +82,7 @@ def forward_range(x, w, out, g, pointwise, start, end, col):
 """ + _IM2COL
 
 _BACKPROP_FILTER = """
-def conv_backprop_filter(x, dy, dw, g, pointwise, threads, col, parts):
+def conv_backprop_filter(x, dy, g, pointwise, threads, col, parts):
     total = dy.shape[0]
     if threads == 1:
         filter_range(x, dy, g, pointwise, 0, total, col[0], parts[0], parts[1])
@@ -90,9 +90,6 @@ def conv_backprop_filter(x, dy, dw, g, pointwise, threads, col, parts):
         for t in prange(threads):
             filter_range(x, dy, g, pointwise, total * t // threads, total * (t + 1) // threads, col[t],
                          parts[2 * t], parts[2 * t + 1])
-    dw[:] = parts[0]
-    for t in range(1, threads):
-        dw += parts[2 * t]
 
 
 @njit(cache=True, error_model='numpy', nogil=True)
@@ -371,17 +368,13 @@ class Conv2DBackpropFilter(_Gemm):
         super().__init__(node, x, node.types[0].shape, int(np.prod(dy[:3])))
 
     def __call__(self, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
-        df = np.empty(self.f_shape, self.dtype)
-        if df.size == 0:
-            pass
-        elif self.pixels == 0:
-            df.fill(0)
-        else:
-            dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
-            parts = np.empty((2 * self.threads, self.k, self.o), self.dtype)
-            self.kernel(to_nhwc(x, self.fmt), dys, df.reshape(self.k, self.o), self.g, self.pointwise,
-                        self.threads, self._columns(), parts)
-        return df
+        if self.pixels == 0 or self.k * self.o == 0:
+            return np.zeros(self.f_shape, self.dtype)
+        dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
+        parts = np.empty((2 * self.threads, self.k, self.o), self.dtype)  # per thread: its sum, a block's
+        self.kernel(to_nhwc(x, self.fmt), dys, self.g, self.pointwise, self.threads, self._columns(), parts)
+        df = parts[0] if self.threads == 1 else parts[0::2].sum(axis=0)
+        return df.reshape(self.f_shape)
 
 
 class Depthwise:
