@@ -21,7 +21,7 @@ from tfjit.ir.graph import Graph, Node, Value
 from tfjit.ops.registry import Fusion, get_op
 from tfjit.runtime.state import RuntimeState
 
-from . import contraction, loop, reduction
+from . import contraction, conv, loop, pool, reduction
 from .sink_reads import sink_reads
 
 
@@ -106,6 +106,8 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
         generated = reduction.build(node)
     elif kind == "contraction":
         generated = contraction.build(node)
+    elif kind is None:  # convolutions and pooling
+        generated = conv.build(node) or pool.build(node)
     if generated is not None:
         return generated
     if node.op == "fused":  # run the body node by node; its elementwise runs still form loops

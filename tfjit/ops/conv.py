@@ -434,7 +434,7 @@ def _first_max(xs: np.ndarray, g: Geometry) -> np.ndarray:
     """One-hot [N, OH, OW, KH*KW, C] of each window's first maximum in row-major order
     (TF's CPU kernels route the gradient there; padding never wins)."""
     p = patches(xs, g, _lowest(xs.dtype))
-    flat = p.reshape(p.shape[:3] + (-1, p.shape[5]))
+    flat = p.reshape(p.shape[:3] + (p.shape[3] * p.shape[4], p.shape[5]))  # no -1: N may be 0
     first = np.argmax(flat, axis=3)
     return np.arange(flat.shape[3])[:, None] == first[:, :, :, None, :]
 

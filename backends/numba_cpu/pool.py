@@ -1,0 +1,196 @@
+"""Pooling kernels: max/avg pooling and their gradients as direct loops over NHWC windows.
+
+Each output pixel visits its window once with the channel innermost (contiguous in NHWC, so
+the loops vectorise). Padding never takes part: a max starts from -inf and skips it, an
+average divides by the number of real entries (TF's SAME averaging). The max-pool gradients
+route through each window's *first* maximum in row-major window order, padded positions
+counting as -inf and a NaN counting as the maximum, exactly as the reference's argmax.
+
+Geometry is passed at run time (the same vector as conv.py's), so one compiled kernel per op
+and dtype serves every shape. float32/float64 only; other dtypes use the reference.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from tfjit.ir.graph import Node
+
+from .buffers import POOL
+from .compile import compile_kernel
+from .conv import DTYPES, from_nhwc, nhwc_shape, static_shapes, to_nhwc, window_geometry
+
+_HEAD = """
+    kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9]
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+"""
+
+# The first maximum of each window, per channel: its window position (row-major, padding
+# included as -inf) in `first`; ties keep the earlier position, a NaN wins and stays.
+_FIRST_MAX = """
+@njit(cache=True, error_model='numpy', nogil=True)
+def first_max(x, g, n, a, b, best, first):
+    kh, kw, sh, sw, dh, dw, pt, pl = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    lowest = -np.inf
+    for k in range(c):
+        first[k] = -1
+    for i in range(kh):
+        ih = a * sh - pt + i * dh
+        for j in range(kw):
+            iw = b * sw - pl + j * dw
+            inside = 0 <= ih < h and 0 <= iw < w
+            pos = i * kw + j
+            for k in range(c):
+                v = x[n, ih, iw, k] if inside else lowest
+                m = best[k]
+                if first[k] < 0 or (m == m and (v > m or v != v)):
+                    best[k] = v
+                    first[k] = pos
+"""
+
+_MAX_POOL = """
+def max_pool(x, out, g):""" + _HEAD + """
+    lowest = -np.inf
+    for n in range(x.shape[0]):
+        for a in range(oh):
+            for b in range(ow):
+                for k in range(c):
+                    out[n, a, b, k] = lowest
+                for i in range(kh):
+                    ih = a * sh - pt + i * dh
+                    if 0 <= ih < h:
+                        for j in range(kw):
+                            iw = b * sw - pl + j * dw
+                            if 0 <= iw < w:
+                                for k in range(c):
+                                    v = x[n, ih, iw, k]
+                                    m = out[n, a, b, k]
+                                    out[n, a, b, k] = v if (v > m or v != v) and m == m else m
+"""
+
+_AVG_POOL = """
+def avg_pool(x, out, g):""" + _HEAD + """
+    for n in range(x.shape[0]):
+        for a in range(oh):
+            for b in range(ow):
+                for k in range(c):
+                    out[n, a, b, k] = 0
+                count = 0
+                for i in range(kh):
+                    ih = a * sh - pt + i * dh
+                    if 0 <= ih < h:
+                        for j in range(kw):
+                            iw = b * sw - pl + j * dw
+                            if 0 <= iw < w:
+                                count += 1
+                                for k in range(c):
+                                    out[n, a, b, k] += x[n, ih, iw, k]
+                scale = out.dtype.type(count)
+                for k in range(c):
+                    out[n, a, b, k] /= scale
+"""
+
+_AVG_POOL_GRAD = """
+def avg_pool_grad(dy, x, g):""" + _HEAD + """
+    x[:] = 0
+    for n in range(x.shape[0]):
+        for a in range(oh):
+            for b in range(ow):
+                count = 0
+                for i in range(kh):
+                    ih = a * sh - pt + i * dh
+                    for j in range(kw):
+                        iw = b * sw - pl + j * dw
+                        if 0 <= ih < h and 0 <= iw < w:
+                            count += 1
+                scale = x.dtype.type(count)
+                for i in range(kh):
+                    ih = a * sh - pt + i * dh
+                    if 0 <= ih < h:
+                        for j in range(kw):
+                            iw = b * sw - pl + j * dw
+                            if 0 <= iw < w:
+                                for k in range(c):
+                                    x[n, ih, iw, k] += dy[n, a, b, k] / scale
+"""
+
+_MAX_POOL_GRAD = """
+def max_pool_grad(x, dy, dx, g):""" + _HEAD + """
+    best = np.empty(c, x.dtype)
+    first = np.empty(c, np.int64)
+    dx[:] = 0
+    for n in range(x.shape[0]):
+        for a in range(oh):
+            for b in range(ow):
+                first_max(x, g, n, a, b, best, first)
+                for k in range(c):
+                    ih = a * sh - pt + (first[k] // kw) * dh
+                    iw = b * sw - pl + (first[k] % kw) * dw
+                    if 0 <= ih < h and 0 <= iw < w:
+                        dx[n, ih, iw, k] += dy[n, a, b, k]
+""" + _FIRST_MAX
+
+_MAX_POOL_GRAD_GRAD = """
+def max_pool_grad_grad(x, grad, out, g):""" + _HEAD + """
+    best = np.empty(c, x.dtype)
+    first = np.empty(c, np.int64)
+    for n in range(x.shape[0]):
+        for a in range(oh):
+            for b in range(ow):
+                first_max(x, g, n, a, b, best, first)
+                for k in range(c):
+                    ih = a * sh - pt + (first[k] // kw) * dh
+                    iw = b * sw - pl + (first[k] % kw) * dw
+                    inside = 0 <= ih < h and 0 <= iw < w
+                    out[n, a, b, k] = grad[n, ih, iw, k] if inside else 0
+""" + _FIRST_MAX
+
+_SOURCES = {"max_pool": _MAX_POOL, "avg_pool": _AVG_POOL, "avg_pool_grad": _AVG_POOL_GRAD,
+            "max_pool_grad": _MAX_POOL_GRAD, "max_pool_grad_grad": _MAX_POOL_GRAD_GRAD}
+_COMPILED: dict[str, Callable[..., None]] = {}
+
+
+def _compiled(entry: str) -> Callable[..., None]:
+    kernel = _COMPILED.get(entry)
+    if kernel is None:
+        kernel = _COMPILED[entry] = compile_kernel(_SOURCES[entry], entry, name=entry)
+    return kernel
+
+
+class Pool:
+    """One pooling op: operands put in NHWC, the kernel writes an NHWC result, put back."""
+
+    def __init__(self, node: Node):
+        self.op = node.op
+        self.fmt = node.attr("data_format")
+        attrs = node.attr_dict
+        x_shape = node.types[0].shape if node.op == "avg_pool_grad" else node.inputs[0].type.shape
+        axes = (2, 3) if self.fmt == "NCHW" else (1, 2)
+        ksize = attrs["ksize"]
+        self.g = window_geometry(nhwc_shape(x_shape, self.fmt), (ksize[axes[0]], ksize[axes[1]]), attrs)
+        self.out_shape = nhwc_shape(node.types[0].shape, self.fmt)
+        self.dtype = node.types[0].dtype.np_dtype
+        self.kernel = _compiled(node.op)
+
+    def __call__(self, *args: np.ndarray) -> np.ndarray:
+        if self.op == "max_pool_grad":   # (x, y, dy): y is not needed
+            args = (args[0], args[2])
+        elif self.op == "max_pool_grad_grad":  # (x, y, grad)
+            args = (args[0], args[2])
+        out = POOL.empty(self.out_shape, self.dtype)
+        self.kernel(*(to_nhwc(a, self.fmt) for a in args), out, self.g)
+        return from_nhwc(out, self.fmt)
+
+
+OPS = {"max_pool", "avg_pool", "max_pool_grad", "max_pool_grad_grad", "avg_pool_grad"}
+
+
+def build(node: Node) -> Callable[..., np.ndarray] | None:
+    """A compiled kernel for a pooling node, or None where the reference must run."""
+    if node.op not in OPS or not static_shapes(node) or node.types[0].dtype.np_dtype not in DTYPES:
+        return None
+    if node.op == "avg_pool_grad" and len(node.inputs) != 1:
+        return None
+    return Pool(node)

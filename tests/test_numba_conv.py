@@ -1,0 +1,269 @@
+"""The numba backend's convolution and pooling kernels give the reference backend's results
+(which tests/test_ops_cnn.py and test_cnn_tensorflow.py check against loops and TF) over the
+shape classes: NHWC/NCHW, SAME/VALID/explicit padding, strides, dilations, 1x1 (one GEMM)
+and wider windows, batch 1, empty dims, float32/float64; the max-pool gradients route to the
+first maximum on ties and NaN; other dtypes and run-time sizes fall back to the reference;
+kernels inside fused contraction bodies; and a small CNN trains to the reference's losses."""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import tfjit as tf
+from tfjit import config
+from tfjit.backends.numba_cpu import conv, pool
+from tfjit.backends.numba_cpu.executable import compile_graph as numba_compile
+from tfjit.backends.reference import compile_graph as reference_compile
+from tfjit.debug import program_for
+from tfjit.runtime.state import RuntimeState
+
+RNG = np.random.default_rng(11)
+TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
+KERNEL_TYPES = (conv.Conv2D, conv.Conv2DBackpropInput, conv.Conv2DBackpropFilter, conv.Depthwise, pool.Pool)
+
+
+def both(fetches, feed_dict):
+    """Optimise the program once; run it on both backends; return both results and the numba plan."""
+    program = config.pass_manager().run(program_for(fetches, feed_dict))
+    args = [np.asarray(feed_dict[k], k.dtype.np_dtype) for k in sorted(feed_dict, key=lambda t: t.op.node.uid)]
+    exe = numba_compile(program)
+    got = exe.run(args, RuntimeState())
+    want = reference_compile(program).run(args, RuntimeState())
+    return got, want, exe
+
+
+def kernels(exe):
+    """(op, kernel) of every node the plan runs, inside fused bodies too."""
+    out = []
+    for node, kernel in exe.kernels:
+        inner = getattr(kernel, "inner", None)
+        out += kernels(inner) if inner is not None else [(node.op, kernel)]
+    return out
+
+
+def window_kernels(exe):
+    return {op: k for op, k in kernels(exe) if isinstance(k, KERNEL_TYPES)}
+
+
+def assert_same(got, want, dtype):
+    for g, w in zip(got, want):
+        g, w = np.asarray(g), np.asarray(w)
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, equal_nan=True, **TOL[dtype])
+
+
+def nchw(shape):
+    return (shape[0], shape[3], shape[1], shape[2])
+
+
+def quad(pair, fmt):
+    return (1, *pair, 1) if fmt == "NHWC" else (1, 1, *pair)
+
+
+def explicit(padding, fmt):
+    if isinstance(padding, str):
+        return padding
+    hw = [list(p) for p in padding]
+    return [[0, 0], *hw, [0, 0]] if fmt == "NHWC" else [[0, 0], [0, 0], *hw]
+
+
+def conv_and_grads(x_shape, f_shape, strides, padding, dilations, fmt, dtype, depthwise=False):
+    """A convolution, its input and filter gradients (through a random cotangent), on both backends."""
+    tdtype = tf.as_dtype(dtype)
+    shape = x_shape if fmt == "NHWC" else nchw(x_shape)
+    x = tf.placeholder(tdtype, shape, name="x")
+    f = tf.placeholder(tdtype, f_shape, name="f")
+    if depthwise:
+        y = tf.nn.depthwise_conv2d_native(x, f, quad(strides, fmt), explicit(padding, fmt), data_format=fmt,
+                                          dilations=quad(dilations, fmt))
+    else:
+        y = tf.nn.conv2d(x, f, quad(strides, fmt), explicit(padding, fmt), data_format=fmt,
+                         dilations=quad(dilations, fmt))
+    r = tf.placeholder(tdtype, y.shape.as_list(), name="r")
+    dx, df = tf.gradients(y, [x, f], grad_ys=[r])
+    feeds = {x: RNG.standard_normal(shape), f: RNG.standard_normal(f_shape),
+             r: RNG.standard_normal(y.shape.as_list())}
+    return both([y, dx, df], feeds)
+
+
+CONV_CASES = [  # (input NHWC, filter HWIO, strides, padding, dilations)
+    ((2, 6, 5, 3), (3, 3, 3, 4), (1, 1), "SAME", (1, 1)),
+    ((2, 7, 6, 3), (3, 3, 3, 2), (2, 2), "SAME", (1, 1)),
+    ((1, 7, 6, 2), (2, 3, 2, 3), (2, 1), "VALID", (1, 1)),
+    ((1, 8, 7, 2), (3, 2, 2, 3), (1, 1), "VALID", (2, 3)),
+    ((2, 5, 6, 2), (3, 3, 2, 3), (2, 2), ((1, 2), (0, 3)), (1, 1)),
+    ((3, 4, 5, 6), (1, 1, 6, 5), (1, 1), "SAME", (1, 1)),   # pointwise: one GEMM
+    ((2, 5, 5, 4), (1, 1, 4, 3), (2, 2), "VALID", (1, 1)),  # 1x1 strided: columns again
+    ((2, 3, 4, 2), (1, 1, 2, 3), (1, 1), ((0, 1), (0, 2)), (1, 1)),  # 1x1 padded below/right
+    ((1, 3, 3, 2), (3, 3, 2, 2), (1, 1), "VALID", (1, 1)),  # a single output pixel
+]
+
+
+@pytest.mark.parametrize("x_shape,f_shape,strides,padding,dilations", CONV_CASES)
+def test_conv2d_and_its_gradients_match_the_reference(x_shape, f_shape, strides, padding, dilations):
+    got, want, exe = conv_and_grads(x_shape, f_shape, strides, padding, dilations, "NHWC", np.float32)
+    assert_same(got, want, np.float32)
+    assert set(window_kernels(exe)) == {"conv2d", "conv2d_backprop_input", "conv2d_backprop_filter"}
+
+
+@pytest.mark.parametrize("x_shape,f_shape,strides,padding,dilations", [CONV_CASES[1], CONV_CASES[4], CONV_CASES[5]])
+def test_conv2d_nchw_and_float64(x_shape, f_shape, strides, padding, dilations):
+    got, want, exe = conv_and_grads(x_shape, f_shape, strides, padding, dilations, "NCHW", np.float64)
+    assert_same(got, want, np.float64)
+    assert len(window_kernels(exe)) == 3
+
+
+def test_conv2d_split_across_threads(monkeypatch):
+    """Big convolutions split their pixels (the input gradient: its images) across threads."""
+    monkeypatch.setattr(conv, "PARALLEL_MIN_FLOPS", 0)
+    for x_shape, f_shape, strides, padding in [((3, 6, 5, 3), (3, 3, 3, 4), (2, 1), "SAME"),
+                                               ((3, 4, 5, 6), (1, 1, 6, 5), (1, 1), "VALID")]:
+        got, want, exe = conv_and_grads(x_shape, f_shape, strides, padding, (1, 1), "NHWC", np.float32)
+        assert_same(got, want, np.float32)
+        assert all(k.threads == min(numba.get_num_threads(), 3) for k in window_kernels(exe).values())
+
+
+@pytest.mark.parametrize("x_shape,f_shape", [((0, 5, 5, 2), (3, 3, 2, 3)), ((2, 5, 5, 0), (3, 3, 0, 3)),
+                                             ((2, 5, 5, 2), (3, 3, 2, 0)), ((1, 2, 2, 2), (3, 3, 2, 2))])
+def test_conv2d_with_empty_dims(x_shape, f_shape):
+    """Empty batch, channels or filters, and a VALID window larger than the input (no output)."""
+    padding = "VALID" if x_shape[1] < f_shape[0] else "SAME"
+    got, want, exe = conv_and_grads(x_shape, f_shape, (1, 1), padding, (1, 1), "NHWC", np.float32)
+    assert_same(got, want, np.float32)
+    assert len(window_kernels(exe)) == 3
+
+
+DEPTHWISE_CASES = [
+    ((2, 6, 5, 3), (3, 3, 3, 1), (1, 1), "SAME", (1, 1), "NHWC", np.float32),
+    ((1, 7, 6, 2), (2, 3, 2, 2), (2, 1), "VALID", (1, 1), "NCHW", np.float64),
+    ((2, 7, 7, 2), (3, 3, 2, 2), (1, 1), "SAME", (2, 2), "NHWC", np.float64),
+    ((1, 6, 6, 3), (3, 3, 3, 2), (2, 2), ((1, 0), (2, 1)), (1, 1), "NHWC", np.float32),
+]
+
+
+@pytest.mark.parametrize("x_shape,f_shape,strides,padding,dilations,fmt,dtype", DEPTHWISE_CASES)
+def test_depthwise_conv2d_and_its_gradients_match_the_reference(x_shape, f_shape, strides, padding, dilations,
+                                                                 fmt, dtype):
+    got, want, exe = conv_and_grads(x_shape, f_shape, strides, padding, dilations, fmt, dtype, depthwise=True)
+    assert_same(got, want, dtype)
+    assert set(window_kernels(exe)) == {"depthwise_conv2d_native", "depthwise_conv2d_native_backprop_input",
+                                        "depthwise_conv2d_native_backprop_filter"}
+
+
+POOL_CASES = [  # (input NHWC, ksize, strides, padding)
+    ((2, 6, 5, 3), (2, 2), (2, 2), "VALID"),
+    ((2, 7, 6, 3), (3, 3), (2, 2), "SAME"),
+    ((1, 5, 6, 2), (3, 2), (1, 2), "SAME"),
+    ((1, 4, 4, 1), (4, 4), (1, 1), "VALID"),
+]
+
+
+def pools_and_grads(x, ksize, strides, padding, fmt, dtype, grad_grad=False):
+    tdtype = tf.as_dtype(dtype)
+    xt = tf.placeholder(tdtype, x.shape, name="x")
+    k, s = quad(ksize, fmt), quad(strides, fmt)
+    mx = tf.nn.max_pool(xt, k, s, padding, data_format=fmt)
+    av = tf.nn.avg_pool(xt, k, s, padding, data_format=fmt)
+    r = tf.placeholder(tdtype, mx.shape.as_list(), name="r")
+    (gm,) = tf.gradients(mx, [xt], grad_ys=[r])
+    (ga,) = tf.gradients(av, [xt], grad_ys=[r])
+    fetches = [mx, av, gm, ga]
+    feeds = {xt: x, r: RNG.standard_normal(mx.shape.as_list())}
+    if grad_grad:
+        q = tf.placeholder(tdtype, x.shape, name="q")
+        (ggm,) = tf.gradients(gm, [r], grad_ys=[q])   # max_pool_grad_grad
+        fetches.append(ggm)
+        feeds[q] = RNG.standard_normal(x.shape)
+    return both(fetches, feeds)
+
+
+@pytest.mark.parametrize("x_shape,ksize,strides,padding", POOL_CASES)
+def test_pooling_and_its_gradients_match_the_reference(x_shape, ksize, strides, padding):
+    x = RNG.standard_normal(x_shape)
+    got, want, exe = pools_and_grads(x, ksize, strides, padding, "NHWC", np.float32, grad_grad=True)
+    assert_same(got, want, np.float32)
+    assert set(window_kernels(exe)) == {"max_pool", "avg_pool", "max_pool_grad", "avg_pool_grad",
+                                        "max_pool_grad_grad"}
+
+
+def test_pooling_nchw_float64_and_empty_batch():
+    for x_shape in [(2, 3, 7, 6), (0, 3, 4, 4)]:
+        got, want, exe = pools_and_grads(RNG.standard_normal(x_shape), (3, 2), (2, 1), "SAME", "NCHW", np.float64,
+                                         grad_grad=True)
+        assert_same(got, want, np.float64)
+        assert len(window_kernels(exe)) == 5
+
+
+def test_max_pool_gradients_route_to_the_first_maximum_on_ties_nan_and_inf():
+    x = RNG.integers(0, 2, (2, 6, 6, 3)).astype(np.float32)  # many ties in every window
+    x[0, 0, 0, 0] = x[1, 3, 2, 1] = np.nan
+    x[0, 2, 3, 2] = x[1, 4, 4, 0] = np.inf
+    x[1, :3, :3, 2] = -np.inf                                # windows of -inf only, padding among them
+    for ksize, strides, padding in [((3, 3), (1, 1), "SAME"), ((2, 2), (2, 2), "VALID"), ((3, 3), (2, 2), "SAME")]:
+        got, want, _ = pools_and_grads(x, ksize, strides, padding, "NHWC", np.float32, grad_grad=True)
+        assert_same(got, want, np.float32)
+
+
+def test_other_dtypes_and_run_time_sizes_fall_back_to_the_reference():
+    x16 = tf.placeholder(tf.float16, [1, 5, 5, 2], name="x16")
+    f16 = tf.placeholder(tf.float16, [3, 3, 2, 2], name="f16")
+    xi = tf.placeholder(tf.int32, [1, 4, 4, 2], name="xi")
+    dy = tf.placeholder(tf.float32, [None, 5, 5, 2], name="dy")
+    f = tf.placeholder(tf.float32, [3, 3, 2, 2], name="f")
+    sizes = tf.shape(dy)  # only known at run time: the op takes it as an operand
+    outs = [tf.nn.conv2d(x16, f16, 1, "SAME"), tf.nn.max_pool(xi, 2, 2, "VALID"),
+            tf.nn.conv2d_backprop_input(sizes, f, dy, [1, 1, 1, 1], "SAME")]
+    feeds = {x16: RNG.standard_normal((1, 5, 5, 2)), f16: RNG.standard_normal((3, 3, 2, 2)),
+             xi: RNG.integers(-5, 5, (1, 4, 4, 2)), dy: RNG.standard_normal((2, 5, 5, 2)),
+             f: RNG.standard_normal((3, 3, 2, 2))}
+    got, want, exe = both(outs, feeds)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    assert not window_kernels(exe)
+
+
+def test_conv_inside_a_fused_contraction_with_its_epilogue():
+    x = tf.placeholder(tf.float32, [2, 6, 6, 3], name="x")
+    f = tf.placeholder(tf.float32, [3, 3, 3, 4], name="f")
+    b = tf.placeholder(tf.float32, [4], name="b")
+    y = tf.nn.relu(tf.nn.conv2d(x, f, 1, "SAME") + b)
+    got, want, exe = both([y], {x: RNG.standard_normal((2, 6, 6, 3)), f: RNG.standard_normal((3, 3, 3, 4)),
+                                b: RNG.standard_normal(4)})
+    assert_same(got, want, np.float32)
+    assert [n.attr("kind") for n, _ in exe.kernels if n.op == "fused"] == ["contraction"]
+    assert "conv2d" in window_kernels(exe)
+
+
+def _train_small_cnn(backend):
+    previous = config.current.backend
+    config.set_backend(backend)
+    try:
+        rng = np.random.default_rng(3)
+        with tf.Graph().as_default():
+            x = tf.placeholder(tf.float32, [4, 8, 8, 2], name="x")
+            labels = tf.placeholder(tf.float32, [4, 3], name="labels")
+            k1 = tf.Variable(rng.standard_normal((3, 3, 2, 4)).astype(np.float32) * 0.3)
+            k2 = tf.Variable(rng.standard_normal((3, 3, 4, 4)).astype(np.float32) * 0.3)
+            b1 = tf.Variable(np.zeros(4, np.float32))
+            w = tf.Variable(rng.standard_normal((16, 3)).astype(np.float32) * 0.3)
+            h = tf.nn.relu(tf.nn.conv2d(x, k1, 1, "SAME") + b1)
+            h = tf.nn.max_pool(h, 2, 2, "VALID")
+            h = tf.nn.relu(tf.nn.conv2d(h, k2, 2, "SAME"))
+            h = tf.nn.avg_pool(h, 2, 1, "SAME")
+            logits = tf.matmul(tf.reshape(h, [4, 16]), w)
+            loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=labels, logits=logits))
+            train = tf.train.GradientDescentOptimizer(0.1).minimize(loss)
+            feeds = {x: rng.standard_normal((4, 8, 8, 2)), labels: np.eye(3)[[0, 1, 2, 1]]}
+            with tf.Session() as sess:
+                sess.run(tf.global_variables_initializer())
+                return [sess.run([train, loss], feeds)[1] for _ in range(8)]
+    finally:
+        config.set_backend(previous)
+
+
+def test_a_small_cnn_trains_to_the_reference_losses():
+    want = _train_small_cnn("reference")
+    got = _train_small_cnn("numba")
+    assert want[-1] < want[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
