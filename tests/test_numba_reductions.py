@@ -126,3 +126,26 @@ def test_bias_gradient_through_a_relu_is_one_column_kernel():
     got, want, exe = both([db, d_pre], {h: RNG.standard_normal((6, 8)), dy: RNG.standard_normal((6, 8))})
     assert_same(got, want, rtol=1e-5, atol=1e-6)
     assert len(generated(exe, column.ColumnKernel)) == 1
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.int32])
+def test_row_max_and_min_of_an_input_with_several_accumulators(dtype):
+    x = tf.placeholder(dtype, [5, 19], name="x")  # 19: two blocks of eight and a tail
+    values = np.round(RNG.standard_normal((5, 19)) * 4).astype(dtype.np_dtype)
+    if dtype.is_floating:
+        values[0, 0] = values[1, 8] = values[2, 18] = np.nan  # first, in a block, in the tail
+        values[3, 5], values[3, 17] = np.inf, -np.inf
+    peak = tf.reduce_max(x, 1, keepdims=True)
+    outs = [tf.reduce_max(x, 1), tf.reduce_min(x, 1), tf.reduce_sum(x - peak, 1)]
+    got, want, exe = both(outs, {x: values})
+    assert_same(got, want)
+    assert "_row_max(" in generated(exe, reduction.RowKernel)[0].source
+
+
+def test_big_row_kernels_run_in_parallel_blocks():
+    x = tf.placeholder(tf.float32, [1030, 1024], name="x")
+    values = RNG.standard_normal((1030, 1024)) * 3
+    values[7, 100] = np.nan
+    got, want, exe = both(tf.nn.softmax(x), {x: values})
+    assert_same(got, want, rtol=1e-5, atol=1e-7)
+    assert generated(exe, reduction.RowKernel)[0].parallel

@@ -22,20 +22,13 @@ from .buffers import POOL
 from .column import ColumnKernel
 from .codegen import ElementWriter, Lines, supported
 from .compile import compile_kernel
+from .loop import PARALLEL_MIN_ELEMENTS
 
 
-def _lowest(dtype: np.dtype) -> Any:
-    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
-
-
-def _highest(dtype: np.dtype) -> Any:
-    return np.inf if dtype.kind == "f" else np.iinfo(dtype).max
-
-
-# Empty rows reduce to TF's identity (the lowest value for a max), not NumPy's error.
-_NUMPY_REDUCE = {"max": lambda a, axis: np.max(a, axis=axis, initial=_lowest(a.dtype)),
-                 "min": lambda a, axis: np.min(a, axis=axis, initial=_highest(a.dtype))}
 FULL, ROW, COLUMN, SCALAR = "full", "row", "column", "scalar"  # value kinds in row space
+# Rows of a big kernel run in parallel blocks (a few per thread, so a slow thread is waited
+# for less); a small kernel stays serial (a parallel call costs 16-33 us more, DESIGN.md).
+PARALLEL_BLOCKS = 16
 
 
 class RowKernel:
@@ -48,21 +41,20 @@ class RowKernel:
         self.name = name
         self.rows, self.cols = rows, cols
         self.kinds = {v: _kind(v, full, self.rows, self.cols) for v in reducers.values(body)}
-        # Reductions straight over an input run as NumPy's SIMD reductions before the kernel
-        # (a max does not vectorise in a loop that must propagate NaN; NumPy's does).
-        self.presummed = [n for n in body.nodes if n.op in _NUMPY_REDUCE and n.inputs[0] in body.params
+        # A max/min straight over an input runs before the row's first pass, with several
+        # accumulators (one NaN-propagating accumulator does not vectorise); it also brings
+        # the row into cache for that pass.
+        self.presummed = [n for n in body.nodes if n.op in ("max", "min") and n.inputs[0] in body.params
                           and self.kinds[n.inputs[0]] == FULL]
         self.phase = reducers.phases(body, frozenset(self.presummed))
         self._index = {n: i for i, n in enumerate(body.nodes)}  # stable names in the source
+        self.parallel = rows >= 2 and rows * cols >= PARALLEL_MIN_ELEMENTS
+        self.blocks = min(rows, PARALLEL_BLOCKS)
         self.source = self._source()
-        self._kernel = compile_kernel(self.source, "kernel")
+        self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel)
 
     def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
         arrays = [_as_2d(a, self.kinds[p], self.rows, self.cols) for a, p in zip(args, self.body.params)]
-        position = {p: i for i, p in enumerate(self.body.params)}
-        with np.errstate(all="ignore"):
-            arrays += [_NUMPY_REDUCE[n.op](arrays[position[n.inputs[0]]], axis=1).astype(n.types[0].dtype.np_dtype)
-                       for n in self.presummed]
         outs = [POOL.empty(r.type.shape, r.type.dtype.np_dtype) for r in self.body.results]
         views = [_as_2d(o, self.kinds[r], self.rows, self.cols) for o, r in zip(outs, self.body.results)]
         self._kernel(*arrays, *views)
@@ -72,22 +64,30 @@ class RowKernel:
     def _source(self) -> str:
         lines = Lines()
         params, results = self.body.params, self.body.results
-        ins = [f"in{i}" for i in range(len(params))] + [f"pre{i}" for i in range(len(self.presummed))]
+        ins = [f"in{i}" for i in range(len(params))]
         outs = [f"out{i}" for i in range(len(results))]
         lines.add(f"def kernel({', '.join(ins + outs)}):", self.name)
         lines.indent()
         stored = self._stored_values()
+        if self.parallel:  # contiguous blocks of rows, one row scratch per block
+            lines.add(f"for b in prange({self.blocks}):")
+            lines.indent()
         for i, v in enumerate(stored):
             lines.add(f"t{i} = np.empty({self.cols}, np.{v.type.dtype.np_dtype.name})")
         store_name = {v: f"t{i}" for i, v in enumerate(stored)}
-        lines.add(f"for r in range({self.rows}):")
+        if self.parallel:
+            lines.add(f"for r in range(b * {self.rows} // {self.blocks}, (b + 1) * {self.rows} // {self.blocks}):")
+        else:
+            lines.add(f"for r in range({self.rows}):")
         lines.indent()
         row_names: dict[Value, str] = {}
         for i, p in enumerate(params):
             if self.kinds[p] in (ROW, SCALAR):
                 row_names[p] = f"in{i}[r, 0]" if self.kinds[p] == ROW else f"in{i}[0, 0]"
-        for i, n in enumerate(self.presummed):
-            row_names[n.out] = f"pre{i}[r]"
+        for n in self.presummed:
+            k = self._index[n]
+            lines.add(f"red_{k} = _row_{n.op}(in{params.index(n.inputs[0])}[r])", n.loc.short if n.loc else None)
+            row_names[n.out] = f"red_{k}"
         last_phase = max(self.phase.values(), default=0)
         for phase in range(last_phase + 1):
             self._row_values(lines, row_names, phase)
