@@ -39,36 +39,38 @@ def acc_dtype(node: Node) -> str:
     return "i64" if node.op == "mean" and not dtype.is_floating else dtype.short
 
 
-def init(node: Node, acc: str, idx: str) -> list[str]:
+def start(node: Node) -> str:
+    """The accumulator's start value (of the value accumulator, for argmax/argmin)."""
     op = node.op
     if op in ("sum", "mean"):
-        return [f"{acc} = _{acc_dtype(node)}(0)"]
+        return f"_{acc_dtype(node)}(0)"
     if op == "prod":
-        return [f"{acc} = _{node.types[0].dtype.short}(1)"]
+        return f"_{node.types[0].dtype.short}(1)"
     if op in ("any", "all"):
-        return [f"{acc} = {op == 'all'}"]
-    start = _extreme(node, lowest=op in ("max", "argmax"))
-    if op in ARG_OPS:
-        return [f"{acc} = {start}", f"{idx} = 0"]
-    return [f"{acc} = {start}"]
+        return str(op == "all")
+    return _extreme(node, lowest=op in ("max", "argmax"))
+
+
+def combine(node: Node, acc: str, value: str) -> str | None:
+    """`value` folded into `acc`, as one expression (None for argmax/argmin, which also
+    track the position)."""
+    forms = {"sum": "{a} + {v}", "mean": "{a} + {v}", "prod": "{a} * {v}", "any": "{a} | {v}",
+             "all": "{a} & {v}", "max": "_maximum({a}, {v})", "min": "_minimum({a}, {v})"}
+    form = forms.get(node.op)
+    return None if form is None else form.format(a=acc, v=value)
+
+
+def init(node: Node, acc: str, idx: str) -> list[str]:
+    lines = [f"{acc} = {start(node)}"]
+    return lines + [f"{idx} = 0"] if node.op in ARG_OPS else lines
 
 
 def update(node: Node, acc: str, idx: str, value: str, position: str) -> list[str]:
     """Fold `value` (at `position` along the reduced axis) into the accumulator."""
-    op = node.op
-    if op in ("sum", "mean"):
-        return [f"{acc} = {acc} + {value}"]
-    if op == "prod":
-        return [f"{acc} = {acc} * {value}"]
-    if op == "any":
-        return [f"{acc} = {acc} | {value}"]
-    if op == "all":
-        return [f"{acc} = {acc} & {value}"]
-    if op == "max":
-        return [f"{acc} = _maximum({acc}, {value})"]
-    if op == "min":
-        return [f"{acc} = _minimum({acc}, {value})"]
-    better = ">" if op == "argmax" else "<"
+    folded = combine(node, acc, value)
+    if folded is not None:
+        return [f"{acc} = {folded}"]
+    better = ">" if node.op == "argmax" else "<"
     # The first NaN wins and stays; otherwise a strictly better value (so the first of equals).
     return [f"if {acc} == {acc} and ({value} {better} {acc} or {value} != {value}):",
             f"    {acc} = {value}",
