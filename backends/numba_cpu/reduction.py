@@ -6,7 +6,9 @@ row's elements that computes the full-shape values whose inputs are ready and ac
 reductions over them. A reduction's result is a per-row scalar ready for phase `p + 1`, so
 softmax (max, then sum of exp, then divide) and layer norm are one kernel with a few passes
 over a row that stays in cache. A full-shape value a later phase needs is kept in a row-sized
-scratch buffer instead of being recomputed. Reductions over leading or middle axes become
+scratch buffer instead of being recomputed. A max or min straight over an input is taken
+before the first pass with several accumulators (it vectorises, and leaves the row in cache).
+Big kernels run blocks of rows in parallel. Reductions over leading or middle axes become
 column kernels (column.py); `build` picks the kind from the reduced axes.
 """
 from __future__ import annotations
@@ -44,9 +46,9 @@ class RowKernel:
         # A max/min straight over an input runs before the row's first pass, with several
         # accumulators (one NaN-propagating accumulator does not vectorise); it also brings
         # the row into cache for that pass.
-        self.presummed = [n for n in body.nodes if n.op in ("max", "min") and n.inputs[0] in body.params
+        self.early = [n for n in body.nodes if n.op in ("max", "min") and n.inputs[0] in body.params
                           and self.kinds[n.inputs[0]] == FULL]
-        self.phase = reducers.phases(body, frozenset(self.presummed))
+        self.phase = reducers.phases(body, frozenset(self.early))
         self._index = {n: i for i, n in enumerate(body.nodes)}  # stable names in the source
         self.parallel = rows >= 2 and rows * cols >= PARALLEL_MIN_ELEMENTS
         self.blocks = min(rows, PARALLEL_BLOCKS)
@@ -84,7 +86,7 @@ class RowKernel:
         for i, p in enumerate(params):
             if self.kinds[p] in (ROW, SCALAR):
                 row_names[p] = f"in{i}[r, 0]" if self.kinds[p] == ROW else f"in{i}[0, 0]"
-        for n in self.presummed:
+        for n in self.early:
             k = self._index[n]
             lines.add(f"red_{k} = _row_{n.op}(in{params.index(n.inputs[0])}[r])", n.loc.short if n.loc else None)
             row_names[n.out] = f"red_{k}"
@@ -121,7 +123,7 @@ class RowKernel:
     def _phase_loop(self, lines: Lines, phase: int, row_names: dict[Value, str],
                     store_name: dict[Value, str], ins: list[str]) -> None:
         reductions = [n for n in self.body.nodes if n.op in reducers.OPS and self.phase[n.inputs[0]] == phase
-                      and n not in self.presummed]
+                      and n not in self.early]
         fulls = [n for n in self.body.nodes if self.kinds[n.out] == FULL and self.phase[n.out] == phase]
         if not reductions and not fulls:
             return

@@ -42,7 +42,7 @@ class CudaRowKernel(cpu.RowKernel):
             raise NotImplementedError("an empty row space")
         self.threads = min(MAX_THREADS, max(32, 1 << (self.cols - 1).bit_length()))
         self.kinds = {v: cpu._kind(v, full, self.rows, self.cols) for v in accumulators.values(body)}
-        self.presummed: list[Node] = []  # every reduction runs on the device
+        self.early: list[Node] = []  # every reduction runs in the phase loops
         self.phase = accumulators.phases(body)
         self._index = {n: i for i, n in enumerate(body.nodes)}
         self.stored = self._stored_values()
