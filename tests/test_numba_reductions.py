@@ -149,3 +149,15 @@ def test_big_row_kernels_run_in_parallel_blocks():
     got, want, exe = both(tf.nn.softmax(x), {x: values})
     assert_same(got, want, rtol=1e-5, atol=1e-7)
     assert generated(exe, reduction.RowKernel)[0].parallel
+
+
+def test_big_column_kernels_run_blocks_of_the_kept_axis_in_parallel():
+    x = tf.placeholder(tf.float32, [520, 2050], name="x")  # 2050 columns: uneven blocks
+    values = RNG.standard_normal((520, 2050))
+    values[3, 7] = np.nan
+    p = x * 2.0
+    mean = tf.reduce_mean(p, 0, keepdims=True)
+    outs = [p - mean, tf.reduce_max(p, 0), tf.argmin(p, 0)]
+    got, want, exe = both(outs, {x: values})
+    assert_same(got, want, rtol=1e-5, atol=1e-5)
+    assert generated(exe, column.ColumnKernel)[0].parallel

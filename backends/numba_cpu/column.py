@@ -11,6 +11,7 @@ are recomputed from the inputs (a whole `R x I` block would not stay in cache).
 
 Every value has a span: which of `O`, `R`, `I` it varies along; arrays are reshaped to
 `(O or 1, R or 1, I or 1)` before the call and indexed with 0 along the dims they lack.
+Big kernels run blocks of the `I` axis in parallel.
 """
 from __future__ import annotations
 
@@ -22,8 +23,14 @@ from . import reducers
 from .buffers import POOL
 from .codegen import ElementWriter, Lines
 from .compile import compile_kernel
+from .loop import PARALLEL_MIN_ELEMENTS
 
 Span = tuple[bool, bool, bool]
+# Big kernels split the kept inner axis into parallel blocks of at least MIN_BLOCK elements
+# (a contiguous run long enough to vectorise); small ones stay serial (DESIGN.md: a parallel
+# call costs 16-33 us more).
+PARALLEL_BLOCKS = 8
+MIN_BLOCK = 64
 
 
 class ColumnKernel:
@@ -41,8 +48,13 @@ class ColumnKernel:
         self.reductions = [n for n in body.nodes if n.op in reducers.OPS]
         self._index = {n: i for i, n in enumerate(body.nodes)}
         self._shapes = {v: self._shape3(self.spans[v]) for v in list(body.params) + list(body.results)}
+        O, R, I = view
+        self.blocks = min(PARALLEL_BLOCKS, I // MIN_BLOCK)
+        self.parallel = self.blocks >= 2 and O * R * I >= PARALLEL_MIN_ELEMENTS
+        self._inner = f"range(b * {I} // {self.blocks}, (b + 1) * {I} // {self.blocks})" if self.parallel \
+            else f"range({I})"
         self.source = self._source()
-        self._kernel = compile_kernel(self.source, "kernel")
+        self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel)
 
     def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
         arrays = [a.reshape(self._shapes[p]) for a, p in zip(args, self.body.params)]
@@ -55,11 +67,11 @@ class ColumnKernel:
 
     # -- source ------------------------------------------------------------------------------
     def _source(self) -> str:
-        O, R, I = self.view
+        O, _, I = self.view
         params, results = self.body.params, self.body.results
         lines = Lines()
-        lines.add(f"def kernel({', '.join([f'in{i}' for i in range(len(params))] + [f'out{i}' for i in range(len(results))])}):",
-                  self.name)
+        args = [f"in{i}" for i in range(len(params))] + [f"out{i}" for i in range(len(results))]
+        lines.add(f"def kernel({', '.join(args)}):", self.name)
         lines.indent()
         kept = self._kept_values()
         for n in self.reductions:
@@ -70,6 +82,9 @@ class ColumnKernel:
             lines.add(f"red_{k} = np.empty({I}, np.{n.types[0].dtype.np_dtype.name})")
         for v in kept:
             lines.add(f"kv_{self._index[v.node]} = np.empty({I}, np.{v.type.dtype.np_dtype.name})")
+        if self.parallel:  # blocks of the kept inner axis: their accumulators are disjoint
+            lines.add(f"for b in prange({self.blocks}):")
+            lines.indent()
         lines.add(f"for o in range({O}):")
         lines.indent()
         names: dict[Value, str] = {}  # kept values ready so far, as array elements at [i]
@@ -103,15 +118,14 @@ class ColumnKernel:
                    if self.spans[r][1] and self.phase[r] == phase]
         if not reductions and not outputs:
             return
-        O, R, I = self.view
         for n in reductions:
             k = self._index[n]
-            lines.add(f"for i in range({I}):")
+            lines.add(f"for i in {self._inner}:")
             for line in reducers.init(n, f"acc_{k}[i]", f"idx_{k}[i]"):
                 lines.add("    " + line, n.loc.short if n.loc else None)
-        lines.add(f"for r in range({R}):")
+        lines.add(f"for r in range({self.view[1]}):")
         lines.indent()
-        lines.add(f"for i in range({I}):")
+        lines.add(f"for i in {self._inner}:")
         lines.indent()
         writer = ElementWriter(lines, lambda v: self._load(v, True), prefix=f"e{phase}_")
         writer.names.update(names)
@@ -134,7 +148,7 @@ class ColumnKernel:
                    if not self.spans[r][1] and (self.phase[r] == phase + 1 or (last and self.phase[r] == 0))]
         if not finished and not ready and not outputs:
             return
-        lines.add(f"for i in range({self.view[2]}):")
+        lines.add(f"for i in {self._inner}:")
         lines.indent()
         for n in finished:
             k = self._index[n]

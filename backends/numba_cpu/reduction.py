@@ -163,7 +163,8 @@ class RowKernel:
         for n in reductions:
             k = self._index[n]
             row_names[n.out] = f"red_{k}"
-            lines.add(f"red_{k} = {reducers.result(n, f'acc_{k}', f'idx_{k}', self.cols)}", n.loc.short if n.loc else None)
+            value = reducers.result(n, f"acc_{k}", f"idx_{k}", self.cols)
+            lines.add(f"red_{k} = {value}", n.loc.short if n.loc else None)
 
 
 def _kind(v: Value, full: tuple[int, ...], rows: int, cols: int) -> str:

@@ -48,7 +48,8 @@ def row_extreme(better):  # type: ignore[no-untyped-def]
             a0, a1, a2, a3, a4, a5, a6, a7 = v[i], v[i + 1], v[i + 2], v[i + 3], v[i + 4], v[i + 5], v[i + 6], v[i + 7]
             m0, m1, m2, m3 = better(m0, a0), better(m1, a1), better(m2, a2), better(m3, a3)
             m4, m5, m6, m7 = better(m4, a4), better(m5, a5), better(m6, a6), better(m7, a7)
-            nan = nan | (a0 != a0) | (a1 != a1) | (a2 != a2) | (a3 != a3) | (a4 != a4) | (a5 != a5) | (a6 != a6) | (a7 != a7)
+            nan = nan | (a0 != a0) | (a1 != a1) | (a2 != a2) | (a3 != a3)
+            nan = nan | (a4 != a4) | (a5 != a5) | (a6 != a6) | (a7 != a7)
             i += 8
         for j in range(i, n):
             m0 = better(m0, v[j])
