@@ -161,3 +161,12 @@ def test_big_column_kernels_run_blocks_of_the_kept_axis_in_parallel():
     got, want, exe = both(outs, {x: values})
     assert_same(got, want, rtol=1e-5, atol=1e-5)
     assert generated(exe, column.ColumnKernel)[0].parallel
+
+
+def test_a_shape_that_fits_two_spans_falls_back_to_the_reference():
+    x = tf.placeholder(tf.float32, [4, 4, 4], name="x")
+    w = tf.placeholder(tf.float32, [4, 4], name="w")  # broadcast over axis 0, or the kept (0, 2) shape?
+    y = tf.reduce_sum(x * w, axis=1)
+    got, want, exe = both(y, {x: RNG.standard_normal((4, 4, 4)), w: RNG.standard_normal((4, 4))})
+    assert_same(got, want, rtol=1e-5)
+    assert not generated(exe, KERNELS)
