@@ -1,7 +1,7 @@
 """A compiled plan: one generated Python step function calling every kernel in order.
 
 Each node becomes one line of `step`: a generated numba kernel where the codegen covers the
-node (loop kernels, row reductions), the op's NumPy reference otherwise. Generating the step
+node (loop kernels, row and column reductions), the op's NumPy reference otherwise. Generating the step
 removes the interpreter loop, dict lookups and per-node dispatch from `Session.run`; values
 are deleted after their last use. An exception inside the step is re-raised naming the node
 and the user's line (the step's source maps lines back to nodes).
@@ -80,7 +80,7 @@ def kernel_sources(exe: NumbaExecutable, indent: str = "") -> str:
     for node, kernel in exe.kernels:
         if isinstance(kernel, loop.LoopKernel):
             source = kernel.source()
-        elif isinstance(kernel, reduction.RowKernel):
+        elif isinstance(kernel, (reduction.RowKernel, reduction.ColumnKernel)):
             source = kernel.source
         elif isinstance(kernel, contraction.ContractionKernel):
             source = kernel.source()

@@ -6,7 +6,10 @@ row's elements that computes the full-shape values whose inputs are ready and ac
 reductions over them. A reduction's result is a per-row scalar ready for phase `p + 1`, so
 softmax (max, then sum of exp, then divide) and layer norm are one kernel with a few passes
 over a row that stays in cache. A full-shape value a later phase needs is kept in a row-sized
-scratch buffer instead of being recomputed.
+scratch buffer instead of being recomputed. A max or min straight over an input is taken
+before the first pass with several accumulators (it vectorises, and leaves the row in cache).
+Big kernels run blocks of rows in parallel. Reductions over leading or middle axes become
+column kernels (column.py); `build` picks the kind from the reduced axes.
 """
 from __future__ import annotations
 
@@ -16,23 +19,22 @@ import numpy as np
 
 from tfjit.ir.graph import Graph, Node, Value
 
+from . import reducers
 from .buffers import POOL
+from .column import ColumnKernel
 from .codegen import ElementWriter, Lines, supported
 from .compile import compile_kernel
-
-REDUCERS = {"sum", "mean", "max", "min", "prod"}
-def _lowest(dtype: np.dtype) -> Any:
-    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+from .loop import PARALLEL_MIN_ELEMENTS
 
 
-def _highest(dtype: np.dtype) -> Any:
-    return np.inf if dtype.kind == "f" else np.iinfo(dtype).max
-
-
-# Empty rows reduce to TF's identity (the lowest value for a max), not NumPy's error.
-_NUMPY_REDUCE = {"max": lambda a, axis: np.max(a, axis=axis, initial=_lowest(a.dtype)),
-                 "min": lambda a, axis: np.min(a, axis=axis, initial=_highest(a.dtype))}
 FULL, ROW, COLUMN, SCALAR = "full", "row", "column", "scalar"  # value kinds in row space
+# Rows of a big kernel run in parallel blocks (a few per thread, so a slow thread is waited
+# for less); a small kernel stays serial (a parallel call costs 16-33 us more, DESIGN.md).
+PARALLEL_BLOCKS = 16
+# A max/min of computed values is taken over a row-sized scratch they are written to, with
+# several accumulators: in the element loop, one NaN-propagating accumulator is a serial
+# chain (measured: softmax of x * a + b, 6.6 ms against 3 ms for softmax of x).
+_VIA_ROW = {"max", "min"}
 
 
 class RowKernel:
@@ -40,28 +42,25 @@ class RowKernel:
 
     returns_tuple = True
 
-    def __init__(self, body: Graph, name: str, full: tuple[int, ...], axes: tuple[int, ...]):
+    def __init__(self, body: Graph, name: str, full: tuple[int, ...], rows: int, cols: int):
         self.body = body
         self.name = name
-        k = len(axes)
-        self.rows = int(np.prod(full[:-k], dtype=np.int64)) if k < len(full) else 1
-        self.cols = int(np.prod(full[-k:], dtype=np.int64))
-        self.kinds = {v: _kind(v, full, self.rows, self.cols) for v in _values(body)}
-        # Reductions straight over an input run as NumPy's SIMD reductions before the kernel
-        # (a max does not vectorise in a loop that must propagate NaN; NumPy's does).
-        self.presummed = [n for n in body.nodes if n.op in _NUMPY_REDUCE and n.inputs[0] in body.params
+        self.rows, self.cols = rows, cols
+        self.kinds = {v: _kind(v, full, self.rows, self.cols) for v in reducers.values(body)}
+        # A max/min straight over an input runs before the row's first pass, with several
+        # accumulators (one NaN-propagating accumulator does not vectorise); it also brings
+        # the row into cache for that pass.
+        self.early = [n for n in body.nodes if n.op in ("max", "min") and n.inputs[0] in body.params
                           and self.kinds[n.inputs[0]] == FULL]
-        self.phase = _phases(body, self.kinds, self.presummed)
+        self.phase = reducers.phases(body, frozenset(self.early))
         self._index = {n: i for i, n in enumerate(body.nodes)}  # stable names in the source
+        self.parallel = rows >= 2 and rows * cols >= PARALLEL_MIN_ELEMENTS
+        self.blocks = min(rows, PARALLEL_BLOCKS)
         self.source = self._source()
-        self._kernel = compile_kernel(self.source, "kernel")
+        self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel)
 
     def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
         arrays = [_as_2d(a, self.kinds[p], self.rows, self.cols) for a, p in zip(args, self.body.params)]
-        position = {p: i for i, p in enumerate(self.body.params)}
-        with np.errstate(all="ignore"):
-            arrays += [_NUMPY_REDUCE[n.op](arrays[position[n.inputs[0]]], axis=1).astype(n.types[0].dtype.np_dtype)
-                       for n in self.presummed]
         outs = [POOL.empty(r.type.shape, r.type.dtype.np_dtype) for r in self.body.results]
         views = [_as_2d(o, self.kinds[r], self.rows, self.cols) for o, r in zip(outs, self.body.results)]
         self._kernel(*arrays, *views)
@@ -71,22 +70,33 @@ class RowKernel:
     def _source(self) -> str:
         lines = Lines()
         params, results = self.body.params, self.body.results
-        ins = [f"in{i}" for i in range(len(params))] + [f"pre{i}" for i in range(len(self.presummed))]
+        ins = [f"in{i}" for i in range(len(params))]
         outs = [f"out{i}" for i in range(len(results))]
         lines.add(f"def kernel({', '.join(ins + outs)}):", self.name)
         lines.indent()
         stored = self._stored_values()
+        if self.parallel:  # contiguous blocks of rows, one row scratch per block
+            lines.add(f"for b in prange({self.blocks}):")
+            lines.indent()
         for i, v in enumerate(stored):
             lines.add(f"t{i} = np.empty({self.cols}, np.{v.type.dtype.np_dtype.name})")
+        for n in self.body.nodes:
+            if n.op in _VIA_ROW and n not in self.early:
+                lines.add(f"row_{self._index[n]} = np.empty({self.cols}, np.{n.types[0].dtype.np_dtype.name})")
         store_name = {v: f"t{i}" for i, v in enumerate(stored)}
-        lines.add(f"for r in range({self.rows}):")
+        if self.parallel:
+            lines.add(f"for r in range(b * {self.rows} // {self.blocks}, (b + 1) * {self.rows} // {self.blocks}):")
+        else:
+            lines.add(f"for r in range({self.rows}):")
         lines.indent()
         row_names: dict[Value, str] = {}
         for i, p in enumerate(params):
             if self.kinds[p] in (ROW, SCALAR):
                 row_names[p] = f"in{i}[r, 0]" if self.kinds[p] == ROW else f"in{i}[0, 0]"
-        for i, n in enumerate(self.presummed):
-            row_names[n.out] = f"pre{i}[r]"
+        for n in self.early:
+            k = self._index[n]
+            lines.add(f"red_{k} = _row_{n.op}(in{params.index(n.inputs[0])}[r])", n.loc.short if n.loc else None)
+            row_names[n.out] = f"red_{k}"
         last_phase = max(self.phase.values(), default=0)
         for phase in range(last_phase + 1):
             self._row_values(lines, row_names, phase)
@@ -103,7 +113,7 @@ class RowKernel:
         for node in self.body.nodes:
             for v in node.inputs:
                 if self.kinds.get(v) == FULL and v.node.op != "param" and self.phase[v] < self.phase.get(node.out, 0) \
-                        and v not in out and node.op not in REDUCERS:
+                        and v not in out and node.op not in reducers.OPS:
                     out.append(v)
         return out
 
@@ -113,19 +123,21 @@ class RowKernel:
         writer.names.update(names)
         for node in self.body.nodes:
             v = node.out
-            if self.kinds[v] in (ROW, SCALAR) and node.op not in REDUCERS and v not in names \
+            if self.kinds[v] in (ROW, SCALAR) and node.op not in reducers.OPS and v not in names \
                     and self.phase[v] <= phase:
                 names[v] = writer.value(v)
 
     def _phase_loop(self, lines: Lines, phase: int, row_names: dict[Value, str],
                     store_name: dict[Value, str], ins: list[str]) -> None:
-        reductions = [n for n in self.body.nodes if n.op in REDUCERS and self.phase[n.inputs[0]] == phase
-                      and n not in self.presummed]
+        reductions = [n for n in self.body.nodes if n.op in reducers.OPS and self.phase[n.inputs[0]] == phase
+                      and n not in self.early]
         fulls = [n for n in self.body.nodes if self.kinds[n.out] == FULL and self.phase[n.out] == phase]
         if not reductions and not fulls:
             return
         for n in reductions:
-            lines.add(f"acc_{self._index[n]} = {_init(n)}", n.loc.short if n.loc else None)
+            k = self._index[n]
+            for line in [] if n.op in _VIA_ROW else reducers.init(n, f"acc_{k}", f"idx_{k}"):
+                lines.add(line, n.loc.short if n.loc else None)
         lines.add(f"for j in range({self.cols}):")
         lines.indent()
         position = {p: i for i, p in enumerate(self.body.params)}
@@ -151,17 +163,21 @@ class RowKernel:
             if self.kinds[r] == FULL and self.phase[r] == phase:
                 lines.add(f"out{i}[r, j] = {writer.value(r)}")
         for n in reductions:
-            lines.add(f"acc_{self._index[n]} = {_accumulate(n, f'acc_{self._index[n]}', writer.value(n.inputs[0]))}")
+            k = self._index[n]
+            if n.op in _VIA_ROW:
+                lines.add(f"row_{k}[j] = {writer.value(n.inputs[0])}")
+                continue
+            for line in reducers.update(n, f"acc_{k}", f"idx_{k}", writer.value(n.inputs[0]), "j"):
+                lines.add(line)
         lines.dedent()
         for n in reductions:
-            dtype = n.types[0].dtype.short
-            value = f"acc_{self._index[n]} / _{dtype}({self.cols})" if n.op == "mean" else f"acc_{self._index[n]}"
-            row_names[n.out] = f"red_{self._index[n]}"
-            lines.add(f"red_{self._index[n]} = {value}", n.loc.short if n.loc else None)
-
-
-def _values(body: Graph) -> list[Value]:
-    return list(body.params) + [v for n in body.nodes for v in n.outputs]
+            k = self._index[n]
+            row_names[n.out] = f"red_{k}"
+            if n.op in _VIA_ROW:
+                value = f"_row_{n.op}(row_{k})"
+            else:
+                value = reducers.result(n, f"acc_{k}", f"idx_{k}", self.cols)
+            lines.add(f"red_{k} = {value}", n.loc.short if n.loc else None)
 
 
 def _kind(v: Value, full: tuple[int, ...], rows: int, cols: int) -> str:
@@ -192,42 +208,6 @@ def _trailing(full: tuple[int, ...], cols: int) -> tuple[int, ...]:
     return out
 
 
-def _phases(body: Graph, kinds: dict[Value, str], presummed: list[Node]) -> dict[Value, int]:
-    """The loop phase in which each value is computed (row scalars: before which loop)."""
-    phase: dict[Value, int] = {p: 0 for p in body.params}
-    for node in body.nodes:
-        ready = max((phase[v] for v in node.inputs), default=0)
-        if node in presummed:
-            phase[node.out] = 0  # ready before the first loop, like an input
-        elif node.op in REDUCERS:
-            phase[node.out] = ready + 1  # accumulated in the loop of its input's phase
-        else:
-            for v in node.outputs:
-                phase[v] = ready
-    return phase
-
-
-def _init(node: Node) -> str:
-    dtype = node.types[0].dtype
-    t = dtype.short
-    if node.op in ("sum", "mean"):
-        return f"_{t}(0)"
-    if node.op == "prod":
-        return f"_{t}(1)"
-    if dtype.is_floating:
-        return f"_{t}({'-' if node.op == 'max' else ''}np.inf)"
-    info = np.iinfo(dtype.np_dtype)
-    return f"_{t}({info.min if node.op == 'max' else info.max})"
-
-
-def _accumulate(node: Node, acc: str, v: str) -> str:
-    if node.op in ("sum", "mean"):
-        return f"{acc} + {v}"
-    if node.op == "prod":
-        return f"{acc} * {v}"
-    return f"_maximum({acc}, {v})" if node.op == "max" else f"_minimum({acc}, {v})"
-
-
 def _as_2d(a: np.ndarray, kind: str, rows: int, cols: int) -> np.ndarray:
     if kind == FULL:
         return a.reshape(rows, cols)
@@ -238,34 +218,42 @@ def _as_2d(a: np.ndarray, kind: str, rows: int, cols: int) -> np.ndarray:
     return a.reshape(1, 1)
 
 
-def build(node: Node) -> RowKernel | None:
-    """A row kernel for a fused reduction node, or None when its shape does not fit one
-    (reductions over leading axes, unknown shapes, ops without an element form)."""
+def build(node: Node) -> RowKernel | ColumnKernel | None:
+    """A row or column kernel for a fused reduction node, or None when it does not fit one
+    (reduced axes that are not one block, unknown or empty shapes, ops without an element
+    form): the executable then runs the body node by node."""
     body: Graph = node.attr("body")
-    reducers = [n for n in body.nodes if n.op in REDUCERS or _is_reduction(n)]
-    if not reducers or any(n.op not in REDUCERS for n in reducers):
+    reductions = [n for n in body.nodes if n.op in reducers.OPS or _is_reduction(n)]
+    if not reductions or any(n.op not in reducers.OPS for n in reductions):
         return None
-    others = Graph(body.name, body.params, [n for n in body.nodes if n.op not in REDUCERS], [])
-    if not supported(others):
+    others = Graph(body.name, body.params, [n for n in body.nodes if n.op not in reducers.OPS], [])
+    if not supported(others) or any(not v.type.is_fully_defined for v in reducers.values(body)):
         return None
-    spaces = {(n.inputs[0].type.shape, _axes(n)) for n in reducers}
+    spaces = {(tuple(n.inputs[0].type.shape), reducers.axes(n)) for n in reductions}
     if len(spaces) != 1:
         return None
     full, axes = spaces.pop()
-    if full is None or not all(isinstance(d, int) for d in full) or axes != tuple(range(len(full) - len(axes), len(full))):
+    groups = _groups(full, axes)
+    if groups is None or 0 in full:
         return None
-    if any(not v.type.is_fully_defined for v in _values(body)):
-        return None
+    view = tuple(int(np.prod([d for d, g in zip(full, groups) if g == k], dtype=np.int64)) for k in "ori")
     try:
-        return RowKernel(body, node.name or "row_kernel", tuple(full), axes)
+        if view[2] == 1 and view[1] > 1:
+            return RowKernel(body, node.name or "row_kernel", full, view[0], view[1])
+        return ColumnKernel(body, node.name or "column_kernel", full, groups, view)  # type: ignore[arg-type]
     except NotImplementedError:
         return None
 
 
-def _axes(node: Node) -> tuple[int, ...]:
-    axes = node.attr("axes")
-    rank = len(node.inputs[0].type.shape)
-    return tuple(range(rank)) if axes is None else tuple(axes)
+def _groups(full: tuple[int, ...], axes: tuple[int, ...]) -> tuple[str, ...] | None:
+    """Each dim's role: `o` kept before the reduced block, `r` reduced, `i` kept after it;
+    None when the reduced dims (size-1 dims aside) are not one contiguous block."""
+    big = [i for i, d in enumerate(full) if d != 1]
+    reduced = [k for k, i in enumerate(big) if i in axes]
+    if reduced and reduced[-1] - reduced[0] + 1 != len(reduced):
+        return None
+    first = big[reduced[0]] if reduced else 0  # nothing reduced: every kept dim is inner
+    return tuple("r" if i in axes else ("o" if i < first else "i") for i in range(len(full)))
 
 
 def _is_reduction(node: Node) -> bool:

@@ -18,10 +18,13 @@ from tfjit.ir.graph import Graph, Node, Value
 from ..numba_cpu import reduction as cpu
 from ..numba_cpu.codegen import ElementWriter, Lines, supported
 from ..numba_cpu.loop import single_node_body
-from ..numba_cpu.reduction import COLUMN, FULL, REDUCERS, ROW
+from ..numba_cpu import reducers as accumulators
+from ..numba_cpu.reduction import COLUMN, FULL, ROW
 from .compile import DeviceLines, compile_kernel
 from .runtime import Buffer, current_stream
 
+# The reductions a shared-memory tree combines with one expression.
+REDUCERS = {"sum", "mean", "max", "min", "prod"}
 MAX_THREADS = 256
 MAX_BLOCKS = 1024
 
@@ -38,9 +41,9 @@ class CudaRowKernel(cpu.RowKernel):
         if self.rows * self.cols == 0:
             raise NotImplementedError("an empty row space")
         self.threads = min(MAX_THREADS, max(32, 1 << (self.cols - 1).bit_length()))
-        self.kinds = {v: cpu._kind(v, full, self.rows, self.cols) for v in cpu._values(body)}
-        self.presummed: list[Node] = []  # every reduction runs on the device
-        self.phase = cpu._phases(body, self.kinds, self.presummed)
+        self.kinds = {v: cpu._kind(v, full, self.rows, self.cols) for v in accumulators.values(body)}
+        self.early: list[Node] = []  # every reduction runs in the phase loops
+        self.phase = accumulators.phases(body)
         self._index = {n: i for i, n in enumerate(body.nodes)}
         self.stored = self._stored_values()
         self.source = self._source()
@@ -98,7 +101,7 @@ class CudaRowKernel(cpu.RowKernel):
         if not reductions and not fulls:
             return
         for n in reductions:
-            lines.add(f"acc_{self._index[n]} = {cpu._init(n)}", n.loc.short if n.loc else None)
+            lines.add(f"acc_{self._index[n]} = {accumulators.start(n)}", n.loc.short if n.loc else None)
         lines.add("j = tid")
         lines.add(f"while j < {self.cols}:")
         lines.indent()
@@ -126,7 +129,7 @@ class CudaRowKernel(cpu.RowKernel):
                 lines.add(f"out{i}[{element}] = {writer.value(r)}")
         for n in reductions:
             acc = f"acc_{self._index[n]}"
-            lines.add(f"{acc} = {cpu._accumulate(n, acc, writer.value(n.inputs[0]))}")
+            lines.add(f"{acc} = {accumulators.combine(n, acc, writer.value(n.inputs[0]))}")
         lines.add(f"j += {self.threads}")
         lines.dedent()
         for n in reductions:
@@ -144,7 +147,7 @@ class CudaRowKernel(cpu.RowKernel):
         lines.indent()
         lines.add("if tid < s:")
         lines.indent()
-        lines.add(f"{shared}[tid] = {cpu._accumulate(n, f'{shared}[tid]', f'{shared}[tid + s]')}")
+        lines.add(f"{shared}[tid] = {accumulators.combine(n, f'{shared}[tid]', f'{shared}[tid + s]')}")
         lines.dedent()
         lines.add("cuda.syncthreads()")
         lines.add("s //= 2")
@@ -166,14 +169,14 @@ def build(node: Node) -> CudaRowKernel | None:
     others = Graph(body.name, body.params, [n for n in body.nodes if n.op not in REDUCERS], [])
     if not supported(others):
         return None
-    spaces = {(n.inputs[0].type.shape, cpu._axes(n)) for n in reducers}
+    spaces = {(n.inputs[0].type.shape, accumulators.axes(n)) for n in reducers}
     if len(spaces) != 1:
         return None
     full, axes = spaces.pop()
     trailing = full is not None and axes == tuple(range(len(full) - len(axes), len(full)))
     if not trailing or not all(isinstance(d, int) for d in full):
         return None
-    if any(not v.type.is_fully_defined for v in cpu._values(body)):
+    if any(not v.type.is_fully_defined for v in accumulators.values(body)):
         return None
     try:
         return CudaRowKernel(body, node.name or "row_kernel", tuple(full), axes)

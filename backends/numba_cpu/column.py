@@ -1,0 +1,220 @@
+"""Column kernels: reductions over leading or middle axes, with their elementwise prologue
+and epilogue.
+
+The body is viewed as a 3-D block `(O, R, I)`: `O` kept elements before the reduced axes,
+`R` reduced elements, `I` kept elements after them (contiguous in memory). For each `o` the
+kernel runs phases like a row kernel, but each reduction accumulates a whole row of `I`
+accumulators at a time (`acc[i] += x[o, r, i]`), so the loop over `i` is contiguous and
+vectorises, max/min included (its lanes are independent). A kept value (a reduction result
+and what is computed from it) lives in an `I`-sized array; full values a later phase reads
+are recomputed from the inputs (a whole `R x I` block would not stay in cache).
+
+Every value has a span: which of `O`, `R`, `I` it varies along; arrays are reshaped to
+`(O or 1, R or 1, I or 1)` before the call and indexed with 0 along the dims they lack.
+Big kernels run blocks of the `I` axis in parallel.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tfjit.ir.graph import Graph, Node, Value
+
+from . import reducers
+from .buffers import POOL
+from .codegen import ElementWriter, Lines
+from .compile import compile_kernel
+from .loop import PARALLEL_MIN_ELEMENTS
+
+Span = tuple[bool, bool, bool]
+# Big kernels split the kept inner axis into parallel blocks of at least MIN_BLOCK elements
+# (a contiguous run long enough to vectorise); small ones stay serial (DESIGN.md: a parallel
+# call costs 16-33 us more).
+PARALLEL_BLOCKS = 8
+MIN_BLOCK = 64
+
+
+class ColumnKernel:
+    """A compiled column kernel for one fused reduction body; `kernel(*arrays) -> outputs`."""
+
+    returns_tuple = True
+
+    def __init__(self, body: Graph, name: str, full: tuple[int, ...], groups: tuple[str, ...],
+                 view: tuple[int, int, int]):
+        self.body = body
+        self.name = name
+        self.view = view
+        self.spans = {v: _span(v.type.shape, full, groups, view) for v in reducers.values(body)}
+        self.phase = reducers.phases(body)
+        self.reductions = [n for n in body.nodes if n.op in reducers.OPS]
+        self._index = {n: i for i, n in enumerate(body.nodes)}
+        self._shapes = {v: self._shape3(self.spans[v]) for v in list(body.params) + list(body.results)}
+        O, R, I = view
+        self.blocks = min(PARALLEL_BLOCKS, I // MIN_BLOCK)
+        self.parallel = self.blocks >= 2 and O * R * I >= PARALLEL_MIN_ELEMENTS
+        self._inner = f"range(b * {I} // {self.blocks}, (b + 1) * {I} // {self.blocks})" if self.parallel \
+            else f"range({I})"
+        self.source = self._source()
+        self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel)
+
+    def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+        arrays = [a.reshape(self._shapes[p]) for a, p in zip(args, self.body.params)]
+        outs = [POOL.empty(r.type.shape, r.type.dtype.np_dtype) for r in self.body.results]
+        self._kernel(*arrays, *[o.reshape(self._shapes[r]) for o, r in zip(outs, self.body.results)])
+        return tuple(outs)
+
+    def _shape3(self, span: Span) -> tuple[int, int, int]:
+        return tuple(n if s else 1 for n, s in zip(self.view, span))  # type: ignore[return-value]
+
+    # -- source ------------------------------------------------------------------------------
+    def _source(self) -> str:
+        O, _, I = self.view
+        params, results = self.body.params, self.body.results
+        lines = Lines()
+        args = [f"in{i}" for i in range(len(params))] + [f"out{i}" for i in range(len(results))]
+        lines.add(f"def kernel({', '.join(args)}):", self.name)
+        lines.indent()
+        kept = self._kept_values()
+        for n in self.reductions:
+            k = self._index[n]
+            lines.add(f"acc_{k} = np.empty({I}, np.{_acc_np(n)})")
+            if n.op in reducers.ARG_OPS:
+                lines.add(f"idx_{k} = np.empty({I}, np.int64)")
+            lines.add(f"red_{k} = np.empty({I}, np.{n.types[0].dtype.np_dtype.name})")
+        for v in kept:
+            lines.add(f"kv_{self._index[v.node]} = np.empty({I}, np.{v.type.dtype.np_dtype.name})")
+        if self.parallel:  # blocks of the kept inner axis: their accumulators are disjoint
+            lines.add(f"for b in prange({self.blocks}):")
+            lines.indent()
+        lines.add(f"for o in range({O}):")
+        lines.indent()
+        names: dict[Value, str] = {}  # kept values ready so far, as array elements at [i]
+        last = max(self.phase.values(), default=0)
+        for phase in range(last + 1):
+            self._phase_loop(lines, phase, names)
+            self._kept_loop(lines, phase, names, kept)
+        return lines.source()
+
+    def _kept_values(self) -> list[Value]:
+        """Values without an `R` span computed from reduction results (between phases)."""
+        return [n.out for n in self.body.nodes if n.op not in reducers.OPS and not self.spans[n.out][1]
+                and self.phase[n.out] >= 1]
+
+    def _load(self, v: Value, in_row_loop: bool) -> str:
+        position = self.body.params.index(v)
+        so, sr, si = self.spans[v]
+        if sr and not in_row_loop:
+            raise NotImplementedError(f"value {v} varies along the reduced axes outside the row loop")
+        return f"in{position}[{'o' if so else 0}, {'r' if sr else 0}, {'i' if si else 0}]"
+
+    def _store(self, position: int, r: Value) -> str:
+        so, sr, si = self.spans[r]
+        return f"out{position}[{'o' if so else 0}, {'r' if sr else 0}, {'i' if si else 0}]"
+
+    def _phase_loop(self, lines: Lines, phase: int, names: dict[Value, str]) -> None:
+        """One pass over the `R x I` block: the full values of this phase, the full results
+        computed in it, and the reductions of them."""
+        reductions = [n for n in self.reductions if self.phase[n.inputs[0]] == phase]
+        outputs = [(i, r) for i, r in enumerate(self.body.results)
+                   if self.spans[r][1] and self.phase[r] == phase]
+        if not reductions and not outputs:
+            return
+        for n in reductions:
+            k = self._index[n]
+            lines.add(f"for i in {self._inner}:")
+            for line in reducers.init(n, f"acc_{k}[i]", f"idx_{k}[i]"):
+                lines.add("    " + line, n.loc.short if n.loc else None)
+        lines.add(f"for r in range({self.view[1]}):")
+        lines.indent()
+        lines.add(f"for i in {self._inner}:")
+        lines.indent()
+        writer = ElementWriter(lines, lambda v: self._load(v, True), prefix=f"e{phase}_")
+        writer.names.update(names)
+        for i, r in outputs:
+            lines.add(f"{self._store(i, r)} = {writer.value(r)}")
+        for n in reductions:
+            k = self._index[n]
+            for line in reducers.update(n, f"acc_{k}[i]", f"idx_{k}[i]", writer.value(n.inputs[0]), "r"):
+                lines.add(line)
+        lines.dedent()
+        lines.dedent()
+
+    def _kept_loop(self, lines: Lines, phase: int, names: dict[Value, str], kept: list[Value]) -> None:
+        """After phase `phase`'s pass: the results of its reductions, the kept values they make
+        ready, and the kept results among them."""
+        finished = [n for n in self.reductions if self.phase[n.inputs[0]] == phase]
+        ready = [v for v in kept if self.phase[v] == phase + 1]
+        last = phase == max(self.phase.values(), default=0)
+        outputs = [(i, r) for i, r in enumerate(self.body.results)
+                   if not self.spans[r][1] and (self.phase[r] == phase + 1 or (last and self.phase[r] == 0))]
+        if not finished and not ready and not outputs:
+            return
+        lines.add(f"for i in {self._inner}:")
+        lines.indent()
+        for n in finished:
+            k = self._index[n]
+            value = reducers.result(n, f"acc_{k}[i]", f"idx_{k}[i]", self.view[1])
+            lines.add(f"red_{k}[i] = {value}", n.loc.short if n.loc else None)
+            names[n.out] = f"red_{k}[i]"
+        writer = ElementWriter(lines, lambda v: self._load(v, False), prefix=f"k{phase}_")
+        writer.names.update(names)
+        for v in ready:
+            name = f"kv_{self._index[v.node]}[i]"
+            lines.add(f"{name} = {writer.value(v)}")
+            names[v] = writer.names[v] = name
+        for i, r in outputs:
+            lines.add(f"{self._store(i, r)} = {writer.value(r)}")
+        lines.dedent()
+
+
+def _acc_np(node: Node) -> str:
+    short = reducers.acc_dtype(node)
+    return {"f32": "float32", "f64": "float64", "i32": "int32", "i64": "int64", "i8": "int8",
+            "u8": "uint8", "bool": "bool_"}[short]
+
+
+def _nonunit(shape: tuple[int, ...]) -> list[int]:
+    return [d for d in shape if d != 1]
+
+
+def _span(shape: tuple[int, ...], full: tuple[int, ...], groups: tuple[str, ...],
+          view: tuple[int, int, int]) -> Span:
+    """Which of the view's dims a value of `shape` varies along; NotImplementedError when the
+    shape is ambiguous or fits none (the caller then falls back to the reference)."""
+    O, R, I = view
+    if int(np.prod(shape, dtype=np.int64)) == 1:
+        return (False, False, False)
+    candidates: set[Span] = set()
+    if _nonunit(shape) == _nonunit(full):
+        candidates.add((O > 1, True, I > 1))
+    kept_shape = tuple(d for d, g in zip(full, groups) if g != "r")
+    if _nonunit(shape) == _nonunit(kept_shape):
+        candidates.add((O > 1, R == 1, I > 1))  # with R == 1 a kept value is also a full one
+    aligned = _aligned_span(shape, full, groups)
+    if aligned is not None:
+        candidates.add(aligned)
+    if len(candidates) != 1:
+        raise NotImplementedError(f"value of shape {shape} in a column kernel over {full}")
+    return candidates.pop()
+
+
+def _aligned_span(shape: tuple[int, ...], full: tuple[int, ...], groups: tuple[str, ...]) -> Span | None:
+    """The span of a value broadcast against `full` by NumPy's trailing rule."""
+    shape = tuple(shape)
+    while len(shape) > len(full) and shape[0] == 1:
+        shape = shape[1:]
+    if len(shape) > len(full):
+        return None
+    padded = (1,) * (len(full) - len(shape)) + shape
+    present = {"o": [], "r": [], "i": []}
+    for s, d, g in zip(padded, full, groups):
+        if s != 1 and s != d:
+            return None
+        if d == 1:
+            continue
+        present[g].append(s == d)
+    spans = []
+    for g in ("o", "r", "i"):
+        if any(present[g]) and not all(present[g]):
+            return None
+        spans.append(any(present[g]) or (g == "r" and not present["r"] and _nonunit(shape) == _nonunit(full)))
+    return tuple(spans)  # type: ignore[return-value]

@@ -1,0 +1,174 @@
+"""Generated reduction kernels (row and column) give the reference backend's results: every
+reduce op over every class of axes (trailing, leading, middle, several, all, none), each
+dtype, keepdims, NaN/inf, size-1 and empty dims, and fused prologues/epilogues. The
+reductions of one case share one prologue, so fusion makes them one kernel (few compiles)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tfjit as tf
+from tfjit.backends.numba_cpu import column, reduction
+
+from test_numba_backend import assert_same, both, generated
+
+RNG = np.random.default_rng(11)
+KERNELS = (reduction.RowKernel, column.ColumnKernel)
+
+# axes -> the kernel expected for a (3, 4, 5) input (None: falls back to the reference).
+AXES = [((2,), reduction.RowKernel), ((0,), column.ColumnKernel), ((1,), column.ColumnKernel),
+        ((0, 1), column.ColumnKernel), ((1, 2), reduction.RowKernel), (None, reduction.RowKernel),
+        ((), column.ColumnKernel), ((0, 2), None)]
+
+
+def _reductions(p, axes, keepdims, dtype):
+    outs = [tf.reduce_sum(p, axes, keepdims=keepdims), tf.reduce_mean(p, axes, keepdims=keepdims),
+            tf.reduce_max(p, axes, keepdims=keepdims), tf.reduce_min(p, axes, keepdims=keepdims),
+            tf.reduce_prod(p, axes, keepdims=keepdims)]
+    if axes is not None and len(axes) == 1:
+        outs += [tf.argmax(p, axes[0]), tf.argmin(p, axes[0], output_type=tf.int32)]
+    return outs
+
+
+@pytest.mark.parametrize("axes, kernel", AXES, ids=[str(a) for a, _ in AXES])
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64, tf.int32])
+def test_every_reduce_op_over_every_class_of_axes(axes, kernel, dtype):
+    x = tf.placeholder(dtype, [3, 4, 5], name="x")
+    keepdims = axes in ((0,), (1, 2))
+    if dtype.is_floating:
+        values = RNG.standard_normal((3, 4, 5))
+        p = x * 0.25 + 1.0  # prod of 60 such factors stays finite
+    else:
+        values = RNG.integers(-9, 10, (3, 4, 5))
+        p = x * 3 - 1
+    outs = _reductions(p, axes, keepdims, dtype)
+    got, want, exe = both(outs, {x: values})
+    assert_same(got, want, rtol=1e-5 if dtype == tf.float32 else 1e-12)
+    if kernel is None:
+        assert not generated(exe, KERNELS)
+    else:
+        assert len(generated(exe, KERNELS)) == 1 and generated(exe, kernel)
+
+
+@pytest.mark.parametrize("axes", [(0,), (1,), (2,)])
+def test_any_and_all(axes):
+    x = tf.placeholder(tf.float32, [3, 4, 5], name="x")
+    values = RNG.standard_normal((3, 4, 5))
+    values[:, 0, :] = 1.0  # some groups all true
+    positive = x > 0.0
+    outs = [tf.reduce_any(positive, axes), tf.reduce_all(positive, axes, keepdims=True),
+            tf.reduce_any(tf.logical_not(positive), axes)]
+    got, want, exe = both(outs, {x: values})
+    assert_same(got, want)
+    assert generated(exe, KERNELS)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_nan_and_inf_propagate_as_in_numpy(axis):
+    x = tf.placeholder(tf.float32, [4, 6], name="x")
+    values = RNG.standard_normal((4, 6)).astype(np.float32)
+    values[1, 0] = values[3, 0] = np.nan   # column 0: NaN twice; row 1: NaN first
+    values[2, 1] = np.inf                  # column 1 and row 2: +inf
+    values[:, 2] = -np.inf                 # column 2: all -inf (argmax 0)
+    values[0, 3], values[2, 3] = np.inf, -np.inf  # column 3: inf + -inf = NaN
+    p = x * 2.0  # a prologue, so the reductions fuse into one kernel
+    outs = [tf.reduce_max(p, axis), tf.reduce_min(p, axis), tf.reduce_sum(p, axis), tf.reduce_mean(p, axis),
+            tf.argmax(p, axis), tf.argmin(p, axis)]
+    got, want, exe = both(outs, {x: values})
+    assert_same(got, want)
+    (kernel,) = generated(exe, KERNELS)
+    if axis == 1:  # a row max of computed values goes through a row scratch
+        assert "_row_max(row_" in kernel.source and "_row_min(row_" in kernel.source
+
+
+def test_size_one_dims_around_the_reduced_axes():
+    x = tf.placeholder(tf.float32, [1, 3, 1, 4, 1], name="x")
+    p = tf.exp(x)
+    outs = [tf.reduce_sum(p, [0, 1], keepdims=True), tf.reduce_max(p, [1, 2]), tf.reduce_mean(p, [1])]
+    got, want, _ = both(outs, {x: RNG.standard_normal((1, 3, 1, 4, 1))})
+    assert_same(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape, axis", [((0, 3), 0), ((3, 0), 0), ((4, 0), 1)])
+def test_empty_inputs_fall_back_to_the_reference_with_tf_identities(shape, axis):
+    x = tf.placeholder(tf.float32, shape, name="x")
+    p = x * 2.0
+    outs = [tf.reduce_sum(p, axis), tf.reduce_max(p, axis), tf.reduce_min(p, axis), tf.reduce_mean(p, axis)]
+    got, want, exe = both(outs, {x: np.zeros(shape)})
+    assert_same(got, want)
+    assert not generated(exe, KERNELS)
+
+
+def test_batch_norm_over_n_h_w_is_one_column_kernel_with_recomputed_prologue():
+    x = tf.placeholder(tf.float32, [2, 3, 3, 4], name="x")
+    gamma = tf.placeholder(tf.float32, [4], name="gamma")
+    beta = tf.placeholder(tf.float32, [4], name="beta")
+    h = tf.nn.relu(x * 1.5 - 0.5)
+    mean, var = tf.nn.moments(h, axes=[0, 1, 2])
+    y = (h - mean) * tf.rsqrt(var + 1e-3) * gamma + beta
+    feeds = {x: RNG.standard_normal((2, 3, 3, 4)), gamma: RNG.standard_normal(4), beta: RNG.standard_normal(4)}
+    got, want, exe = both([y, mean, var], feeds)
+    assert_same(got, want, rtol=1e-5, atol=1e-5)
+    assert len(generated(exe, column.ColumnKernel)) == 1
+
+
+def test_softmax_over_a_leading_axis_runs_three_phases():
+    x = tf.placeholder(tf.float64, [5, 3, 4], name="x")
+    y = tf.nn.softmax(x * 2.0, axis=1)
+    got, want, exe = both(y, {x: RNG.standard_normal((5, 3, 4)) * 3})
+    assert_same(got, want, rtol=1e-12)
+    assert generated(exe, column.ColumnKernel)
+
+
+def test_bias_gradient_through_a_relu_is_one_column_kernel():
+    h = tf.placeholder(tf.float32, [6, 8], name="h")
+    dy = tf.placeholder(tf.float32, [6, 8], name="dy")
+    d_pre = tf.where_v2(h > 0.0, dy * 2.0, tf.zeros_like(dy))  # relu's gradient of a squared loss
+    db = tf.reduce_sum(d_pre, axis=0)
+    got, want, exe = both([db, d_pre], {h: RNG.standard_normal((6, 8)), dy: RNG.standard_normal((6, 8))})
+    assert_same(got, want, rtol=1e-5, atol=1e-6)
+    assert len(generated(exe, column.ColumnKernel)) == 1
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.int32])
+def test_row_max_and_min_of_an_input_with_several_accumulators(dtype):
+    x = tf.placeholder(dtype, [5, 19], name="x")  # 19: two blocks of eight and a tail
+    values = np.round(RNG.standard_normal((5, 19)) * 4).astype(dtype.np_dtype)
+    if dtype.is_floating:
+        values[0, 0] = values[1, 8] = values[2, 18] = np.nan  # first, in a block, in the tail
+        values[3, 5], values[3, 17] = np.inf, -np.inf
+    peak = tf.reduce_max(x, 1, keepdims=True)
+    outs = [tf.reduce_max(x, 1), tf.reduce_min(x, 1), tf.reduce_sum(x - peak, 1)]
+    got, want, exe = both(outs, {x: values})
+    assert_same(got, want)
+    assert "_row_max(" in generated(exe, reduction.RowKernel)[0].source
+
+
+def test_big_row_kernels_run_in_parallel_blocks():
+    x = tf.placeholder(tf.float32, [1030, 1024], name="x")
+    values = RNG.standard_normal((1030, 1024)) * 3
+    values[7, 100] = np.nan
+    got, want, exe = both(tf.nn.softmax(x), {x: values})
+    assert_same(got, want, rtol=1e-5, atol=1e-7)
+    assert generated(exe, reduction.RowKernel)[0].parallel
+
+
+def test_big_column_kernels_run_blocks_of_the_kept_axis_in_parallel():
+    x = tf.placeholder(tf.float32, [520, 2050], name="x")  # 2050 columns: uneven blocks
+    values = RNG.standard_normal((520, 2050))
+    values[3, 7] = np.nan
+    p = x * 2.0
+    mean = tf.reduce_mean(p, 0, keepdims=True)
+    outs = [p - mean, tf.reduce_max(p, 0), tf.argmin(p, 0)]
+    got, want, exe = both(outs, {x: values})
+    assert_same(got, want, rtol=1e-5, atol=1e-5)
+    assert generated(exe, column.ColumnKernel)[0].parallel
+
+
+def test_a_shape_that_fits_two_spans_falls_back_to_the_reference():
+    x = tf.placeholder(tf.float32, [4, 4, 4], name="x")
+    w = tf.placeholder(tf.float32, [4, 4], name="w")  # broadcast over axis 0, or the kept (0, 2) shape?
+    y = tf.reduce_sum(x * w, axis=1)
+    got, want, exe = both(y, {x: RNG.standard_normal((4, 4, 4)), w: RNG.standard_normal((4, 4))})
+    assert_same(got, want, rtol=1e-5)
+    assert not generated(exe, KERNELS)
