@@ -15,7 +15,8 @@ import numpy as np
 
 from tfjit.ir.graph import Node
 
-from ..numba_cpu.reduction import REDUCERS, _accumulate, _axes, _init
+from ..numba_cpu import reducers
+from .reduction import REDUCERS
 from .compile import DeviceLines, compile_kernel
 from .loop import Access, _index
 from .runtime import Buffer
@@ -67,14 +68,14 @@ class CudaAxesReduction:
         lines.add(f"while first < {self.outputs}:  # the same for every thread of a block")
         lines.indent()
         lines.add("o = first + tx")
-        lines.add(f"acc = {_init(n)}", n.loc.short if n.loc else None)
+        lines.add(f"acc = {reducers.start(n)}", n.loc.short if n.loc else None)
         lines.add(f"if o < {self.outputs}:")
         lines.indent()
         lines.add(f"base = {_index(self.kept, self.kept_space, 'o')}")
         lines.add("r = ty")
         lines.add(f"while r < {self.reduced}:")
         element = f"x[base + {_index(self.red, self.reduced_space, 'r')}]"
-        lines.add(f"    acc = {_accumulate(n, 'acc', element)}")
+        lines.add(f"    acc = {reducers.combine(n, 'acc', element)}")
         lines.add(f"    r += {ty}")
         lines.dedent()
         lines.add("sh[ty, tx] = acc")
@@ -83,7 +84,7 @@ class CudaAxesReduction:
         lines.add("while s > 0:")
         lines.indent()
         lines.add("if ty < s:")
-        lines.add(f"    sh[ty, tx] = {_accumulate(n, 'sh[ty, tx]', 'sh[ty + s, tx]')}")
+        lines.add(f"    sh[ty, tx] = {reducers.combine(n, 'sh[ty, tx]', 'sh[ty + s, tx]')}")
         lines.add("cuda.syncthreads()")
         lines.add("s //= 2")
         lines.dedent()
@@ -130,7 +131,7 @@ def build(node: Node) -> CudaAxesReduction | None:
     if node.op == "mean" and not dtype.startswith("float"):
         return None  # TF's integer mean truncates the sum's quotient: the reference does it
     try:
-        full, axes = _merged(tuple(full), {a % len(full) for a in _axes(node)})
+        full, axes = _merged(tuple(full), {a % len(full) for a in reducers.axes(node)})
         return CudaAxesReduction(node, node.name or node.op, full, axes)
     except NotImplementedError:
         return None

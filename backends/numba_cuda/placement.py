@@ -16,8 +16,8 @@ from tfjit.ops.registry import Fusion, get_op
 from ..numba_cpu import scalar
 from ..numba_cpu.codegen import INDEX_ONLY, supported
 from ..numba_cpu.loop import single_node_body
-from ..numba_cpu.reduction import REDUCERS
 from . import device_lib
+from .reduction import REDUCERS
 
 GPU0 = canonical_device("/gpu:0")
 # Ops the executor runs on the device itself: feeds land there, constants are uploaded once
