@@ -21,7 +21,7 @@ from tfjit.ir.graph import Graph, Node, Value
 from tfjit.ops.registry import Fusion, get_op
 from tfjit.runtime.state import RuntimeState
 
-from . import loop, reduction
+from . import control_flow, loop, reduction
 
 
 class NumbaExecutable:
@@ -81,6 +81,11 @@ def kernel_sources(exe: NumbaExecutable, indent: str = "") -> str:
             source = kernel.source()
         elif isinstance(kernel, reduction.RowKernel):
             source = kernel.source
+        elif hasattr(kernel, "inners"):  # while / cond: their sub-graphs' steps
+            for what, inner in kernel.inners.items():
+                parts.append(f"{indent}# {node.name}: {what}")
+                parts.append(kernel_sources(inner, indent + "    "))
+            continue
         elif hasattr(kernel, "inner"):
             parts.append(f"{indent}# {node.name}: runs its body's nodes in turn")
             parts.append(kernel_sources(kernel.inner, indent + "    "))
@@ -103,6 +108,8 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
         generated = reduction.build(node)
     if generated is not None:
         return generated
+    if node.op in ("while", "cond"):
+        return control_flow.build(node, NumbaExecutable)
     if node.op == "fused":  # run the body node by node; its elementwise runs still form loops
         body = node.attr("body")
         inner = NumbaExecutable(body if kind == "loop" else _loops_fused(body))

@@ -77,13 +77,15 @@ class LoopKernel:
     def source(self) -> str:
         """The source of each variant compiled so far (else the flat-loop form)."""
         keys = list(self._compiled) or [(True, 1, tuple([FULL] * len(self.prepared.inputs)), False)]
-        return "\n".join(self._source(*key) for key in keys)
+        return f"# {self.name}\n" + "\n".join(self._source(*key) for key in keys)
 
     def _source(self, flat: bool, rank: int, kinds: Sequence[Any], parallel: bool = False) -> str:
         lines = Lines()
         ins = [f"in{i}" for i in range(len(kinds))]
         outs = [f"out{i}" for i in range(len(self.body.results))]
-        lines.add(f"def kernel({', '.join(ins + outs)}):", f"{self.name}")
+        # No node name in the compiled source: identical bodies (an unrolled RNN's cells) then
+        # share one compile; `source()` names the node for dumps.
+        lines.add(f"def kernel({', '.join(ins + outs)}):")
         lines.indent()
         index = "i" if flat else ", ".join(f"i{d}" for d in range(rank))
         loads: dict[Value, str] = {}
