@@ -20,6 +20,7 @@ from .dce import dce
 from .decompose import decompose
 from .fold_constants import fold_constants
 from .fuse import fuse
+from .merge_matmuls import merge_matmuls
 from .nested import in_bodies
 from .place import Place
 from .plan_memory import plan_memory
@@ -44,6 +45,8 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("dce", in_bodies(dce), "drop what neither the results nor a state write needs", level=0),
     Pass("place", Place(), "give every node a device; colocate updates with variables; copy across devices",
          level=0),
+    Pass("merge_matmuls", merge_matmuls, "run independent matmuls sharing their right operand (an unrolled RNN's "
+                                         "input projections) as one large matmul", level=2),
     Pass("decompose", decompose, "spell softmax/log_softmax as max-exp-sum steps so they fuse into one row kernel",
          level=2),
     Pass("fuse", fuse, "turn chains of elementwise ops, reductions with their producers and consumers, "
