@@ -1,6 +1,7 @@
 """`while`, `cond`, dynamic_rnn and static_rnn on the numba backend give the reference backend's
 results (outputs and gradients, variable lengths), with their sub-graphs run as generated
-kernels; identical kernels (an unrolled RNN's cells) share one compile."""
+kernels; identical kernels (an unrolled RNN's cells) share one compile; the split kernels and
+the loop kernels' remembered per-shape plans an unrolled RNN runs give the reference's results."""
 from __future__ import annotations
 
 import numpy as np
@@ -149,3 +150,25 @@ def test_unrolled_cells_share_their_compiled_kernels():
     assert len(gates) == steps - 1
     compiled = {id(f) for k in gates for f in k._compiled.values()}
     assert len(compiled) == 1
+
+
+@pytest.mark.parametrize("axis, sizes", [(1, None), (0, (1, 3)), (-1, (2, -1, 0))])
+def test_split_kernels_and_repeated_loop_calls_match_reference(axis, sizes):
+    x = tf.placeholder(tf.float32, [4, 6], name="x")
+    b = tf.placeholder(tf.float32, [6], name="b")
+    s = tf.placeholder(tf.float32, [], name="s")
+    y = tf.sigmoid(x + b) * s  # a broadcast and a scalar input: the loop kernel's fitted views
+    pieces = tf.split(y, sizes if sizes is not None else 2, axis=axis)
+    outs = [tf.tanh(p) + 1.0 for p in pieces] + list(pieces)
+    exe = None
+    for seed in range(2):  # the second call takes each loop kernel's remembered plan
+        rng = np.random.default_rng(seed)
+        feeds = {x: rng.standard_normal((4, 6)), b: rng.standard_normal(6), s: np.float32(rng.standard_normal())}
+        if exe is None:
+            exe, splits = kernels_of(outs, feeds, "split")
+            assert splits and all(type(k).__name__ == "SplitKernel" for k in splits)
+        args = [np.asarray(feeds[k], np.float32) for k in (x, b, s)]
+        got = exe.run(args, RuntimeState())
+        want = reference_compile(exe.graph).run(args, RuntimeState())
+        assert_close(got, want)
+        assert all(g.flags.owndata for g in got[len(pieces):])  # pieces are copies, as the reference's

@@ -21,7 +21,7 @@ from tfjit.ir.graph import Graph, Node, Value
 from tfjit.ops.registry import Fusion, get_op
 from tfjit.runtime.state import RuntimeState
 
-from . import control_flow, loop, reduction
+from . import control_flow, layout, loop, reduction
 
 
 class NumbaExecutable:
@@ -110,6 +110,8 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
         return generated
     if node.op in ("while", "cond"):
         return control_flow.build(node, NumbaExecutable)
+    if node.op == "split" and (split := layout.build(node)) is not None:
+        return split
     if node.op == "fused":  # run the body node by node; its elementwise runs still form loops
         body = node.attr("body")
         inner = NumbaExecutable(body if kind == "loop" else _loops_fused(body))
