@@ -20,6 +20,7 @@ from .dce import dce
 from .decompose import decompose
 from .fold_constants import fold_constants
 from .fuse import fuse
+from .merge_matmuls import merge_matmuls
 from .nested import in_bodies
 from .place import Place
 from .plan_memory import plan_memory
@@ -46,6 +47,8 @@ PIPELINE: tuple[Pass, ...] = (
          level=2),
     Pass("place", Place(), "give every node a device (after decompose: the steps are what runs); colocate "
                            "updates with variables; copy across devices", level=0),
+    Pass("merge_matmuls", merge_matmuls, "run independent matmuls sharing their right operand (an unrolled RNN's "
+                                         "input projections) as one large matmul", level=2),
     Pass("fuse", fuse, "turn chains of elementwise ops, reductions with their producers and consumers, "
                        "matmul epilogues and variable updates into single kernels", level=2),
     Pass("plan_memory", plan_memory, "reuse the buffers of dead intermediates and write in place", level=0),

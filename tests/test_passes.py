@@ -290,7 +290,7 @@ def test_pass_manager_levels_switches_timing_and_errors(capsys):
     def broken(graph):
         raise ValueError("boom")
 
-    with pytest.raises(PassError, match=r"pass `fuse` failed on @softmax \(passes before it: .*dce, decompose, place\): boom"):
+    with pytest.raises(PassError, match=r"pass `fuse` failed on @softmax \(passes before it: .*dce, decompose, place, merge_matmuls\): boom"):
         PassManager(overrides={"fuse": broken}).run(g)
 
 

@@ -8,6 +8,7 @@ still holds keeps its buffer out of reach), so a result the user keeps is never 
 """
 from __future__ import annotations
 
+import math
 import sys
 import threading
 
@@ -25,7 +26,7 @@ class BufferPool:
 
     def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize  # np.prod costs microseconds a call
         if nbytes < MIN_BYTES:
             return np.empty(shape, dtype)
         with self._lock:

@@ -21,7 +21,7 @@ from tfjit.ir.graph import Graph, Node, Value
 from tfjit.ops.registry import Fusion, get_op
 from tfjit.runtime.state import RuntimeState
 
-from . import contraction, conv, loop, pool, reduction
+from . import contraction, control_flow, conv, layout, loop, pool, reduction
 from .sink_reads import sink_reads
 
 
@@ -84,6 +84,11 @@ def kernel_sources(exe: NumbaExecutable, indent: str = "") -> str:
             source = kernel.source
         elif isinstance(kernel, contraction.ContractionKernel):
             source = kernel.source()
+        elif hasattr(kernel, "inners"):  # while / cond: their sub-graphs' steps
+            for what, inner in kernel.inners.items():
+                parts.append(f"{indent}# {node.name}: {what}")
+                parts.append(kernel_sources(inner, indent + "    "))
+            continue
         elif hasattr(kernel, "inner"):
             parts.append(f"{indent}# {node.name}: runs its body's nodes in turn")
             parts.append(kernel_sources(kernel.inner, indent + "    "))
@@ -110,6 +115,10 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
         generated = conv.build(node) or pool.build(node)
     if generated is not None:
         return generated
+    if node.op in ("while", "cond"):
+        return control_flow.build(node, NumbaExecutable)
+    if node.op == "split" and (split := layout.build(node)) is not None:
+        return split
     if node.op == "fused":  # run the body node by node; its elementwise runs still form loops
         body = contraction.split_assignments(node.attr("body")) if kind == "contraction" else node.attr("body")
         inner = NumbaExecutable(body if kind == "loop" else _loops_fused(body))

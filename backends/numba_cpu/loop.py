@@ -48,8 +48,19 @@ class LoopKernel:
         self._out_types = [(tuple(r.type.shape), r.type.dtype.np_dtype) for r in body.results]
         self._space = max((shape for shape, _ in self._out_types), key=lambda s: (int(np.prod(s)), len(s)))
         self._size = int(np.prod(self._space))
+        # Per argument shapes, once seen: the kernel and the shape each argument and output is
+        # viewed as (only when no index-only op prepares an input), so that a call in a hot
+        # step costs a few reshapes instead of fitting every input again.
+        self._plans: dict[tuple[tuple[int, ...], ...], tuple[Any, ...]] = {}
+        self._param_index = {p: i for i, p in enumerate(body.params)}
 
     def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+        plan = self._plans.get(tuple(a.shape for a in args))
+        if plan is not None:
+            kernel, inputs, out_shapes = plan
+            outs = [POOL.empty(shape, dtype) for shape, dtype in self._out_types]
+            kernel(*[args[i].reshape(shape) for i, shape in inputs], *[o.reshape(s) for o, s in zip(outs, out_shapes)])
+            return tuple(outs)
         values: dict[Value, np.ndarray] = dict(zip(self.body.params, args))
         for node, positions in self.prepared.steps:
             out = get_op(node.op).reference(*(values[node.inputs[i]] for i in positions), **node.attr_dict)
@@ -72,18 +83,23 @@ class LoopKernel:
             kernel = compile_kernel(self._source(flat, len(space), kinds, parallel), "kernel", parallel=parallel)
             self._compiled[key] = kernel
         kernel(*arrays, *views)
+        if not self.prepared.steps:
+            inputs = tuple((self._param_index[v], a.shape) for v, a in zip(self.prepared.inputs, arrays))
+            self._plans[tuple(a.shape for a in args)] = (kernel, inputs, tuple(v.shape for v in views))
         return tuple(outs)
 
     def source(self) -> str:
         """The source of each variant compiled so far (else the flat-loop form)."""
         keys = list(self._compiled) or [(True, 1, tuple([FULL] * len(self.prepared.inputs)), False)]
-        return "\n".join(self._source(*key) for key in keys)
+        return f"# {self.name}\n" + "\n".join(self._source(*key) for key in keys)
 
     def _source(self, flat: bool, rank: int, kinds: Sequence[Any], parallel: bool = False) -> str:
         lines = Lines()
         ins = [f"in{i}" for i in range(len(kinds))]
         outs = [f"out{i}" for i in range(len(self.body.results))]
-        lines.add(f"def kernel({', '.join(ins + outs)}):", f"{self.name}")
+        # No node name in the compiled source: identical bodies (an unrolled RNN's cells) then
+        # share one compile; `source()` names the node for dumps.
+        lines.add(f"def kernel({', '.join(ins + outs)}):")
         lines.indent()
         index = "i" if flat else ", ".join(f"i{d}" for d in range(rank))
         loads: dict[Value, str] = {}
