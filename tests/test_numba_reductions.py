@@ -172,3 +172,15 @@ def test_a_shape_that_fits_two_spans_falls_back_to_the_reference():
     got, want, exe = both(y, {x: RNG.standard_normal((4, 4, 4)), w: RNG.standard_normal((4, 4))})
     assert_same(got, want, rtol=1e-5)
     assert not generated(exe, KERNELS)
+
+
+def test_a_value_broadcast_inside_the_kept_axes_is_indexed_by_its_own_shape():
+    # divide's gradient w.r.t. b: sum over axis 0 of a[2,1,3] / b[2,3] * u[2,2,3]; a's
+    # non-unit dims equal the kept shape's, yet it broadcasts along axis 1, not axis 0
+    a = tf.placeholder(tf.float64, [2, 1, 3], name="a")
+    b = tf.placeholder(tf.float64, [2, 3], name="b")
+    u = tf.placeholder(tf.float64, [2, 2, 3], name="u")
+    y = tf.reduce_sum(a / b * u, axis=0)
+    feed = {a: RNG.standard_normal((2, 1, 3)), b: RNG.standard_normal((2, 3)) + 3.0, u: RNG.standard_normal((2, 2, 3))}
+    got, want, _ = both(y, feed)
+    assert_same(got, want, rtol=1e-12, atol=1e-12)

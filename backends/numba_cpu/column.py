@@ -184,10 +184,10 @@ def _span(shape: tuple[int, ...], full: tuple[int, ...], groups: tuple[str, ...]
     if int(np.prod(shape, dtype=np.int64)) == 1:
         return (False, False, False)
     candidates: set[Span] = set()
-    if _nonunit(shape) == _nonunit(full):
+    if tuple(shape) == tuple(full):
         candidates.add((O > 1, True, I > 1))
     kept_shape = tuple(d for d, g in zip(full, groups) if g != "r")
-    if _nonunit(shape) == _nonunit(kept_shape):
+    if tuple(shape) == kept_shape:  # a reduction's result without its reduced dims
         candidates.add((O > 1, R == 1, I > 1))  # with R == 1 a kept value is also a full one
     aligned = _aligned_span(shape, full, groups)
     if aligned is not None:
