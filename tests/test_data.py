@@ -41,7 +41,7 @@ def test_map_and_batch_match_numpy(backend, dtype):
     assert got[0].dtype == dtype
 
 
-def test_structures_tuple_and_dict_with_map():
+def test_structures_tuple_and_dict_with_map(backend):
     x = np.arange(6, dtype=np.float32)
     y = np.arange(6, dtype=np.int32) * 10
     ds = tf.data.Dataset.from_tensor_slices((x, {"y": y}))

@@ -59,9 +59,10 @@ class LoopKernel:
         if plan is not None:
             kernel, inputs, out_shapes = plan
             outs = [POOL.empty(shape, dtype) for shape, dtype in self._out_types]
-            kernel(*[args[i].reshape(shape) for i, shape in inputs], *[o.reshape(s) for o, s in zip(outs, out_shapes)])
+            kernel(*[np.asarray(args[i]).reshape(shape) for i, shape in inputs],  # a NumPy scalar too
+                   *[o.reshape(s) for o, s in zip(outs, out_shapes)])
             return tuple(outs)
-        values: dict[Value, np.ndarray] = dict(zip(self.body.params, args))
+        values: dict[Value, np.ndarray] = {p: np.asarray(a) for p, a in zip(self.body.params, args)}
         for node, positions in self.prepared.steps:
             out = get_op(node.op).reference(*(values[node.inputs[i]] for i in positions), **node.attr_dict)
             values[node.out] = np.asarray(out)
