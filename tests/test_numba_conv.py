@@ -267,3 +267,14 @@ def test_a_small_cnn_trains_to_the_reference_losses():
     got = _train_small_cnn("numba")
     assert want[-1] < want[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_the_kernel_dump_shows_the_conv_and_pooling_kernels():
+    from tfjit.backends.numba_cpu.executable import kernel_sources
+
+    x = tf.placeholder(tf.float32, [1, 4, 4, 2])
+    y = tf.nn.max_pool(tf.nn.conv2d(x, tf.ones([3, 3, 2, 2]), [1, 1, 1, 1], "SAME"), [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+    got, want, exe = both([y], {x: RNG.standard_normal((1, 4, 4, 2))})
+    assert_same(got, want, np.float32)
+    sources = kernel_sources(exe)
+    assert "def conv_forward(" in sources and "def max_pool(" in sources

@@ -305,6 +305,7 @@ class _Gemm:
         big = 2.0 * pixels * self.k * self.o >= PARALLEL_MIN_FLOPS
         self.threads = numba.get_num_threads() if big else 1
         self.kernel = _compiled(self.entry)
+        self.source = _SOURCES[self.entry]  # for `tfjit dump --stage kernels`
 
     def _columns(self) -> np.ndarray:
         """Each thread's block of columns (empty for pointwise: its shape still gives the rows)."""
@@ -392,6 +393,7 @@ class Depthwise:
         self.dtype = node.types[0].dtype.np_dtype
         self.g = window_geometry(nhwc_shape(x_shape, self.fmt), f_shape[:2], node.attr_dict)
         self.kernel = _compiled(entry)
+        self.source = _SOURCES[entry]
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         if self.entry == "depthwise_backprop_filter":  # (x, dy) -> filter

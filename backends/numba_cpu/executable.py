@@ -80,7 +80,7 @@ def kernel_sources(exe: NumbaExecutable, indent: str = "") -> str:
     for node, kernel in exe.kernels:
         if isinstance(kernel, loop.LoopKernel):
             source = kernel.source()
-        elif isinstance(kernel, (reduction.RowKernel, reduction.ColumnKernel)):
+        elif isinstance(getattr(kernel, "source", None), str):  # row/column, conv and pooling kernels
             source = kernel.source
         elif isinstance(kernel, contraction.ContractionKernel):
             source = kernel.source()

@@ -173,6 +173,7 @@ class Pool:
         self.out_shape = nhwc_shape(node.types[0].shape, self.fmt)
         self.dtype = node.types[0].dtype.np_dtype
         self.kernel = _compiled(node.op)
+        self.source = _SOURCES[node.op]
 
     def __call__(self, *args: np.ndarray) -> np.ndarray:
         if self.op == "max_pool_grad":   # (x, y, dy): y is not needed
