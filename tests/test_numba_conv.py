@@ -13,24 +13,12 @@ import pytest
 import tfjit as tf
 from tfjit import config
 from tfjit.backends.numba_cpu import conv, pool
-from tfjit.backends.numba_cpu.executable import compile_graph as numba_compile
-from tfjit.backends.reference import compile_graph as reference_compile
-from tfjit.debug import program_for
-from tfjit.runtime.state import RuntimeState
+
+from test_numba_backend import both
 
 RNG = np.random.default_rng(11)
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
 KERNEL_TYPES = (conv.Conv2D, conv.Conv2DBackpropInput, conv.Conv2DBackpropFilter, conv.Depthwise, pool.Pool)
-
-
-def both(fetches, feed_dict):
-    """Optimise the program once; run it on both backends; return both results and the numba plan."""
-    program = config.pass_manager().run(program_for(fetches, feed_dict))
-    args = [np.asarray(feed_dict[k], k.dtype.np_dtype) for k in sorted(feed_dict, key=lambda t: t.op.node.uid)]
-    exe = numba_compile(program)
-    got = exe.run(args, RuntimeState())
-    want = reference_compile(program).run(args, RuntimeState())
-    return got, want, exe
 
 
 def kernels(exe):

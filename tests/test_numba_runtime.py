@@ -12,10 +12,9 @@ import pytest
 import tfjit as tf
 from tfjit import config
 from tfjit.backends.numba_cpu import contraction
-from tfjit.backends.numba_cpu.executable import compile_graph as numba_compile
-from tfjit.backends.reference import compile_graph as reference_compile
-from tfjit.debug import program_for
 from tfjit.runtime.state import RuntimeState
+
+from test_numba_backend import both
 
 RNG = np.random.default_rng(11)
 
@@ -165,13 +164,8 @@ def test_two_threads_training_one_session_apply_every_update(backend):
 
 # -- contraction kernels ----------------------------------------------------------------------------
 def _both(fetches, feed_dict):
-    program = config.pass_manager().run(program_for(fetches, feed_dict))
-    args = [np.asarray(feed_dict[k], k.dtype.np_dtype) for k in sorted(feed_dict, key=lambda t: t.op.node.uid)]
-    exe = numba_compile(program)
-    got = exe.run(args, RuntimeState())
-    want = reference_compile(program).run(args, RuntimeState())
-    kernels = [k for _, k in exe.kernels if isinstance(k, contraction.ContractionKernel)]
-    return got, want, kernels
+    got, want, exe = both(fetches, feed_dict)
+    return got, want, [k for _, k in exe.kernels if isinstance(k, contraction.ContractionKernel)]
 
 
 def _assert_same(got, want, dtype):
