@@ -217,3 +217,18 @@ def test_uncovered_contractions_fall_back_to_the_reference():
     got, want, kernels = _both([tf.matmul(x, w) + 1, tf.matmul(xb, wb) * 2.0], feed)
     assert kernels == []
     _assert_same(got, want, tf.float32)
+
+
+@pytest.mark.parametrize("name", ["reference", "numba"])
+def test_a_product_of_a_variable_assigned_back_to_it_in_one_kernel(backend, name):
+    backend(name)  # v = (v @ w) * 2: the read moves into the kernel that writes v
+    v = tf.Variable(np.ones((2, 3), np.float32), name="v")
+    w = tf.placeholder(tf.float32, [3, 3], name="w")
+    product = tf.matmul(v.read_value(), w)
+    update = tf.assign(v, product * 2.0)
+    ws = np.arange(9, dtype=np.float32).reshape(3, 3) / 10
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        got, _ = sess.run([product, update], {w: ws})
+        np.testing.assert_allclose(got, np.ones((2, 3), np.float32) @ ws, rtol=1e-6)
+        np.testing.assert_allclose(sess.run(v), got * 2.0, rtol=1e-6)

@@ -134,7 +134,9 @@ def split_assignments(body: Graph) -> Graph:
         v in n.inputs for n in body.nodes if n not in head_nodes)]
     if not used_outside:
         return body
-    kernel_inputs = list(dict.fromkeys(v for n in head for v in n.inputs if v.node.op == "param"))
+    # The product's operands may be params or values the body computes before it (a variable
+    # read moved into the kernel by sink_reads): the inner kernel takes them all as params.
+    kernel_inputs = list(dict.fromkeys(v for n in head for v in n.inputs if v.node not in head_nodes))
     params = {v: Node("param", (), (("index", i),), (v.type,)).out for i, v in enumerate(kernel_inputs)}
     mapping: dict[Value, Value] = dict(params)
     inner_nodes = []
@@ -144,15 +146,17 @@ def split_assignments(body: Graph) -> Graph:
         mapping.update(zip(n.outputs, new.outputs))
     used_outside.sort(key=lambda v: [n for n in body.nodes].index(v.node))
     inner = Graph(f"{body.name}_product", list(params.values()), inner_nodes, [mapping[v] for v in used_outside])
-    fused = Node("fused", tuple(kernel_inputs), (("body", inner), ("kind", "contraction")),
-                 tuple(v.type for v in used_outside), device=matmul.device, loc=matmul.loc,
-                 name=f"fused/{matmul.name or 'matmul'}")
-    outer_map = dict(zip(used_outside, fused.outputs))
-    nodes = [fused]
-    for n in body.nodes:
-        if n in head:
-            continue
-        new = n.evolve(inputs=tuple(outer_map.get(v, v) for v in n.inputs))
-        nodes.append(new)
-        outer_map.update(zip(n.outputs, new.outputs))
+    outer_map: dict[Value, Value] = {}
+    nodes = []
+    for n in body.nodes:  # the inner kernel takes the matmul's place; its epilogue nodes leave
+        if n is matmul:
+            fused = Node("fused", tuple(outer_map.get(v, v) for v in kernel_inputs),
+                         (("body", inner), ("kind", "contraction")), tuple(v.type for v in used_outside),
+                         device=matmul.device, loc=matmul.loc, name=f"fused/{matmul.name or 'matmul'}")
+            nodes.append(fused)
+            outer_map.update(zip(used_outside, fused.outputs))
+        elif n not in head:
+            new = n.evolve(inputs=tuple(outer_map.get(v, v) for v in n.inputs))
+            nodes.append(new)
+            outer_map.update(zip(n.outputs, new.outputs))
     return Graph(body.name, list(body.params), nodes, [outer_map.get(r, r) for r in body.results])
