@@ -232,3 +232,26 @@ def test_a_product_of_a_variable_assigned_back_to_it_in_one_kernel(backend, name
         got, _ = sess.run([product, update], {w: ws})
         np.testing.assert_allclose(got, np.ones((2, 3), np.float32) @ ws, rtol=1e-6)
         np.testing.assert_allclose(sess.run(v), got * 2.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_lone_matmuls_small_and_large_match_the_reference(dtype, transpose_a, transpose_b):
+    from tfjit.backends.numba_cpu import blas
+
+    fetches, feed = [], {}
+    for m, k, n in [(5, 7, 3), (160, 128, 200)]:  # a single-threaded product and NumPy's threaded one
+        x = tf.placeholder(dtype, [k, m] if transpose_a else [m, k])
+        w = tf.placeholder(dtype, [n, k] if transpose_b else [k, n])
+        fetches.append(tf.matmul(x, w, transpose_a=transpose_a, transpose_b=transpose_b))
+        feed[x] = RNG.standard_normal(x.shape.as_list())
+        feed[w] = RNG.standard_normal(w.shape.as_list())
+        assert (2.0 * m * k * n < blas.SMALL_GEMM_FLOPS) == (m == 5)
+    first = next(iter(feed))
+    feed[first][0, 0], feed[first][1, 1] = np.nan, np.inf  # propagate as NumPy's BLAS does
+    got, want, exe = both(fetches, feed)
+    assert sum(isinstance(k, contraction.MatmulKernel) for _, k in exe.kernels) == 2
+    tol = 1e-5 if dtype == tf.float32 else 1e-12
+    for g, w_ in zip(got, want):
+        assert g.dtype == w_.dtype and g.shape == w_.shape
+        np.testing.assert_allclose(g, w_, rtol=tol, atol=tol, equal_nan=True)

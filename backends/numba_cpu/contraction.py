@@ -22,6 +22,7 @@ import numpy as np
 from tfjit.ir.graph import Graph, Node, Value
 from tfjit.ops.registry import get_op
 
+from .blas import matmul_into
 from .buffers import POOL
 from .codegen import supported
 from .loop import LoopKernel
@@ -49,7 +50,8 @@ class ContractionKernel:
         a, b = (args[i] for i in self._operands)
         ta, tb = self.transpose
         acc = POOL.empty(self.out_shape, self.dtype)
-        np.matmul(np.swapaxes(a, -1, -2) if ta else a, np.swapaxes(b, -1, -2) if tb else b, out=acc)
+        with np.errstate(all="ignore"):  # inf * 0 is NaN silently, as in TF
+            matmul_into(np.swapaxes(a, -1, -2) if ta else a, np.swapaxes(b, -1, -2) if tb else b, acc)
         outs = self.epilogue(acc, *args)
         by_result = dict(zip(self.epilogue.body.results, outs))
         return tuple(acc if r == self.matmul.out else by_result[self._result_of[r]] for r in self.body.results)
@@ -57,6 +59,27 @@ class ContractionKernel:
     def source(self) -> str:
         """The epilogue kernel (the product itself is a BLAS call)."""
         return f"# {self.name}: acc = matmul(a, b) through BLAS, then:\n" + self.epilogue.source()
+
+
+class MatmulKernel:
+    """A matmul without an epilogue: the product into a recycled buffer (small ones on a
+    single BLAS thread, `blas.matmul_into`)."""
+
+    def __init__(self, node: Node):
+        self.shape = tuple(node.types[0].shape)
+        self.dtype = node.types[0].dtype.np_dtype
+        self.transpose = (bool(node.attr("transpose_a")), bool(node.attr("transpose_b")))
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ta, tb = self.transpose
+        out = POOL.empty(self.shape, self.dtype)
+        with np.errstate(all="ignore"):
+            return matmul_into(np.swapaxes(a, -1, -2) if ta else a, np.swapaxes(b, -1, -2) if tb else b, out)
+
+
+def build_matmul(node: Node) -> MatmulKernel | None:
+    """A kernel for a lone float matmul of static shapes, or None (the reference runs it)."""
+    return MatmulKernel(node) if node.op == "matmul" and _covered(node) else None
 
 
 def _epilogue_body(body: Graph, matmul: Node) -> tuple[Graph, dict[Value, Value]]:

@@ -111,8 +111,8 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
         generated = reduction.build(node)
     elif kind == "contraction":
         generated = contraction.build(node)
-    elif kind is None:  # convolutions and pooling
-        generated = conv.build(node) or pool.build(node)
+    elif kind is None:  # convolutions, pooling and lone matmuls
+        generated = conv.build(node) or pool.build(node) or contraction.build_matmul(node)
     if generated is not None:
         return generated
     if node.op in ("while", "cond"):
