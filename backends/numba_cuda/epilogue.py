@@ -39,6 +39,18 @@ class Epilogue:
     def size(self) -> int:
         return int(np.prod(self.space, dtype=np.int64))
 
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The variables the targets assign, in the order a kernel takes their device arrays."""
+        return tuple(t.attr("var") for t in self.targets)
+
+    def array_dtypes(self, body: Graph, params: Sequence[int]) -> tuple[np.dtype, ...]:
+        """The dtypes of a kernel's arrays: `body`'s `params` it reads, its results, then the
+        targets' variables (the kernel's argument order)."""
+        return tuple(body.params[p].type.dtype.np_dtype for p in params) + \
+            tuple(r.type.dtype.np_dtype for r in body.results) + \
+            tuple(t.out.type.dtype.np_dtype for t in self.targets)
+
     def write(self, lines: Lines, args: dict[int, str], given: dict[int, str], outs: Sequence[str],
               variables: Sequence[str]) -> None:
         """Lines computing every result at element `i` and storing them: `args` names the

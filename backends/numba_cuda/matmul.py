@@ -54,14 +54,12 @@ class CudaMatmulKernel:
         self.b_batch = _batch_access(b_batch, self.batch_space)
         self.source = self._source()
         self.kernel = compile_kernel(self.source, self.name)
-        self.dtypes = tuple(body.params[p].type.dtype.np_dtype for p in (*self.operands, *self.epilogue.params)) + \
-            tuple(r.type.dtype.np_dtype for r in body.results) + \
-            tuple(t.out.type.dtype.np_dtype for t in self.epilogue.targets)
+        self.dtypes = self.epilogue.array_dtypes(body, (*self.operands, *self.epilogue.params))
 
     @property
     def variables(self) -> tuple[str, ...]:
         """The variables the epilogue assigns, in the order `assign_to` takes their arrays."""
-        return tuple(t.attr("var") for t in self.epilogue.targets)
+        return self.epilogue.variables
 
     def __call__(self, *args: Buffer, assign_to: tuple[Any, ...] = ()) -> tuple[Buffer, ...]:
         """Run on `args`; `assign_to` holds the device arrays of `variables`, updated in place."""

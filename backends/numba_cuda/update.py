@@ -34,13 +34,11 @@ class CudaUpdateKernel:
         self.epilogue = epilogue.plan(body, space)
         self.source = self._source()
         self.kernel = compile_kernel(self.source, self.name)
-        self.dtypes = tuple(body.params[p].type.dtype.np_dtype for p in self.epilogue.params) + \
-            tuple(r.type.dtype.np_dtype for r in body.results) + \
-            tuple(t.out.type.dtype.np_dtype for t in self.epilogue.targets)
+        self.dtypes = self.epilogue.array_dtypes(body, self.epilogue.params)
 
     @property
     def variables(self) -> tuple[str, ...]:
-        return tuple(t.attr("var") for t in self.epilogue.targets)
+        return self.epilogue.variables
 
     def __call__(self, *args: Buffer, assign_to: tuple[Any, ...] = ()) -> tuple[Buffer, ...]:
         if len(assign_to) != len(self.variables):
