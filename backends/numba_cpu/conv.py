@@ -15,6 +15,7 @@ shapes only: anything else (and the ops' run-time sizes operand) uses the NumPy 
 """
 from __future__ import annotations
 
+from textwrap import dedent, indent
 from typing import Any, Callable
 
 import numba
@@ -33,10 +34,31 @@ MAX_BLOCK_ROWS = 1024
 PARALLEL_MIN_FLOPS = 1 << 24  # a parallel kernel costs 16-33 us a call more (DESIGN.md)
 
 # -- kernel sources (geometry `g`: kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow) --------
+GEOMETRY = "kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9]"
+
+
+def window_kernel(signature: str, spatial: str, setup: str, tap: str, before: str = "", after: str = "") -> str:
+    """Source of a direct kernel visiting every output pixel (n, a, b) and, inside, every tap
+    (i, j) of its window that falls on the input (row ih, column iw): `setup` runs once,
+    `before` and `after` per pixel around the taps, `tap` per tap. `spatial` names the NHWC
+    array giving h, w, c and the batch."""
+    taps = ("for i in range(kh):\n"
+            "    ih = a * sh - pt + i * dh\n"
+            "    if 0 <= ih < h:\n"
+            "        for j in range(kw):\n"
+            "            iw = b * sw - pl + j * dw\n"
+            "            if 0 <= iw < w:\n" + indent(dedent(tap), " " * 16))
+    pixel = dedent(before) + taps + dedent(after)
+    loops = (f"for n in range({spatial}.shape[0]):\n    for a in range(oh):\n        for b in range(ow):\n"
+             + indent(pixel, " " * 12))
+    head = f"{GEOMETRY}\nh, w, c = {spatial}.shape[1], {spatial}.shape[2], {spatial}.shape[3]\n"
+    return f"\ndef {signature}:\n" + indent(head + dedent(setup) + loops, " " * 4)
+
+
 _IM2COL = """
 @njit(cache=True, error_model='numpy', nogil=True)
 def im2col(x, g, p0, m, col):
-    kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9]
+    """ + GEOMETRY + """
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     for r in range(m):
         p = p0 + r
@@ -118,7 +140,7 @@ def conv_backprop_input(dy, wt, dx, g, pointwise, threads, col):
 
 @njit(cache=True, error_model='numpy', nogil=True)
 def input_range(dy, wt, dx, g, pointwise, n0, n1, col):
-    kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9]
+    """ + GEOMETRY + """
     h, w, c = dx.shape[1], dx.shape[2], dx.shape[3]
     rows = col.shape[0]
     if pointwise:
@@ -149,78 +171,39 @@ def input_range(dy, wt, dx, g, pointwise, n0, n1, col):
 
 # Depthwise filters come flattened to [KH, KW, C*M]: input channel k feeds output channels
 # k*M .. k*M+M-1. A multiplier of 1 takes a plain loop over the channels, which vectorises.
-_DEPTHWISE_FORWARD = """
-def depthwise_forward(x, f, out, g, mult):
-    kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9]
-    h, w, c = x.shape[1], x.shape[2], x.shape[3]
-    out[:] = 0
-    for n in range(x.shape[0]):
-        for a in range(oh):
-            for b in range(ow):
-                for i in range(kh):
-                    ih = a * sh - pt + i * dh
-                    if 0 <= ih < h:
-                        for j in range(kw):
-                            iw = b * sw - pl + j * dw
-                            if 0 <= iw < w:
-                                if mult == 1:
-                                    for k in range(c):
-                                        out[n, a, b, k] += x[n, ih, iw, k] * f[i, j, k]
-                                else:
-                                    for k in range(c):
-                                        xv = x[n, ih, iw, k]
-                                        for e in range(k * mult, (k + 1) * mult):
-                                            out[n, a, b, e] += xv * f[i, j, e]
-"""
+_DEPTHWISE_FORWARD = window_kernel("depthwise_forward(x, f, out, g, mult)", "x", "out[:] = 0\n", """\
+    if mult == 1:
+        for k in range(c):
+            out[n, a, b, k] += x[n, ih, iw, k] * f[i, j, k]
+    else:
+        for k in range(c):
+            xv = x[n, ih, iw, k]
+            for e in range(k * mult, (k + 1) * mult):
+                out[n, a, b, e] += xv * f[i, j, e]
+""")
 
-_DEPTHWISE_BACKPROP_INPUT = """
-def depthwise_backprop_input(f, dy, dx, g, mult):
-    kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9]
-    h, w, c = dx.shape[1], dx.shape[2], dx.shape[3]
-    dx[:] = 0
-    for n in range(dx.shape[0]):
-        for a in range(oh):
-            for b in range(ow):
-                for i in range(kh):
-                    ih = a * sh - pt + i * dh
-                    if 0 <= ih < h:
-                        for j in range(kw):
-                            iw = b * sw - pl + j * dw
-                            if 0 <= iw < w:
-                                if mult == 1:
-                                    for k in range(c):
-                                        dx[n, ih, iw, k] += dy[n, a, b, k] * f[i, j, k]
-                                else:
-                                    for k in range(c):
-                                        acc = dx[n, ih, iw, k]
-                                        for e in range(k * mult, (k + 1) * mult):
-                                            acc += dy[n, a, b, e] * f[i, j, e]
-                                        dx[n, ih, iw, k] = acc
-"""
+_DEPTHWISE_BACKPROP_INPUT = window_kernel("depthwise_backprop_input(f, dy, dx, g, mult)", "dx", "dx[:] = 0\n", """\
+    if mult == 1:
+        for k in range(c):
+            dx[n, ih, iw, k] += dy[n, a, b, k] * f[i, j, k]
+    else:
+        for k in range(c):
+            acc = dx[n, ih, iw, k]
+            for e in range(k * mult, (k + 1) * mult):
+                acc += dy[n, a, b, e] * f[i, j, e]
+            dx[n, ih, iw, k] = acc
+""")
 
-_DEPTHWISE_BACKPROP_FILTER = """
-def depthwise_backprop_filter(x, dy, df, g, mult):
-    kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9]
-    h, w, c = x.shape[1], x.shape[2], x.shape[3]
-    df[:] = 0
-    for n in range(x.shape[0]):
-        for a in range(oh):
-            for b in range(ow):
-                for i in range(kh):
-                    ih = a * sh - pt + i * dh
-                    if 0 <= ih < h:
-                        for j in range(kw):
-                            iw = b * sw - pl + j * dw
-                            if 0 <= iw < w:
-                                if mult == 1:
-                                    for k in range(c):
-                                        df[i, j, k] += x[n, ih, iw, k] * dy[n, a, b, k]
-                                else:
-                                    for k in range(c):
-                                        xv = x[n, ih, iw, k]
-                                        for e in range(k * mult, (k + 1) * mult):
-                                            df[i, j, e] += xv * dy[n, a, b, e]
-"""
+_DEPTHWISE_BACKPROP_FILTER = window_kernel("depthwise_backprop_filter(x, dy, df, g, mult)", "x", "df[:] = 0\n", """\
+    if mult == 1:
+        for k in range(c):
+            df[i, j, k] += x[n, ih, iw, k] * dy[n, a, b, k]
+    else:
+        for k in range(c):
+            xv = x[n, ih, iw, k]
+            for e in range(k * mult, (k + 1) * mult):
+                df[i, j, e] += xv * dy[n, a, b, e]
+""")
 
 _SOURCES = {
     "conv_forward": _FORWARD, "conv_backprop_filter": _BACKPROP_FILTER, "conv_backprop_input": _BACKPROP_INPUT,

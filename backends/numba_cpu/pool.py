@@ -19,19 +19,15 @@ from tfjit.ir.graph import Node
 
 from .buffers import POOL
 from .compile import compile_kernel
-from .conv import DTYPES, from_nhwc, nhwc_shape, static_shapes, to_nhwc, window_geometry
-
-_HEAD = """
-    kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9]
-    h, w, c = x.shape[1], x.shape[2], x.shape[3]
-"""
+from .conv import (DTYPES, GEOMETRY, from_nhwc, nhwc_shape, static_shapes, to_nhwc, window_geometry,
+                   window_kernel)
 
 # The first maximum of each window, per channel: its window position (row-major, padding
 # included as -inf) in `first`; ties keep the earlier position, a NaN wins and stays.
 _FIRST_MAX = """
 @njit(cache=True, error_model='numpy', nogil=True)
 def first_max(x, g, n, a, b, best, first):
-    kh, kw, sh, sw, dh, dw, pt, pl = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]
+    """ + GEOMETRY + """
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     lowest = -np.inf
     for k in range(c):
@@ -50,74 +46,47 @@ def first_max(x, g, n, a, b, best, first):
                     first[k] = pos
 """
 
-_MAX_POOL = """
-def max_pool(x, out, g):""" + _HEAD + """
-    lowest = -np.inf
-    for n in range(x.shape[0]):
-        for a in range(oh):
-            for b in range(ow):
-                for k in range(c):
-                    out[n, a, b, k] = lowest
-                for i in range(kh):
-                    ih = a * sh - pt + i * dh
-                    if 0 <= ih < h:
-                        for j in range(kw):
-                            iw = b * sw - pl + j * dw
-                            if 0 <= iw < w:
-                                for k in range(c):
-                                    v = x[n, ih, iw, k]
-                                    m = out[n, a, b, k]
-                                    out[n, a, b, k] = v if (v > m or v != v) and m == m else m
-"""
+_MAX_POOL = window_kernel("max_pool(x, out, g)", "x", "lowest = -np.inf\n", """\
+    for k in range(c):
+        v = x[n, ih, iw, k]
+        m = out[n, a, b, k]
+        out[n, a, b, k] = v if (v > m or v != v) and m == m else m
+""", before="""\
+    for k in range(c):
+        out[n, a, b, k] = lowest
+""")
 
-_AVG_POOL = """
-def avg_pool(x, out, g):""" + _HEAD + """
-    for n in range(x.shape[0]):
-        for a in range(oh):
-            for b in range(ow):
-                for k in range(c):
-                    out[n, a, b, k] = 0
-                count = 0
-                for i in range(kh):
-                    ih = a * sh - pt + i * dh
-                    if 0 <= ih < h:
-                        for j in range(kw):
-                            iw = b * sw - pl + j * dw
-                            if 0 <= iw < w:
-                                count += 1
-                                for k in range(c):
-                                    out[n, a, b, k] += x[n, ih, iw, k]
-                scale = out.dtype.type(count)
-                for k in range(c):
-                    out[n, a, b, k] /= scale
-"""
+_AVG_POOL = window_kernel("avg_pool(x, out, g)", "x", "", """\
+    count += 1
+    for k in range(c):
+        out[n, a, b, k] += x[n, ih, iw, k]
+""", before="""\
+    for k in range(c):
+        out[n, a, b, k] = 0
+    count = 0
+""", after="""\
+    scale = out.dtype.type(count)
+    for k in range(c):
+        out[n, a, b, k] /= scale
+""")
 
-_AVG_POOL_GRAD = """
-def avg_pool_grad(dy, x, g):""" + _HEAD + """
-    x[:] = 0
-    for n in range(x.shape[0]):
-        for a in range(oh):
-            for b in range(ow):
-                count = 0
-                for i in range(kh):
-                    ih = a * sh - pt + i * dh
-                    for j in range(kw):
-                        iw = b * sw - pl + j * dw
-                        if 0 <= ih < h and 0 <= iw < w:
-                            count += 1
-                scale = x.dtype.type(count)
-                for i in range(kh):
-                    ih = a * sh - pt + i * dh
-                    if 0 <= ih < h:
-                        for j in range(kw):
-                            iw = b * sw - pl + j * dw
-                            if 0 <= iw < w:
-                                for k in range(c):
-                                    x[n, ih, iw, k] += dy[n, a, b, k] / scale
-"""
+# The window's real entries are counted first (a pass of its own), then each gets its share.
+_AVG_POOL_GRAD = window_kernel("avg_pool_grad(dy, x, g)", "x", "x[:] = 0\n", """\
+    for k in range(c):
+        x[n, ih, iw, k] += dy[n, a, b, k] / scale
+""", before="""\
+    count = 0
+    for i in range(kh):
+        for j in range(kw):
+            if 0 <= a * sh - pt + i * dh < h and 0 <= b * sw - pl + j * dw < w:
+                count += 1
+    scale = x.dtype.type(count)
+""")
 
 _MAX_POOL_GRAD = """
-def max_pool_grad(x, dy, dx, g):""" + _HEAD + """
+def max_pool_grad(x, dy, dx, g):
+    """ + GEOMETRY + """
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
     best = np.empty(c, x.dtype)
     first = np.empty(c, np.int64)
     dx[:] = 0
@@ -133,7 +102,9 @@ def max_pool_grad(x, dy, dx, g):""" + _HEAD + """
 """ + _FIRST_MAX
 
 _MAX_POOL_GRAD_GRAD = """
-def max_pool_grad_grad(x, grad, out, g):""" + _HEAD + """
+def max_pool_grad_grad(x, grad, out, g):
+    """ + GEOMETRY + """
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
     best = np.empty(c, x.dtype)
     first = np.empty(c, np.int64)
     for n in range(x.shape[0]):
