@@ -42,19 +42,17 @@ class ContractionKernel:
         self.out_shape = tuple(matmul.types[0].shape)
         self.dtype = matmul.types[0].dtype.np_dtype
         self.transpose = (bool(matmul.attr("transpose_a")), bool(matmul.attr("transpose_b")))
-        epilogue, self._result_of = _epilogue_body(body, matmul)
+        epilogue, result_of = _epilogue_body(body, matmul)
         self.epilogue = LoopKernel(epilogue, name)
         self._operands = [self.body.params.index(v) for v in matmul.inputs]
+        # each body result: the product itself (-1) or the epilogue's result at that index
+        self._picks = [-1 if r == matmul.out else epilogue.results.index(result_of[r]) for r in body.results]
 
     def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
         a, b = (args[i] for i in self._operands)
-        ta, tb = self.transpose
-        acc = POOL.empty(self.out_shape, self.dtype)
-        with np.errstate(all="ignore"):  # inf * 0 is NaN silently, as in TF
-            matmul_into(np.swapaxes(a, -1, -2) if ta else a, np.swapaxes(b, -1, -2) if tb else b, acc)
+        acc = _product(a, b, self.transpose, self.out_shape, self.dtype)
         outs = self.epilogue(acc, *args)
-        by_result = dict(zip(self.epilogue.body.results, outs))
-        return tuple(acc if r == self.matmul.out else by_result[self._result_of[r]] for r in self.body.results)
+        return tuple(acc if k < 0 else outs[k] for k in self._picks)
 
     def source(self) -> str:
         """The epilogue kernel (the product itself is a BLAS call)."""
@@ -71,10 +69,16 @@ class MatmulKernel:
         self.transpose = (bool(node.attr("transpose_a")), bool(node.attr("transpose_b")))
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        ta, tb = self.transpose
-        out = POOL.empty(self.shape, self.dtype)
-        with np.errstate(all="ignore"):
-            return matmul_into(np.swapaxes(a, -1, -2) if ta else a, np.swapaxes(b, -1, -2) if tb else b, out)
+        return _product(a, b, self.transpose, self.shape, self.dtype)
+
+
+def _product(a: np.ndarray, b: np.ndarray, transpose: tuple[bool, bool], shape: tuple[int, ...],
+             dtype: np.dtype) -> np.ndarray:
+    """a @ b (each transposed as asked, as a view) into a recycled buffer."""
+    out = POOL.empty(shape, dtype)
+    with np.errstate(all="ignore"):  # inf * 0 is NaN silently, as in TF
+        return matmul_into(np.swapaxes(a, -1, -2) if transpose[0] else a,
+                           np.swapaxes(b, -1, -2) if transpose[1] else b, out)
 
 
 def build_matmul(node: Node) -> MatmulKernel | None:
