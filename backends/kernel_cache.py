@@ -246,7 +246,14 @@ def default_directory() -> Path:
 
 class _GuardedNumbaCache:
     """Wraps numba's cache of one dispatcher: numba raises on an unreadable index or data
-    file; this drops the file and lets numba compile (and save) afresh."""
+    file; this drops the file and lets numba compile (and save) afresh.
+
+    It also loads without numba's `target_context.refresh()`, which numba's own
+    `load_overload` runs first: that refresh imports and installs every typing and lowering
+    registry numba has (0.2 s, measured; most of a warm first call), which only compiling
+    needs, and numba's compiler runs it itself before compiling. Machine code loaded from
+    the cache needs only the symbols it links against, which `_prepare_for_cached_code`
+    provides."""
 
     def __init__(self, inner: NumbaCache, on_unreadable: Callable[[BaseException], None]):
         self._inner = inner
@@ -254,13 +261,38 @@ class _GuardedNumbaCache:
 
     def load_overload(self, sig: Any, target_context: Any) -> Any:
         try:
-            return self._inner.load_overload(sig, target_context)
+            return _load_without_refresh(self._inner, sig, target_context)
         except Exception as exc:  # noqa: BLE001 - any unreadable pickle means "not cached"
             self._on_unreadable(exc)
             return None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+
+def _load_without_refresh(cache: NumbaCache, sig: Any, target_context: Any) -> Any:
+    """numba's `Cache.load_overload` minus its registry refresh (see `_GuardedNumbaCache`);
+    numba's own path where its private methods are missing (another numba version)."""
+    load = getattr(cache, "_load_overload", None)
+    guard = getattr(cache, "_guard_against_spurious_io_errors", None)
+    if load is None or guard is None:
+        return cache.load_overload(sig, target_context)
+    _prepare_for_cached_code(target_context)
+    with guard():
+        return load(sig, target_context)
+    return None  # the guard swallowed a spurious I/O error: not cached
+
+
+def _prepare_for_cached_code(target_context: Any) -> None:
+    """Register the symbols cached machine code may call that the refresh would register:
+    numba installs its helper, exception and libm symbols when its CPU context is created,
+    parallel kernels start their threading layer themselves (numba's `reload_init`); the NRT
+    (allocation, reference counting) and the hash secret remain. Without a symbol, LLVM would
+    abort the process when linking the code."""
+    from numba.core.runtime import nrt
+
+    nrt.rtsys.initialize(target_context)
+    import numba.cpython.hashing  # noqa: F401 - registers the _numba_hashsecret_* symbols
 
 
 def _numba_cache_dirs(path: Path) -> list[Path]:

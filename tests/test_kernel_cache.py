@@ -113,6 +113,53 @@ def test_compiles_once_and_a_new_process_compiles_nothing(cache_dir: Path) -> No
     assert result["stats"]["process_compilations"] == 0 and result["compiled_nothing"]
 
 
+# Cached code that calls the NRT (np.empty), a threading layer (prange) and the hash secret
+# (str hash): a new process loads it without numba's registry refresh and must link all three.
+RUNTIME_USER = """\
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, parallel=True)
+def doubled(a, out):
+    tmp = np.empty(a.shape[0], a.dtype)
+    for i in numba.prange(a.shape[0]):
+        tmp[i] = a[i] * 2
+    h = hash("tfjit") & 1
+    for i in range(a.shape[0]):
+        out[i] = tmp[i] + h - h
+"""
+
+REFRESH_COUNTING_CHILD = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import numba.core.base
+    from tfjit.backends.kernel_cache import KernelCache, KernelKey
+    refresh, calls = numba.core.base.BaseContext.refresh, []
+    numba.core.base.BaseContext.refresh = lambda self: calls.append(1) or refresh(self)
+    cache = KernelCache(sys.argv[1])
+    doubled = cache.load(KernelKey("doubled", "ir:doubled"), sys.argv[2], "doubled")
+    a = np.arange(1000, dtype=np.float64)
+    out = np.empty_like(a)
+    doubled(a, out)
+    print(json.dumps({"correct": bool(np.array_equal(out, 2 * a)), "refreshes": len(calls),
+                      "compiled_nothing": cache.stats().compiled_nothing}))
+""")
+
+
+@pytest.mark.slow
+def test_a_warm_load_skips_numbas_refresh_and_links_the_runtime(cache_dir: Path) -> None:
+    def run() -> dict:
+        proc = subprocess.Popen([sys.executable, "-c", REFRESH_COUNTING_CHILD, str(cache_dir), RUNTIME_USER],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return child_result(proc)
+
+    cold = run()
+    assert cold["correct"] and cold["refreshes"] > 0 and not cold["compiled_nothing"]
+    warm = run()
+    assert warm == {"correct": True, "refreshes": 0, "compiled_nothing": True}
+
+
 @pytest.mark.parametrize("field, value, explained", [
     ("numba", "0.0.test", "numba: '0.68.1' -> '0.0.test'"),
     ("options", {"fastmath": ("nsz",)}, "options.fastmath: None -> \"('nsz',)\""),
