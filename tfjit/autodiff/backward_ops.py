@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from ..compat.array_ops import zeros_like
 from ..compat.math_ops import emit1, reduce_sum
@@ -95,9 +94,11 @@ def _normal_cdf_rule(in_types: tuple[TensorType, ...]) -> tuple[TensorType, ...]
 
 
 def _normal_cdf(x: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtr  # on first use, as tfjit/ops/elementwise.py's _sigmoid
+
     with np.errstate(all="ignore"):
         wide = x.astype(np.float32) if x.dtype == np.float16 else x
-        return special.ndtr(wide).astype(x.dtype, copy=False)
+        return ndtr(wide).astype(x.dtype, copy=False)
 
 
 register("normal_cdf", _normal_cdf_rule, _normal_cdf, Fusion.ELEMENTWISE,
