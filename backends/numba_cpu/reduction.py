@@ -56,6 +56,7 @@ class RowKernel:
         self._index = {n: i for i, n in enumerate(body.nodes)}  # stable names in the source
         self.parallel = rows >= 2 and rows * cols >= PARALLEL_MIN_ELEMENTS
         self.blocks = min(rows, PARALLEL_BLOCKS)
+        self.scratch = self._scratch()
         self.source = self._source()
         self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel)
 
@@ -63,8 +64,20 @@ class RowKernel:
         arrays = [_as_2d(a, self.kinds[p], self.rows, self.cols) for a, p in zip(args, self.body.params)]
         outs = [POOL.empty(r.type.shape, r.type.dtype.np_dtype) for r in self.body.results]
         views = [_as_2d(o, self.kinds[r], self.rows, self.cols) for o, r in zip(outs, self.body.results)]
-        self._kernel(*arrays, *views)
+        blocks = self.blocks if self.parallel else 1
+        scratch = [POOL.empty((blocks, self.cols), dtype) for dtype in self.scratch.values()]
+        self._kernel(*arrays, *views, *scratch)
         return tuple(outs)
+
+    def _scratch(self) -> dict[str, np.dtype]:
+        """Row-sized scratch rows, one per parallel block, by the name the kernel gives a block's
+        row: full values kept for a later phase, and rows a max/min is taken over. The caller
+        passes them (as column.py's `_scratch` says why)."""
+        scratch = {f"t{i}": v.type.dtype.np_dtype for i, v in enumerate(self._stored_values())}
+        for n in self.body.nodes:
+            if n.op in _VIA_ROW and n not in self.early:
+                scratch[f"row_{self._index[n]}"] = n.types[0].dtype.np_dtype
+        return scratch
 
     # -- source ------------------------------------------------------------------------------
     def _source(self) -> str:
@@ -72,17 +85,14 @@ class RowKernel:
         params, results = self.body.params, self.body.results
         ins = [f"in{i}" for i in range(len(params))]
         outs = [f"out{i}" for i in range(len(results))]
-        lines.add(f"def kernel({', '.join(ins + outs)}):", self.name)
+        lines.add(f"def kernel({', '.join(ins + outs + [f'{name}s' for name in self.scratch])}):", self.name)
         lines.indent()
         stored = self._stored_values()
         if self.parallel:  # contiguous blocks of rows, one row scratch per block
             lines.add(f"for b in prange({self.blocks}):")
             lines.indent()
-        for i, v in enumerate(stored):
-            lines.add(f"t{i} = np.empty({self.cols}, np.{v.type.dtype.np_dtype.name})")
-        for n in self.body.nodes:
-            if n.op in _VIA_ROW and n not in self.early:
-                lines.add(f"row_{self._index[n]} = np.empty({self.cols}, np.{n.types[0].dtype.np_dtype.name})")
+        for name in self.scratch:
+            lines.add(f"{name} = {name}s[{'b' if self.parallel else 0}]")
         store_name = {v: f"t{i}" for i, v in enumerate(stored)}
         if self.parallel:
             lines.add(f"for r in range(b * {self.rows} // {self.blocks}, (b + 1) * {self.rows} // {self.blocks}):")
