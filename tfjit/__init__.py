@@ -87,3 +87,9 @@ from .compat import data  # noqa: E402,F401  (tf.data.Dataset)
 
 # -- issue 6: layers and contrib
 from .compat import contrib, layers  # noqa: E402,F401
+
+# -- the numba backend loads with tfjit when it is the backend (the default): numba's import
+# (0.1-0.15 s) is then part of `import tfjit`, as JAX's is of `import jax`, not of the first
+# Session.run. `TFJIT_BACKEND=reference` skips it.
+if config.current.backend == "numba":
+    from .backends.numba_cpu import executable as _numba_executable  # noqa: E402,F401
