@@ -184,3 +184,18 @@ def test_a_value_broadcast_inside_the_kept_axes_is_indexed_by_its_own_shape():
     feed = {a: RNG.standard_normal((2, 1, 3)), b: RNG.standard_normal((2, 3)) + 3.0, u: RNG.standard_normal((2, 2, 3))}
     got, want, _ = both(y, feed)
     assert_same(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("axis, kernel", [(1, reduction.RowKernel), (0, column.ColumnKernel)])
+def test_one_compiled_kernel_serves_every_shape_of_a_body(axis, kernel):
+    """Sizes are kernel arguments: a new batch size or width reuses the compiled kernel."""
+    compiled = []
+    for shape in [(6, 5), (3, 9)]:
+        x = tf.placeholder(tf.float32, shape, name="x")
+        p = x * 0.5
+        outs = [tf.reduce_mean(p, axis), tf.reduce_max(p, axis), p - tf.reduce_sum(p, axis, keepdims=True)]
+        got, want, exe = both(outs, {x: RNG.standard_normal(shape)})
+        assert_same(got, want)
+        (k,) = generated(exe, kernel)
+        compiled.append(k._kernel)
+    assert compiled[0] is compiled[1]

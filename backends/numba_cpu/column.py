@@ -51,8 +51,8 @@ class ColumnKernel:
         O, R, I = view
         self.blocks = min(PARALLEL_BLOCKS, I // MIN_BLOCK)
         self.parallel = self.blocks >= 2 and O * R * I >= PARALLEL_MIN_ELEMENTS
-        self._inner = f"range(b * {I} // {self.blocks}, (b + 1) * {I} // {self.blocks})" if self.parallel \
-            else f"range({I})"
+        self._inner = f"range(b * I // {self.blocks}, (b + 1) * I // {self.blocks})" if self.parallel \
+            else "range(I)"
         self.scratch = self._scratch()
         self.source = self._source()
         self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel)
@@ -61,7 +61,8 @@ class ColumnKernel:
         arrays = [a.reshape(self._shapes[p]) for a, p in zip(args, self.body.params)]
         outs = [POOL.empty(r.type.shape, r.type.dtype.np_dtype) for r in self.body.results]
         scratch = [np.empty(self.view[2], dtype) for dtype in self.scratch.values()]
-        self._kernel(*arrays, *[o.reshape(self._shapes[r]) for o, r in zip(outs, self.body.results)], *scratch)
+        self._kernel(*arrays, *[o.reshape(self._shapes[r]) for o, r in zip(outs, self.body.results)], *scratch,
+                     *self.view)
         return tuple(outs)
 
     def _shape3(self, span: Span) -> tuple[int, int, int]:
@@ -85,17 +86,20 @@ class ColumnKernel:
 
     # -- source ------------------------------------------------------------------------------
     def _source(self) -> str:
-        O, _, I = self.view
+        """The kernel's code. The view's sizes are arguments (`O`, `R`, `I`), not constants, so
+        one compiled kernel serves every shape of the same body (other batch sizes, layer
+        widths): each distinct kernel costs its compile (0.1 s a kernel, measured)."""
         params, results = self.body.params, self.body.results
         lines = Lines()
         args = [f"in{i}" for i in range(len(params))] + [f"out{i}" for i in range(len(results))] + list(self.scratch)
+        args += ["O", "R", "I"]
         lines.add(f"def kernel({', '.join(args)}):", self.name)
         lines.indent()
         kept = self._kept_values()
         if self.parallel:  # blocks of the kept inner axis: their accumulators are disjoint
             lines.add(f"for b in prange({self.blocks}):")
             lines.indent()
-        lines.add(f"for o in range({O}):")
+        lines.add("for o in range(O):")
         lines.indent()
         names: dict[Value, str] = {}  # kept values ready so far, as array elements at [i]
         last = max(self.phase.values(), default=0)
@@ -133,7 +137,7 @@ class ColumnKernel:
             lines.add(f"for i in {self._inner}:")
             for line in reducers.init(n, f"acc_{k}[i]", f"idx_{k}[i]"):
                 lines.add("    " + line, n.loc.short if n.loc else None)
-        lines.add(f"for r in range({self.view[1]}):")
+        lines.add("for r in range(R):")
         lines.indent()
         lines.add(f"for i in {self._inner}:")
         lines.indent()
@@ -162,7 +166,7 @@ class ColumnKernel:
         lines.indent()
         for n in finished:
             k = self._index[n]
-            value = reducers.result(n, f"acc_{k}[i]", f"idx_{k}[i]", self.view[1])
+            value = reducers.result(n, f"acc_{k}[i]", f"idx_{k}[i]", "R")
             lines.add(f"red_{k}[i] = {value}", n.loc.short if n.loc else None)
             names[n.out] = f"red_{k}[i]"
         writer = ElementWriter(lines, lambda v: self._load(v, False), prefix=f"k{phase}_")

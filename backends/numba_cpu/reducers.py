@@ -77,15 +77,16 @@ def update(node: Node, acc: str, idx: str, value: str, position: str) -> list[st
             f"    {idx} = {position}"]
 
 
-def result(node: Node, acc: str, idx: str, count: int) -> str:
-    """The reduction's value from its final accumulator, in the node's dtype."""
+def result(node: Node, acc: str, idx: str, count: str) -> str:
+    """The reduction's value from its final accumulator, in the node's dtype; `count` is the
+    kernel's variable holding the number of reduced elements."""
     out = node.types[0].dtype.short
     if node.op in ARG_OPS:
         return f"_{out}({idx})"
     if node.op == "mean":
         if node.types[0].dtype.is_floating:
             return f"({acc} / _{out}({count}))"
-        return f"_{out}(np.sign({acc}) * (abs({acc}) // {max(count, 1)}))"
+        return f"_{out}(np.sign({acc}) * (abs({acc}) // max({count}, 1)))"
     if node.op in ("any", "all"):
         return acc
     return f"_{out}({acc})"

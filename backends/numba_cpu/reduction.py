@@ -66,7 +66,7 @@ class RowKernel:
         views = [_as_2d(o, self.kinds[r], self.rows, self.cols) for o, r in zip(outs, self.body.results)]
         blocks = self.blocks if self.parallel else 1
         scratch = [POOL.empty((blocks, self.cols), dtype) for dtype in self.scratch.values()]
-        self._kernel(*arrays, *views, *scratch)
+        self._kernel(*arrays, *views, *scratch, self.rows, self.cols)
         return tuple(outs)
 
     def _scratch(self) -> dict[str, np.dtype]:
@@ -85,7 +85,9 @@ class RowKernel:
         params, results = self.body.params, self.body.results
         ins = [f"in{i}" for i in range(len(params))]
         outs = [f"out{i}" for i in range(len(results))]
-        lines.add(f"def kernel({', '.join(ins + outs + [f'{name}s' for name in self.scratch])}):", self.name)
+        # The sizes are arguments, not constants, as in column.py's kernels (and for the same reason).
+        args = ins + outs + [f"{name}s" for name in self.scratch] + ["ROWS", "COLS"]
+        lines.add(f"def kernel({', '.join(args)}):", self.name)
         lines.indent()
         stored = self._stored_values()
         if self.parallel:  # contiguous blocks of rows, one row scratch per block
@@ -95,9 +97,9 @@ class RowKernel:
             lines.add(f"{name} = {name}s[{'b' if self.parallel else 0}]")
         store_name = {v: f"t{i}" for i, v in enumerate(stored)}
         if self.parallel:
-            lines.add(f"for r in range(b * {self.rows} // {self.blocks}, (b + 1) * {self.rows} // {self.blocks}):")
+            lines.add(f"for r in range(b * ROWS // {self.blocks}, (b + 1) * ROWS // {self.blocks}):")
         else:
-            lines.add(f"for r in range({self.rows}):")
+            lines.add("for r in range(ROWS):")
         lines.indent()
         row_names: dict[Value, str] = {}
         for i, p in enumerate(params):
@@ -148,7 +150,7 @@ class RowKernel:
             k = self._index[n]
             for line in [] if n.op in _VIA_ROW else reducers.init(n, f"acc_{k}", f"idx_{k}"):
                 lines.add(line, n.loc.short if n.loc else None)
-        lines.add(f"for j in range({self.cols}):")
+        lines.add("for j in range(COLS):")
         lines.indent()
         position = {p: i for i, p in enumerate(self.body.params)}
 
@@ -186,7 +188,7 @@ class RowKernel:
             if n.op in _VIA_ROW:
                 value = f"_row_{n.op}(row_{k})"
             else:
-                value = reducers.result(n, f"acc_{k}", f"idx_{k}", self.cols)
+                value = reducers.result(n, f"acc_{k}", f"idx_{k}", "COLS")
             lines.add(f"red_{k} = {value}", n.loc.short if n.loc else None)
 
 
