@@ -60,7 +60,7 @@ class ColumnKernel:
     def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
         arrays = [a.reshape(self._shapes[p]) for a, p in zip(args, self.body.params)]
         outs = [POOL.empty(r.type.shape, r.type.dtype.np_dtype) for r in self.body.results]
-        scratch = [np.empty(self.view[2], dtype) for dtype in self.scratch.values()]
+        scratch = [POOL.empty((self.view[2],), dtype) for dtype in self.scratch.values()]
         self._kernel(*arrays, *[o.reshape(self._shapes[r]) for o, r in zip(outs, self.body.results)], *scratch,
                      *self.view)
         return tuple(outs)
