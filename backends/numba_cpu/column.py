@@ -20,7 +20,7 @@ import numpy as np
 from tfjit.ir.graph import Graph, Node, Value
 
 from . import reducers
-from .buffers import POOL
+from .buffers import POOL, scratch_maker
 from .codegen import ElementWriter, Lines
 from .compile import compile_kernel
 from .loop import PARALLEL_MIN_ELEMENTS
@@ -54,13 +54,14 @@ class ColumnKernel:
         self._inner = f"range(b * I // {self.blocks}, (b + 1) * I // {self.blocks})" if self.parallel \
             else "range(I)"
         self.scratch = self._scratch()
+        self._make_scratch = [scratch_maker((I,), dtype) for dtype in self.scratch.values()]
         self.source = self._source()
         self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel)
 
     def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
         arrays = [a.reshape(self._shapes[p]) for a, p in zip(args, self.body.params)]
         outs = [POOL.empty(r.type.shape, r.type.dtype.np_dtype) for r in self.body.results]
-        scratch = [POOL.empty((self.view[2],), dtype) for dtype in self.scratch.values()]
+        scratch = [make() for make in self._make_scratch]
         self._kernel(*arrays, *[o.reshape(self._shapes[r]) for o, r in zip(outs, self.body.results)], *scratch,
                      *self.view)
         return tuple(outs)

@@ -20,7 +20,7 @@ import numpy as np
 from tfjit.ir.graph import Graph, Node, Value
 
 from . import reducers
-from .buffers import POOL
+from .buffers import POOL, scratch_maker
 from .column import ColumnKernel
 from .codegen import ElementWriter, Lines, supported
 from .compile import compile_kernel
@@ -57,6 +57,8 @@ class RowKernel:
         self.parallel = rows >= 2 and rows * cols >= PARALLEL_MIN_ELEMENTS
         self.blocks = min(rows, PARALLEL_BLOCKS)
         self.scratch = self._scratch()
+        blocks = self.blocks if self.parallel else 1
+        self._make_scratch = [scratch_maker((blocks, cols), dtype) for dtype in self.scratch.values()]
         self.source = self._source()
         self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel)
 
@@ -64,8 +66,7 @@ class RowKernel:
         arrays = [_as_2d(a, self.kinds[p], self.rows, self.cols) for a, p in zip(args, self.body.params)]
         outs = [POOL.empty(r.type.shape, r.type.dtype.np_dtype) for r in self.body.results]
         views = [_as_2d(o, self.kinds[r], self.rows, self.cols) for o, r in zip(outs, self.body.results)]
-        blocks = self.blocks if self.parallel else 1
-        scratch = [POOL.empty((blocks, self.cols), dtype) for dtype in self.scratch.values()]
+        scratch = [make() for make in self._make_scratch]
         self._kernel(*arrays, *views, *scratch, self.rows, self.cols)
         return tuple(outs)
 
