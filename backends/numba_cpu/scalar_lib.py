@@ -41,7 +41,7 @@ def row_extreme(better, name):  # type: ignore[no-untyped-def]
     faster than tracking NaN inside the accumulating loop).
 
     An ordinary cached function, not inlined at numba-IR level: inlining its sixteen `better`
-    calls into every row kernel cost 0.3 s of each such kernel's compile (measured), and a call
+    calls into every row kernel cost 0.15-0.25 s of each such kernel's compile (measured), and a call
     per row costs nothing next to the row's loop. `name` names it for numba's cache, which
     tells functions apart by name and line."""
 
