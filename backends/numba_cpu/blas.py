@@ -17,8 +17,10 @@ MLP's, an LSTM's) stay on NumPy's threads, where they run faster.
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import os
+from typing import Any
 
 import numpy as np
 
@@ -77,3 +79,70 @@ def _fortran(x: np.ndarray) -> tuple[np.ndarray, int]:
     if x.flags.c_contiguous:
         return x.T, 1
     return np.asfortranarray(x), 0
+
+
+def add_product_into(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float) -> None:
+    """`c += alpha * (a @ b)` for a C-contiguous float32/float64 matrix `c` (the operands may
+    be transposed views): one GEMM with beta = 1, single-threaded when small, on NumPy's
+    threaded OpenBLAS otherwise; where that is not found, the product goes to a scratch
+    buffer and is scaled and added by NumPy (the same rounding as the reference's
+    `c - lr * product`)."""
+    m, n = c.shape
+    flops = 2.0 * m * n * a.shape[1]
+    if flops < SMALL_GEMM_FLOPS:
+        single_threaded()
+        from scipy.linalg.blas import dgemm, sgemm
+
+        x, tx = _fortran(b.T)  # c.T (Fortran order, as BLAS writes) += alpha b.T @ a.T
+        y, ty = _fortran(a.T)
+        written = (sgemm if c.dtype == np.float32 else dgemm)(
+            alpha, x, y, trans_a=tx, trans_b=ty, c=c.T, overwrite_c=1, beta=1.0)
+        if not np.shares_memory(written, c):
+            np.copyto(c.T, written)
+    elif (gemm := _cblas_gemm(c.dtype.name)) is not None:
+        (ta, lda, a), (tb, ldb, b) = _row_major(a), _row_major(b)
+        gemm(_ROW_MAJOR, ta, tb, m, n, a.shape[1], alpha, a.ctypes.data, lda, b.ctypes.data, ldb, 1.0,
+             c.ctypes.data, c.strides[0] // c.itemsize)
+    else:
+        from .buffers import POOL
+
+        product = matmul_into(a, b, POOL.empty(c.shape, c.dtype))
+        np.multiply(product, c.dtype.type(alpha), out=product)
+        np.add(c, product, out=c)
+
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+
+
+def _row_major(x: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """(transpose flag, leading dimension, array) describing `x` to row-major CBLAS without a
+    copy where its strides allow."""
+    rows, cols = x.shape
+    item = x.itemsize
+    if x.strides[1] == item and x.strides[0] >= max(1, cols) * item and rows > 1:
+        return _NO_TRANS, x.strides[0] // item, x
+    if x.strides[0] == item and x.strides[1] >= max(1, rows) * item and cols > 1:
+        return _TRANS, x.strides[1] // item, x
+    x = np.ascontiguousarray(x)
+    return _NO_TRANS, max(1, cols), x
+
+
+@functools.cache
+def _cblas_gemm(dtype: str) -> Any:
+    """NumPy's OpenBLAS `cblas_?gemm` (64-bit integers, as NumPy's wheels build it), or None."""
+    letter = {"float32": "s", "float64": "d"}[dtype]
+    real = ctypes.c_float if letter == "s" else ctypes.c_double
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*openblas*"))):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in (f"scipy_cblas_{letter}gemm64_", f"cblas_{letter}gemm64_"):
+            gemm = getattr(lib, name, None)
+            if gemm is not None:
+                gemm.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64, i64, real, ptr, i64,
+                                 ptr, i64, real, ptr, i64]
+                gemm.restype = None
+                return gemm
+    return None
