@@ -341,3 +341,51 @@ def test_a_gemm_update_of_a_variable_stored_in_fortran_order_takes_the_reference
     assert len(kernels) == 1
     np.testing.assert_allclose(got[0][0], want[0][0], rtol=1e-5, atol=1e-5, equal_nan=True)
     np.testing.assert_allclose(got_final, want_final, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+# -- the products' BLAS calls ------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_products_cut_into_blocks_match_numpy(monkeypatch, dtype):
+    from tfjit.backends.numba_cpu import blas
+
+    monkeypatch.setattr(blas, "SMALL_GEMM_FLOPS", 0)  # every product in blocks, 16 of them at most
+    monkeypatch.setattr(blas, "BLOCK_FLOPS", 1)
+    rng = np.random.default_rng(4)
+    for m, k, n in [(37, 5, 70), (70, 9, 37), (1, 8, 40), (40, 8, 1), (17, 1, 19)]:
+        for ta in (False, True):
+            for tb in (False, True):
+                a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+                b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+                x, y = (a.T if ta else a), (b.T if tb else b)
+                out = np.full((m, n), np.nan, dtype)
+                np.testing.assert_allclose(blas.matmul_into(x, y, out), x @ y, rtol=1e-5, atol=1e-5)
+                c = rng.standard_normal((m, n)).astype(dtype)
+                want = c - dtype(0.5) * (x @ y)
+                blas.add_product_into(c, x, y, -0.5)
+                np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5)
+
+
+def test_products_from_two_threads_at_once_each_get_their_own_result(monkeypatch):
+    from tfjit.backends.numba_cpu import blas
+
+    monkeypatch.setattr(blas, "SMALL_GEMM_FLOPS", 0)
+    monkeypatch.setattr(blas, "BLOCK_FLOPS", 1)
+    rng = np.random.default_rng(6)
+    pairs = [(rng.standard_normal((48, 32)).astype(np.float32), rng.standard_normal((32, 64)).astype(np.float32))
+             for _ in range(2)]
+    errors = []
+
+    def work(a, b):
+        try:
+            out = np.empty((48, 64), np.float32)
+            for _ in range(200):
+                np.testing.assert_allclose(blas.matmul_into(a, b, out), a @ b, rtol=1e-5, atol=1e-5)
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=pair) for pair in pairs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
