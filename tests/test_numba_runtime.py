@@ -348,7 +348,7 @@ def test_a_gemm_update_of_a_variable_stored_in_fortran_order_takes_the_reference
 def test_products_cut_into_blocks_match_numpy(monkeypatch, dtype):
     from tfjit.backends.numba_cpu import blas
 
-    monkeypatch.setattr(blas, "SMALL_GEMM_FLOPS", 0)  # every product in blocks, 16 of them at most
+    monkeypatch.setattr(blas, "SMALL_GEMM_FLOPS", 0)  # every product in blocks, as many as allowed
     monkeypatch.setattr(blas, "BLOCK_FLOPS", 1)
     rng = np.random.default_rng(4)
     for m, k, n in [(37, 5, 70), (70, 9, 37), (1, 8, 40), (40, 8, 1), (17, 1, 19)]:
