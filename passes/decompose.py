@@ -1,7 +1,6 @@
 """Decomposition: softmax, log_softmax and softmax cross-entropy (dense labels) become the
 max/exp/sum/divide steps they stand for, so fusion can make each one (with its producers and
-consumers) a single row kernel, and CSE can share a loss's max and exponentials with its
-gradient's softmax.
+consumers) a single row kernel.
 
 The steps are exactly the reference's (`tfjit/ops/nn.py`): shift by the max, exponentiate,
 sum, divide (or subtract the log of the sum). float16 keeps the primitive, whose reference
