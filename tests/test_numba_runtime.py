@@ -345,11 +345,13 @@ def test_a_gemm_update_of_a_variable_stored_in_fortran_order_takes_the_reference
 
 # -- the products' BLAS calls ------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_products_cut_into_blocks_match_numpy(monkeypatch, dtype):
+@pytest.mark.parametrize("way", ["blocks", "threaded"])
+def test_large_products_either_way_match_numpy(monkeypatch, dtype, way):
     from tfjit.backends.numba_cpu import blas
 
-    monkeypatch.setattr(blas, "SMALL_GEMM_FLOPS", 0)  # every product in blocks, as many as allowed
+    monkeypatch.setattr(blas, "SMALL_GEMM_FLOPS", 0)  # every product large: in as many blocks as allowed
     monkeypatch.setattr(blas, "BLOCK_FLOPS", 1)
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
     rng = np.random.default_rng(4)
     for m, k, n in [(37, 5, 70), (70, 9, 37), (1, 8, 40), (40, 8, 1), (17, 1, 19)]:
         for ta in (False, True):
@@ -370,6 +372,7 @@ def test_products_from_two_threads_at_once_each_get_their_own_result(monkeypatch
 
     monkeypatch.setattr(blas, "SMALL_GEMM_FLOPS", 0)
     monkeypatch.setattr(blas, "BLOCK_FLOPS", 1)
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: "blocks")
     rng = np.random.default_rng(6)
     pairs = [(rng.standard_normal((48, 32)).astype(np.float32), rng.standard_normal((32, 64)).astype(np.float32))
              for _ in range(2)]
@@ -389,3 +392,29 @@ def test_products_from_two_threads_at_once_each_get_their_own_result(monkeypatch
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def test_the_faster_way_is_chosen_and_the_slower_one_retried_less_often_each_time_it_loses():
+    from tfjit.backends.numba_cpu import blas
+
+    chooser, picks = blas._Chooser(), []
+    speed = {"threaded": 1.0, "blocks": 3.0}
+    for _ in range(200):
+        way = chooser.pick()
+        picks.append(way)
+        chooser.record(way, speed[way])
+    assert picks[:2] == ["threaded", "blocks"]  # each measured once, then the faster one
+    tries = [i for i, w in enumerate(picks) if w == "blocks"][1:]
+    assert list(np.diff(tries)) == [2 * blas.PROBE_GAP, 4 * blas.PROBE_GAP, 8 * blas.PROBE_GAP]  # each loss doubles
+    speed["threaded"] = 10.0  # the machine got busy: the running average soon favours the blocks
+    later = []
+    for _ in range(20):
+        way = chooser.pick()
+        later.append(way)
+        chooser.record(way, speed[way])
+    assert later[-10:] == ["blocks"] * 10
+    speed["threaded"] = 1.0  # idle again: the next try of the threaded way wins it back
+    for _ in range(40):
+        way = chooser.pick()
+        chooser.record(way, speed[way])
+    assert chooser.pick() == "threaded"

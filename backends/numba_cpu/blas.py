@@ -1,4 +1,4 @@
-"""The BLAS behind the backend's products: scipy's OpenBLAS, one thread per call.
+"""The BLAS behind the backend's products: scipy's OpenBLAS one thread per call, or NumPy's threaded.
 
 numba's `np.dot` calls scipy's bundled OpenBLAS. Left multi-threaded, OpenBLAS splits every
 GEMM of a few hundred rows across its threads; on the 2-core machines here, with other
@@ -8,14 +8,17 @@ processes running, one such 512x288x32 GEMM took 24 ms against 0.1 ms single-thr
 themselves. This touches scipy's OpenBLAS only (NumPy's, used by the reference backend, is a
 separate library).
 
-The products the backend runs itself (`matmul_into`, `add_product_into`) call the same
-library's CBLAS `?gemm` through ctypes (which releases the GIL). A small product is one call.
-A large one is cut into blocks of rows or columns that the calling thread and a helper
-thread per further core take in turn from a shared counter (`_BlockPool`): when the helper
-is descheduled, the caller simply takes more blocks. NumPy's multi-threaded OpenBLAS splits
-the work in fixed halves instead and waits for both: with other processes on the machine the
-MLP step's 784x256x512 product took 27-45 ms through it (median) against 2.4 ms on one
-thread, while on an idle machine it ran in 1.0 ms against 2.0.
+The products the backend runs itself (`matmul_into`, `add_product_into`) call CBLAS `?gemm`
+through ctypes (which releases the GIL). A small product is one call on scipy's library. A
+large one runs one of two ways, whichever its measured times favour (`_Chooser`): NumPy's
+multi-threaded OpenBLAS, one call; or blocks of rows or columns that the calling thread and
+a helper thread per further core take in turn from a shared counter, each a single-threaded
+call on scipy's library (`_BlockPool`). NumPy's OpenBLAS splits the work in fixed halves and
+waits for both: on an idle machine it is the fastest (the MLP step's 784x256x512 product in
+1.0 ms against 2.0 ms on one thread), but with other processes on the machine that product
+took 17-45 ms through it (median) and 2.4 ms on one thread, because each call waits for a
+descheduled worker. The blocks cost a little more on an idle machine (each re-packs an
+operand) but never wait for work that a descheduled thread has not started.
 
 alpha and beta are exposed, so a gradient-descent update `W -= lr * x^T g` is one GEMM with
 alpha = -lr and beta = 1 writing into `W` (`add_product_into`): no product buffer and no
@@ -29,6 +32,7 @@ import glob
 import itertools
 import os
 import threading
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -109,14 +113,71 @@ def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float
     if flops < SMALL_GEMM_FLOPS or _POOL.helpers == 0:
         block(0, m, 0, n)
         return True
+    threaded = _numpy_gemm(c.dtype.name)
+    chooser = _CHOOSERS.setdefault((m, n, k, ta, tb, c.dtype.char), _Chooser()) if threaded else None
+    way = chooser.pick() if chooser else "blocks"
+    start = time.perf_counter()
+    if way == "threaded":
+        threaded(_ROW_MAJOR, ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc)
+    else:
+        _POOL.run(_blocks(block, m, n, k, flops))
+    if chooser:
+        chooser.record(way, time.perf_counter() - start)
+    return True
+
+
+def _blocks(block: Callable[[int, int, int, int], None], m: int, n: int, k: int,
+            flops: float) -> list[Callable[[], None]]:
+    """The calls computing a large product in blocks of rows or columns."""
     by_rows = m * k > k * n  # each block re-reads the other operand whole: re-read the smaller one
     threads = _POOL.helpers + 1
     edges = _edges(m if by_rows else n, threads * int(min(MAX_ROUNDS, max(1, round(flops / threads / BLOCK_FLOPS)))))
     spans = list(zip(edges, edges[1:]))
-    tasks = [functools.partial(block, i0, i1, 0, n) for i0, i1 in spans] if by_rows \
-        else [functools.partial(block, 0, m, j0, j1) for j0, j1 in spans]
-    _POOL.run(tasks)
-    return True
+    if by_rows:
+        return [functools.partial(block, i0, i1, 0, n) for i0, i1 in spans]
+    return [functools.partial(block, 0, m, j0, j1) for j0, j1 in spans]
+
+
+class _Chooser:
+    """Picks the faster way to run one product shape, by measurement: NumPy's threaded
+    OpenBLAS (fastest on an idle machine) or the block pool (far faster when other processes
+    hold the cores). The way in use keeps a running average of its times; the other is tried
+    again now and then, less often each time it loses, so that a machine becoming idle or
+    busy again is noticed. Unlocked: a race only blurs an estimate."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls = 0
+        self.gap = PROBE_GAP
+        self.next_probe = PROBE_GAP
+        self.probing = False
+
+    def pick(self) -> str:
+        for way in WAYS:  # each way measured once first
+            if way not in self.seconds:
+                return way
+        self.calls += 1
+        best = min(WAYS, key=self.seconds.__getitem__)
+        self.probing = self.calls >= self.next_probe
+        return next(w for w in WAYS if w != best) if self.probing else best
+
+    def record(self, way: str, seconds: float) -> None:
+        old = self.seconds.get(way)
+        # A try of the slower way replaces its stale time (its first call may have paid for
+        # starting threads); the way in use keeps a running average.
+        fresh = old is None or self.probing
+        self.seconds[way] = seconds if fresh else old + AVERAGING * (seconds - old)
+        if self.probing:
+            self.probing = False
+            won = self.seconds[way] <= min(self.seconds.values())
+            self.gap = PROBE_GAP if won else min(MAX_PROBE_GAP, 2 * self.gap)
+            self.next_probe = self.calls + self.gap
+
+
+WAYS = ("threaded", "blocks")
+PROBE_GAP, MAX_PROBE_GAP = 8, 1024  # calls between tries of the slower way: doubled after each loss
+AVERAGING = 0.25                    # weight of the newest call in a way's running average
+_CHOOSERS: dict[tuple[Any, ...], _Chooser] = {}
 
 
 def _edges(size: int, blocks: int) -> list[int]:
@@ -218,6 +279,23 @@ def _scipy_openblas() -> Any:
 
 
 @functools.cache
+def _numpy_gemm(dtype: str) -> Any:
+    """NumPy's OpenBLAS `cblas_?gemm` (multi-threaded; 64-bit integers, as NumPy's wheels
+    build it), or None."""
+    letter = {"float32": "s", "float64": "d"}[dtype]
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*openblas*"))):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in (f"scipy_cblas_{letter}gemm64_", f"cblas_{letter}gemm64_"):
+            gemm = getattr(lib, name, None)
+            if gemm is not None:
+                return _typed(gemm, letter, ctypes.c_int64)
+    return None
+
+
+@functools.cache
 def _cblas_gemm(dtype: str) -> Any:
     """scipy's OpenBLAS `cblas_?gemm` (32-bit integers, as scipy's wheels build it), or None."""
     lib = _scipy_openblas()
@@ -227,11 +305,15 @@ def _cblas_gemm(dtype: str) -> Any:
         gemm = getattr(lib, name, None) if lib is not None else None
         if gemm is not None:
             break
-    if gemm is None:
-        return None
+    return None if gemm is None else _typed(gemm, letter, ctypes.c_int)
+
+
+def _typed(gemm: Any, letter: str, integer: Any) -> Any:
+    """A CBLAS `?gemm` with its argument types set (`integer`: the library's int size)."""
     real = ctypes.c_float if letter == "s" else ctypes.c_double
-    i32, ptr = ctypes.c_int, ctypes.c_void_p
-    gemm.argtypes = [i32, i32, i32, i32, i32, i32, real, ptr, i32, ptr, i32, real, ptr, i32]
+    enum, ptr = ctypes.c_int, ctypes.c_void_p
+    gemm.argtypes = [enum, enum, enum, integer, integer, integer, real, ptr, integer, ptr, integer, real, ptr,
+                     integer]
     gemm.restype = None
     return gemm
 
