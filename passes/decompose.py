@@ -1,5 +1,6 @@
-"""Decomposition: softmax and log_softmax become the max/exp/sum/divide steps they stand for,
-so fusion can make each one (with its producers and consumers) a single row kernel.
+"""Decomposition: softmax, log_softmax and softmax cross-entropy (dense labels) become the
+max/exp/sum/divide steps they stand for, so fusion can make each one (with its producers and
+consumers) a single row kernel.
 
 The steps are exactly the reference's (`tfjit/ops/nn.py`): shift by the max, exponentiate,
 sum, divide (or subtract the log of the sum). float16 keeps the primitive, whose reference
@@ -12,7 +13,7 @@ from tfjit.ops.registry import get_op
 
 from .rewrite import Rewriter
 
-_DECOMPOSED = {"softmax", "log_softmax"}
+_DECOMPOSED = {"softmax", "log_softmax", "softmax_cross_entropy_with_logits"}
 
 
 def decompose(graph: Graph) -> Graph:
@@ -49,4 +50,9 @@ def _expand(node: Node, x: Value, rw: Rewriter) -> Value:
     total = step("sum", [exps], "Sum", axes=axes, keepdims=True)
     if node.op == "softmax":
         return step("divide", [exps, total], "truediv")
-    return step("subtract", [shifted, step("log", [total], "Log")], "sub_1")
+    log_total = step("log", [total], "Log")
+    if node.op == "log_softmax":
+        return step("subtract", [shifted, log_total], "sub_1")
+    labels = rw.value(node.inputs[1])  # sum(labels * (logsumexp - shifted)), the reference's steps
+    losses = step("multiply", [labels, step("subtract", [log_total, shifted], "sub_1")], "mul")
+    return step("sum", [losses], "Sum_1", axes=axes, keepdims=False)

@@ -193,6 +193,18 @@ def test_max_pool_gradients_route_to_the_first_maximum_on_ties_nan_and_inf():
         assert_same(got, want, np.float32)
 
 
+def test_max_pool_gradient_over_images_in_parallel(monkeypatch):
+    from tfjit.backends.numba_cpu import pool
+
+    monkeypatch.setattr(pool, "_PARALLEL_MIN_ELEMENTS", 0)
+    x = RNG.integers(0, 3, (3, 6, 5, 4)).astype(np.float32)  # ties; 2x2/2 leaves a column untouched
+    x[2, 1, 1, 3] = np.nan
+    for ksize, strides, padding in [((2, 2), (2, 2), "VALID"), ((3, 3), (1, 1), "SAME")]:
+        got, want, exe = pools_and_grads(x, ksize, strides, padding, "NHWC", np.float32)
+        assert_same(got, want, np.float32)
+        assert any(k.kernel is pool._compiled("max_pool_grad", True) for _, k in exe.kernels if isinstance(k, pool.Pool))
+
+
 def test_other_dtypes_and_run_time_sizes_fall_back_to_the_reference():
     x16 = tf.placeholder(tf.float16, [1, 5, 5, 2], name="x16")
     f16 = tf.placeholder(tf.float16, [3, 3, 2, 2], name="f16")

@@ -199,3 +199,33 @@ def test_one_compiled_kernel_serves_every_shape_of_a_body(axis, kernel):
         (k,) = generated(exe, kernel)
         compiled.append(k._kernel)
     assert compiled[0] is compiled[1]
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+def test_softmax_cross_entropy_over_rows_and_columns_runs_as_generated_kernels(dtype):
+    logits = tf.placeholder(dtype, [6, 7], name="logits")
+    labels = tf.placeholder(dtype, [6, 7], name="labels")
+    soft = tf.placeholder(dtype, [1, 7], name="soft")  # labels broadcast over the rows
+    loss = tf.nn.softmax_cross_entropy_with_logits_v2(labels=labels, logits=logits)
+    columns = tf.nn.softmax_cross_entropy_with_logits_v2(labels=labels, logits=logits, axis=0)
+    spread = tf.nn.softmax_cross_entropy_with_logits_v2(labels=soft, logits=logits)
+    (grad,) = tf.gradients(tf.reduce_sum(loss), [logits])
+    values = RNG.standard_normal((6, 7)) * 4
+    values[1, 2], values[2, :] = np.inf, -np.inf  # NaN rows as in the reference
+    values[3, 4] = np.nan
+    feed = {logits: values, labels: RNG.dirichlet(np.ones(7), 6), soft: RNG.dirichlet(np.ones(7), 1)}
+    got, want, exe = both([loss, columns, spread, grad], feed)
+    assert not any(n.op == "softmax_cross_entropy_with_logits" for n, _ in exe.kernels)
+    assert len(generated(exe, KERNELS)) == sum(n.op == "fused" for n, _ in exe.kernels) >= 3
+    assert_same(got, want, rtol=1e-5 if dtype == tf.float32 else 1e-12)
+
+
+def test_row_results_of_a_square_input_are_told_from_columns_by_how_they_are_made():
+    x = tf.placeholder(tf.float32, [3, 3], name="x")
+    b = tf.placeholder(tf.float32, [3], name="b")  # a column, as NumPy broadcasts it
+    rows = tf.reduce_sum(x + b, 1)
+    fetches = [rows * 2.0 + tf.reduce_max(x, 1), tf.ones_like(rows), x - tf.reduce_mean(x, 1, keepdims=True) * b]
+    feed = {x: RNG.standard_normal((3, 3)), b: RNG.standard_normal(3)}
+    got, want, exe = both(fetches, feed)
+    assert len(generated(exe, KERNELS)) == 2
+    assert_same(got, want)

@@ -5,6 +5,7 @@ batches, dtypes, row blocks and the fallback."""
 from __future__ import annotations
 
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -255,3 +256,165 @@ def test_lone_matmuls_small_and_large_match_the_reference(dtype, transpose_a, tr
     for g, w_ in zip(got, want):
         assert g.dtype == w_.dtype and g.shape == w_.shape
         np.testing.assert_allclose(g, w_, rtol=tol, atol=tol, equal_nan=True)
+
+
+# -- weight updates as one GEMM into the variable ------------------------------------------------
+def _gemm_update_run(dtype, m, k, n, transpose_a, update, order="C", fetch_old=False, runs=3):
+    """Runs `update(w, product)` `runs` times on a fresh graph; returns the fetched results of
+    every run, the final value, whether every run after the first wrote into the variable's
+    array, and the
+    GEMM update kernels of the plan (numba only)."""
+    from tfjit.backends.numba_cpu import gemm_update
+
+    tf.reset_default_graph()
+    rng = np.random.default_rng(5)
+    x = tf.placeholder(dtype, [k, m] if transpose_a else [m, k])
+    g = tf.placeholder(dtype, [k, n])
+    init = rng.standard_normal((m, n)).astype(dtype.np_dtype)
+    w = tf.Variable(np.asfortranarray(init) if order == "F" else init)
+    read = w.read_value()
+    with tf.control_dependencies([read] if fetch_old else []):  # the read runs before the update
+        step = update(w, tf.matmul(x, g, transpose_a=transpose_a))
+    feed = {x: rng.standard_normal(x.shape.as_list()), g: rng.standard_normal((k, n))}
+    feed[x][0, 0] = np.inf  # inf * 0 and inf - inf give NaN as in the reference
+    feed[g][0, :2] = [0.0, 1.0]
+    fetches = [read, step] if fetch_old else [step]
+    results, kept = [], []
+    with tf.Session() as sess:
+        sess.run(w.initializer)
+        for _ in range(runs):
+            before = weakref.ref(sess.state.variables[w._attrs["var"]])  # holds no reference
+            results.append(sess.run(fetches, feed))
+            kept.append(before() is sess.state.variables[w._attrs["var"]])
+        final = sess.run(w)
+        plans = [exe for exe, _ in sess._cache.values() if hasattr(exe, "kernels")]
+    kernels = [kern for exe in plans for _, kern in exe.kernels if isinstance(kern, gemm_update.GemmUpdateKernel)]
+    return results, final, all(kept[1:]), kernels
+
+
+def _sgd(w, product):
+    return tf.assign_sub(w, product * 0.125)
+
+
+def _lr_fed(w, product):
+    return tf.assign_sub(w, tf.constant(0.25, w.dtype) * product)
+
+
+def _plain_add(w, product):
+    return tf.assign_add(w, product)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize("m, k, n, transpose_a", [(6, 4, 5, True), (160, 128, 200, False), (200, 160, 128, True)])
+@pytest.mark.parametrize("update", [_sgd, _lr_fed, _plain_add], ids=["sgd", "constant_first", "assign_add"])
+def test_weight_updates_as_one_gemm_give_the_reference_numbers(backend, dtype, m, k, n, transpose_a, update):
+    backend("reference")
+    want, want_final, _, _ = _gemm_update_run(dtype, m, k, n, transpose_a, update)
+    backend("numba")
+    got, got_final, in_place, kernels = _gemm_update_run(dtype, m, k, n, transpose_a, update)
+    assert len(kernels) == 1 and in_place
+    tol = 1e-5 if dtype == tf.float32 else 1e-12
+    for g, w in zip([r[0] for r in got] + [got_final], [r[0] for r in want] + [want_final]):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol, equal_nan=True)
+    assert np.isnan(got_final).any() and np.isfinite(got_final).any()
+
+
+@pytest.mark.parametrize("m, k, n", [(6, 4, 5), (160, 128, 200)])
+def test_a_gemm_update_leaves_a_read_held_in_the_same_run_unchanged(backend, m, k, n):
+    backend("reference")
+    want, want_final, _, _ = _gemm_update_run(tf.float32, m, k, n, True, _sgd, fetch_old=True)
+    backend("numba")
+    got, got_final, in_place, kernels = _gemm_update_run(tf.float32, m, k, n, True, _sgd, fetch_old=True)
+    assert len(kernels) == 1 and not in_place  # the fetched read holds the array: a fresh one
+    for (g_old, g_new), (w_old, w_new) in zip(got, want):
+        np.testing.assert_array_equal(g_old, w_old)  # the value before the run's update, untouched
+        np.testing.assert_allclose(g_new, w_new, rtol=1e-5, atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(got_final, want_final, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_a_gemm_update_of_a_variable_stored_in_fortran_order_takes_the_reference_path(backend):
+    backend("reference")
+    want, want_final, _, _ = _gemm_update_run(tf.float32, 6, 4, 5, False, _sgd, order="F", runs=1)
+    backend("numba")
+    got, got_final, _, kernels = _gemm_update_run(tf.float32, 6, 4, 5, False, _sgd, order="F", runs=1)
+    assert len(kernels) == 1
+    np.testing.assert_allclose(got[0][0], want[0][0], rtol=1e-5, atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(got_final, want_final, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+# -- the products' BLAS calls ------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("way", ["blocks", "threaded"])
+def test_large_products_either_way_match_numpy(monkeypatch, dtype, way):
+    from tfjit.backends.numba_cpu import blas
+
+    monkeypatch.setattr(blas, "SMALL_GEMM_FLOPS", 0)  # every product large: in as many blocks as allowed
+    monkeypatch.setattr(blas, "BLOCK_FLOPS", 1)
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
+    rng = np.random.default_rng(4)
+    for m, k, n in [(37, 5, 70), (70, 9, 37), (1, 8, 40), (40, 8, 1), (17, 1, 19)]:
+        for ta in (False, True):
+            for tb in (False, True):
+                a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+                b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+                x, y = (a.T if ta else a), (b.T if tb else b)
+                out = np.full((m, n), np.nan, dtype)
+                np.testing.assert_allclose(blas.matmul_into(x, y, out), x @ y, rtol=1e-5, atol=1e-5)
+                c = rng.standard_normal((m, n)).astype(dtype)
+                want = c - dtype(0.5) * (x @ y)
+                blas.add_product_into(c, x, y, -0.5)
+                np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5)
+
+
+def test_products_from_two_threads_at_once_each_get_their_own_result(monkeypatch):
+    from tfjit.backends.numba_cpu import blas
+
+    monkeypatch.setattr(blas, "SMALL_GEMM_FLOPS", 0)
+    monkeypatch.setattr(blas, "BLOCK_FLOPS", 1)
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: "blocks")
+    rng = np.random.default_rng(6)
+    pairs = [(rng.standard_normal((48, 32)).astype(np.float32), rng.standard_normal((32, 64)).astype(np.float32))
+             for _ in range(2)]
+    errors = []
+
+    def work(a, b):
+        try:
+            out = np.empty((48, 64), np.float32)
+            for _ in range(200):
+                np.testing.assert_allclose(blas.matmul_into(a, b, out), a @ b, rtol=1e-5, atol=1e-5)
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=pair) for pair in pairs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def test_the_faster_way_is_chosen_and_the_slower_one_retried_less_often_each_time_it_loses():
+    from tfjit.backends.numba_cpu import blas
+
+    chooser, picks = blas._Chooser(), []
+    speed = {"threaded": 1.0, "blocks": 3.0}
+    for _ in range(200):
+        way = chooser.pick()
+        picks.append(way)
+        chooser.record(way, speed[way])
+    assert picks[:2] == ["threaded", "blocks"]  # each measured once, then the faster one
+    tries = [i for i, w in enumerate(picks) if w == "blocks"][1:]
+    assert list(np.diff(tries)) == [2 * blas.PROBE_GAP, 4 * blas.PROBE_GAP, 8 * blas.PROBE_GAP]  # each loss doubles
+    speed["threaded"] = 10.0  # the machine got busy: the running average soon favours the blocks
+    later = []
+    for _ in range(20):
+        way = chooser.pick()
+        later.append(way)
+        chooser.record(way, speed[way])
+    assert later[-10:] == ["blocks"] * 10
+    speed["threaded"] = 1.0  # idle again: the next try of the threaded way wins it back
+    for _ in range(40):
+        way = chooser.pick()
+        chooser.record(way, speed[way])
+    assert chooser.pick() == "threaded"

@@ -1,4 +1,4 @@
-"""The BLAS behind numba's `np.dot`, run single-threaded.
+"""The BLAS behind the backend's products: scipy's OpenBLAS one thread per call, or NumPy's threaded.
 
 numba's `np.dot` calls scipy's bundled OpenBLAS. Left multi-threaded, OpenBLAS splits every
 GEMM of a few hundred rows across its threads; on the 2-core machines here, with other
@@ -8,33 +8,266 @@ processes running, one such 512x288x32 GEMM took 24 ms against 0.1 ms single-thr
 themselves. This touches scipy's OpenBLAS only (NumPy's, used by the reference backend, is a
 separate library).
 
-Small products go the same way (`matmul_into`): a GEMM of a few MFLOP through NumPy's
-multi-threaded OpenBLAS wakes its worker threads, which then spin on the second core while the
-next kernel (a parallel conv, say) wants it. In the CNN step three small dense-layer products
-cost 30 ms this way (73 -> 43 ms with them single-threaded, measured); large products (an
-MLP's, an LSTM's) stay on NumPy's threads, where they run faster. They call the library's
-CBLAS GEMM through ctypes rather than `scipy.linalg.blas`, whose import (all of scipy.linalg,
-30-70 ms measured) was a tenth of a warm first call.
+The products the backend runs itself (`matmul_into`, `add_product_into`) call CBLAS `?gemm`
+through ctypes (which releases the GIL). A small product is one call on scipy's library. A
+large one runs one of two ways, whichever its measured times favour (`_Chooser`): NumPy's
+multi-threaded OpenBLAS, one call; or blocks of rows or columns that the calling thread and
+a helper thread per further core take in turn from a shared counter, each a single-threaded
+call on scipy's library (`_BlockPool`). NumPy's OpenBLAS splits the work in fixed halves and
+waits for both: on an idle machine it is the fastest (the MLP step's 784x256x512 product in
+1.0 ms against 2.0 ms on one thread), but with other processes on the machine that product
+took 17-45 ms through it (median) and 2.4 ms on one thread, because each call waits for a
+descheduled worker. The blocks cost a little more on an idle machine (each re-packs an
+operand) but never wait for work that a descheduled thread has not started.
+
+alpha and beta are exposed, so a gradient-descent update `W -= lr * x^T g` is one GEMM with
+alpha = -lr and beta = 1 writing into `W` (`add_product_into`): no product buffer and no
+second pass over the weights.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import importlib.util
+import itertools
 import os
-from typing import Any
+import threading
+import time
+from typing import Any, Callable
 
 import numpy as np
 
-SMALL_GEMM_FLOPS = 8e6  # below this a product runs single-threaded (see the module docstring)
+SMALL_GEMM_FLOPS = 8e6  # below this a product is one single-threaded call
+# A large product's blocks: about this big (0.25 ms on one core), at most MAX_ROUNDS per thread,
+# and a multiple of the thread count (so that on an idle machine every thread does as much).
+# Each block re-packs one operand: cut in 2/4/8/16 blocks run in turn, the MLP's 784x256x512
+# product took 2.1/2.2/2.3/2.5 ms against 2.0 ms whole (measured); with other processes
+# running, 2, 4 or 8 blocks per step measured alike.
+BLOCK_FLOPS = 25e6
+MAX_ROUNDS = 2
+_ALIGN = 16             # block edges on multiples of 16 rows or columns (whole vectors)
 
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enum values
 _done = False
-_gemm: dict[np.dtype, Any] = {}
 
 
-def _openblas() -> ctypes.CDLL | None:
-    """scipy's bundled OpenBLAS (32-bit integer interface), loaded without importing scipy."""
+def single_threaded() -> None:
+    """Set scipy's OpenBLAS to one thread (once; a no-op where it is not found)."""
+    global _done
+    if _done:
+        return
+    _done = True
+    lib = _scipy_openblas()
+    for name in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
+        setter = getattr(lib, name, None) if lib is not None else None
+        if setter is not None:
+            setter(ctypes.c_int(1))
+            return
+
+
+def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """`out[...] = a @ b` (operands may be transposed views)."""
+    if not _gemm(a, b, out, 1.0, 0.0):
+        np.matmul(a, b, out=out)
+    return out
+
+
+def add_product_into(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float) -> None:
+    """`c += alpha * (a @ b)` for a C-contiguous float32/float64 matrix `c` (the operands may
+    be transposed views), as one GEMM with beta = 1; where scipy's CBLAS is not found, the
+    product goes to a scratch buffer and NumPy scales and adds it (the reference's rounding
+    of `c - lr * product`)."""
+    if _gemm(a, b, c, alpha, 1.0):
+        return
+    from .buffers import POOL
+
+    product = np.matmul(a, b, out=POOL.empty(c.shape, c.dtype))
+    np.multiply(product, c.dtype.type(alpha), out=product)
+    np.add(c, product, out=c)
+
+
+def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float) -> bool:
+    """`c = alpha a @ b + beta c` through CBLAS for 2-D float products with a C-contiguous
+    `c`; False (nothing done) for anything else."""
+    if c.ndim != 2 or a.ndim != 2 or c.dtype not in (np.float32, np.float64) or a.dtype != c.dtype \
+            or b.dtype != c.dtype or not c.flags.c_contiguous or 0 in a.shape or 0 in b.shape or c.size == 0 \
+            or max(a.size, b.size, c.size) >= 2 ** 31:  # CBLAS takes 32-bit sizes here
+        return False
+    gemm = _cblas_gemm(c.dtype.name)
+    if gemm is None:
+        return False
+    single_threaded()
+    m, n = c.shape
+    k = a.shape[1]
+    (ta, lda, a), (tb, ldb, b) = _row_major(a), _row_major(b)
+    item = c.itemsize
+    pa, pb, pc = a.ctypes.data, b.ctypes.data, c.ctypes.data
+    ldc = c.strides[0] // item if m > 1 else n
+
+    def block(i0: int, i1: int, j0: int, j1: int) -> None:
+        """Rows i0:i1 and columns j0:j1 of c."""
+        a0 = pa + (i0 * lda if ta == _NO_TRANS else i0) * item
+        b0 = pb + (j0 if tb == _NO_TRANS else j0 * ldb) * item
+        gemm(_ROW_MAJOR, ta, tb, i1 - i0, j1 - j0, k, alpha, a0, lda, b0, ldb, beta, pc + (i0 * ldc + j0) * item, ldc)
+
+    flops = 2.0 * m * n * k
+    if flops < SMALL_GEMM_FLOPS or _POOL.helpers == 0:
+        block(0, m, 0, n)
+        return True
+    threaded = _numpy_gemm(c.dtype.name)
+    chooser = _CHOOSERS.setdefault((m, n, k, ta, tb, c.dtype.char), _Chooser()) if threaded else None
+    way = chooser.pick() if chooser else "blocks"
+    start = time.perf_counter()
+    if way == "threaded":
+        threaded(_ROW_MAJOR, ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc)
+    else:
+        _POOL.run(_blocks(block, m, n, k, flops))
+    if chooser:
+        chooser.record(way, time.perf_counter() - start)
+    return True
+
+
+def _blocks(block: Callable[[int, int, int, int], None], m: int, n: int, k: int,
+            flops: float) -> list[Callable[[], None]]:
+    """The calls computing a large product in blocks of rows or columns."""
+    by_rows = m * k > k * n  # each block re-reads the other operand whole: re-read the smaller one
+    threads = _POOL.helpers + 1
+    edges = _edges(m if by_rows else n, threads * int(min(MAX_ROUNDS, max(1, round(flops / threads / BLOCK_FLOPS)))))
+    spans = list(zip(edges, edges[1:]))
+    if by_rows:
+        return [functools.partial(block, i0, i1, 0, n) for i0, i1 in spans]
+    return [functools.partial(block, 0, m, j0, j1) for j0, j1 in spans]
+
+
+class _Chooser:
+    """Picks the faster way to run one product shape, by measurement: NumPy's threaded
+    OpenBLAS (fastest on an idle machine) or the block pool (far faster when other processes
+    hold the cores). The way in use keeps a running average of its times; the other is tried
+    again now and then, less often each time it loses, so that a machine becoming idle or
+    busy again is noticed. Unlocked: a race only blurs an estimate."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls = 0
+        self.gap = PROBE_GAP
+        self.next_probe = PROBE_GAP
+        self.probing = False
+
+    def pick(self) -> str:
+        for way in WAYS:  # each way measured once first
+            if way not in self.seconds:
+                return way
+        self.calls += 1
+        best = min(WAYS, key=self.seconds.__getitem__)
+        self.probing = self.calls >= self.next_probe
+        return next(w for w in WAYS if w != best) if self.probing else best
+
+    def record(self, way: str, seconds: float) -> None:
+        old = self.seconds.get(way)
+        # A try of the slower way replaces its stale time (its first call may have paid for
+        # starting threads); the way in use keeps a running average.
+        fresh = old is None or self.probing
+        self.seconds[way] = seconds if fresh else old + AVERAGING * (seconds - old)
+        if self.probing:
+            self.probing = False
+            won = self.seconds[way] <= min(self.seconds.values())
+            self.gap = PROBE_GAP if won else min(MAX_PROBE_GAP, 2 * self.gap)
+            self.next_probe = self.calls + self.gap
+
+
+WAYS = ("threaded", "blocks")
+PROBE_GAP, MAX_PROBE_GAP = 8, 1024  # calls between tries of the slower way: doubled after each loss
+AVERAGING = 0.25                    # weight of the newest call in a way's running average
+_CHOOSERS: dict[tuple[Any, ...], _Chooser] = {}
+
+
+def _edges(size: int, blocks: int) -> list[int]:
+    """Block boundaries over `size`, inner ones on multiples of _ALIGN (fewer blocks where
+    `size` is too small for `blocks`)."""
+    inner = {min(size, round(size * i / blocks / _ALIGN) * _ALIGN) for i in range(1, blocks)}
+    return sorted({0, size} | {e for e in inner if 0 < e < size})
+
+
+class _BlockPool:
+    """Runs a list of independent calls on the calling thread and `helpers` helper threads,
+    each taking the next call from a shared counter. One list at a time: a second caller
+    meanwhile runs its own list alone."""
+
+    def __init__(self, helpers: int):
+        self.helpers = helpers
+        self._busy = threading.Lock()
+        self._wake = threading.Semaphore(0)
+        self._job: _Job | None = None
+        self._started = False
+
+    def run(self, tasks: list[Callable[[], None]]) -> None:
+        job = _Job(tasks)
+        if not self._busy.acquire(blocking=False):
+            job.drain()
+            return
+        try:
+            self._start()
+            self._job = job
+            for _ in range(self.helpers):
+                self._wake.release()
+            job.drain()
+            job.finished.wait()
+        finally:
+            self._job = None
+            self._busy.release()
+
+    def _start(self) -> None:
+        if not self._started:  # started on first use, so importing the backend starts no thread
+            self._started = True
+            for i in range(self.helpers):
+                threading.Thread(target=self._serve, name=f"tfjit-blas-{i}", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            self._wake.acquire()
+            job = self._job
+            if job is not None:
+                job.drain()
+
+
+class _Job:
+    def __init__(self, tasks: list[Callable[[], None]]):
+        self.tasks = tasks
+        self.left = len(tasks)
+        self.finished = threading.Event()
+        self._claim = itertools.count()  # next() on it is atomic under the GIL
+        self._lock = threading.Lock()
+
+    def drain(self) -> None:
+        """Run calls until none is left unclaimed."""
+        while (i := next(self._claim)) < len(self.tasks):
+            self.tasks[i]()
+            with self._lock:
+                self.left -= 1
+                if self.left == 0:
+                    self.finished.set()
+
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+
+
+def _row_major(x: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """(transpose flag, leading dimension, array) describing `x` to row-major CBLAS without a
+    copy where its strides allow."""
+    rows, cols = x.shape
+    item = x.itemsize
+    if x.strides[1] == item and x.strides[0] >= max(1, cols) * item and rows > 1:
+        return _NO_TRANS, x.strides[0] // item, x
+    if x.strides[0] == item and x.strides[1] >= max(1, rows) * item and cols > 1:
+        return _TRANS, x.strides[1] // item, x
+    x = np.ascontiguousarray(x)
+    return _NO_TRANS, max(1, cols), x
+
+
+@functools.cache
+def _scipy_openblas() -> Any:
+    """scipy's bundled OpenBLAS (the library numba's `np.dot` calls, 32-bit integers), or
+    None; found without importing scipy."""
     spec = importlib.util.find_spec("scipy")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -49,57 +282,45 @@ def _openblas() -> ctypes.CDLL | None:
     return None
 
 
-def single_threaded() -> None:
-    """Set scipy's OpenBLAS to one thread and find its GEMMs (once; a no-op where it is not
-    found, and then products go through NumPy)."""
-    global _done
-    if _done:
-        return
-    _done = True
-    lib = _openblas()
-    if lib is None:
-        return
-    for name in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
-        setter = getattr(lib, name, None)
-        if setter is not None:
-            setter(ctypes.c_int(1))
-            break
-    for dtype, scalar, prefix in ((np.float32, ctypes.c_float, "s"), (np.float64, ctypes.c_double, "d")):
-        for name in (f"scipy_cblas_{prefix}gemm", f"cblas_{prefix}gemm"):
+@functools.cache
+def _numpy_gemm(dtype: str) -> Any:
+    """NumPy's OpenBLAS `cblas_?gemm` (multi-threaded; 64-bit integers, as NumPy's wheels
+    build it), or None."""
+    letter = {"float32": "s", "float64": "d"}[dtype]
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*openblas*"))):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in (f"scipy_cblas_{letter}gemm64_", f"cblas_{letter}gemm64_"):
             gemm = getattr(lib, name, None)
             if gemm is not None:
-                i, p = ctypes.c_int, ctypes.c_void_p
-                gemm.argtypes = [i, i, i, i, i, i, scalar, p, i, p, i, scalar, p, i]
-                gemm.restype = None
-                _gemm[np.dtype(dtype)] = gemm
-                break
+                return _typed(gemm, letter, ctypes.c_int64)
+    return None
 
 
-def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """`out[...] = a @ b` (operands may be transposed views); small float 2-D products through
-    scipy's single-threaded BLAS, the rest through NumPy's."""
-    m, n = out.shape[-2:]
-    flops = 2.0 * m * n * a.shape[-1] * (out.size // max(1, m * n))
-    if out.ndim != 2 or flops >= SMALL_GEMM_FLOPS or out.dtype not in (np.float32, np.float64) \
-            or not out.flags.c_contiguous or a.ndim != 2 or b.ndim != 2 or 0 in a.shape or 0 in b.shape \
-            or a.dtype != out.dtype or b.dtype != out.dtype:
-        return np.matmul(a, b, out=out)
-    single_threaded()
-    gemm = _gemm.get(out.dtype)
-    if gemm is None:
-        return np.matmul(a, b, out=out)
-    x, tx, ldx = _row_major(a)
-    y, ty, ldy = _row_major(b)
-    gemm(_ROW_MAJOR, tx, ty, m, n, a.shape[1], 1.0, x.ctypes.data, ldx, y.ctypes.data, ldy,
-         0.0, out.ctypes.data, max(1, n))
-    return out
+@functools.cache
+def _cblas_gemm(dtype: str) -> Any:
+    """scipy's OpenBLAS `cblas_?gemm` (32-bit integers, as scipy's wheels build it), or None."""
+    lib = _scipy_openblas()
+    letter = {"float32": "s", "float64": "d"}[dtype]
+    gemm = None
+    for name in (f"scipy_cblas_{letter}gemm", f"cblas_{letter}gemm"):
+        gemm = getattr(lib, name, None) if lib is not None else None
+        if gemm is not None:
+            break
+    return None if gemm is None else _typed(gemm, letter, ctypes.c_int)
 
 
-def _row_major(x: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """`x` as row-major CBLAS reads it without a copy: (x, no-trans, row length) when
-    C-ordered, (x, trans, column length) when Fortran-ordered (a transposed view); a C copy
-    otherwise."""
-    if not x.flags.c_contiguous and x.flags.f_contiguous:
-        return x, _TRANS, max(1, x.shape[0])
-    x = np.ascontiguousarray(x)
-    return x, _NO_TRANS, max(1, x.shape[1])
+def _typed(gemm: Any, letter: str, integer: Any) -> Any:
+    """A CBLAS `?gemm` with its argument types set (`integer`: the library's int size)."""
+    real = ctypes.c_float if letter == "s" else ctypes.c_double
+    enum, ptr = ctypes.c_int, ctypes.c_void_p
+    gemm.argtypes = [enum, enum, enum, integer, integer, integer, real, ptr, integer, ptr, integer, real, ptr,
+                     integer]
+    gemm.restype = None
+    return gemm
+
+
+_POOL = _BlockPool(max(0, min(7, len(os.sched_getaffinity(0)) - 1)) if hasattr(os, "sched_getaffinity")
+                   else max(0, min(7, (os.cpu_count() or 1) - 1)))

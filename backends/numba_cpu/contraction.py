@@ -1,15 +1,16 @@
 """Contraction kernels: a matmul through BLAS followed by its elementwise epilogue.
 
-NumPy's BLAS computes the product into a recycled buffer (transposed operands are passed as
-transposed views, so nothing is copied; a batched matmul is one `np.matmul` call), then one
-generated loop kernel applies the whole fused epilogue (bias, activation, the optimizer's
-scaling) to it. The product is not computed inside numba: typing `np.dot` costs numba
+BLAS computes the product into a recycled buffer (`blas.matmul_into`: transposed operands
+are passed as transposed views, so nothing is copied; a batched matmul is one `np.matmul`
+call), then one generated loop kernel applies the whole fused epilogue (bias, activation,
+the optimizer's scaling) to it. The product is not computed inside numba: typing `np.dot` costs numba
 0.2-0.5 s per kernel (2 s for the first), which made a cold MLP step 4x slower to compile,
 and blocking the product inside one kernel measured no faster at these sizes.
 
-A contraction body that also assigns variables (`W -= lr * x^T g`) is split: the matmul and
-the pure epilogue become one such kernel computing the update into scratch, and the
-assignment applies it to the variable in place (tfjit/runtime/state.py).
+A contraction body that also assigns variables is split: the matmul and the pure epilogue
+become one such kernel computing the update into scratch, and the assignment applies it to
+the variable in place (tfjit/runtime/state.py). Plain gradient descent's `W -= lr * x^T g`
+does not get here: gemm_update.py runs it as one GEMM into the variable.
 
 Covered: float32/float64 matmuls of static shape whose batch dims are equal or absent in
 each operand. Other contractions (integer or half matmuls, broadcast batches, tensordot,
@@ -60,8 +61,7 @@ class ContractionKernel:
 
 
 class MatmulKernel:
-    """A matmul without an epilogue: the product into a recycled buffer (small ones on a
-    single BLAS thread, `blas.matmul_into`)."""
+    """A matmul without an epilogue: the product into a recycled buffer (`blas.matmul_into`)."""
 
     def __init__(self, node: Node):
         self.shape = tuple(node.types[0].shape)

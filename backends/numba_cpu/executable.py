@@ -21,7 +21,7 @@ from tfjit.ir.graph import Graph, Node, Value
 from tfjit.ops.registry import Fusion, get_op
 from tfjit.runtime.state import RuntimeState
 
-from . import contraction, control_flow, conv, layout, loop, pool, reduction
+from . import contraction, control_flow, conv, gemm_update, layout, loop, pool, reduction
 from .sink_reads import sink_reads
 
 
@@ -80,7 +80,7 @@ def kernel_sources(exe: NumbaExecutable, indent: str = "") -> str:
     for node, kernel in exe.kernels:
         if isinstance(kernel, loop.LoopKernel):
             source = kernel.source()
-        elif isinstance(getattr(kernel, "source", None), str):  # row/column, conv and pooling kernels
+        elif isinstance(getattr(kernel, "source", None), str):  # row/column, conv, pooling, GEMM updates
             source = kernel.source
         elif isinstance(kernel, contraction.ContractionKernel):
             source = kernel.source()
@@ -110,7 +110,7 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
     elif kind == "reduction":
         generated = reduction.build(node)
     elif kind == "contraction":
-        generated = contraction.build(node)
+        generated = contraction.build(node) or gemm_update.build(node)
     elif kind is None:  # convolutions, pooling and lone matmuls
         generated = conv.build(node) or pool.build(node) or contraction.build_matmul(node)
     if generated is not None:

@@ -19,6 +19,7 @@ from tfjit.ir.graph import Node
 
 from .buffers import POOL
 from .compile import compile_kernel
+from .loop import PARALLEL_MIN_ELEMENTS
 from .conv import (DTYPES, GEOMETRY, from_nhwc, nhwc_shape, static_shapes, to_nhwc, window_geometry,
                    window_kernel)
 
@@ -83,23 +84,59 @@ _AVG_POOL_GRAD = window_kernel("avg_pool_grad(dy, x, g)", "x", "x[:] = 0\n", """
     scale = x.dtype.type(count)
 """)
 
+# One pass per image: its slice of dx is zeroed (it stays in cache for the scatter), then each
+# window finds its first maximum with branch-free selects over the channels (they vectorise)
+# and adds dy to that tap. Images run in parallel when the kernel is big enough.
 _MAX_POOL_GRAD = """
 def max_pool_grad(x, dy, dx, g):
     """ + GEOMETRY + """
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
-    best = np.empty(c, x.dtype)
-    first = np.empty(c, np.int64)
-    dx[:] = 0
-    for n in range(x.shape[0]):
+    lowest = x.dtype.type(-np.inf)
+    zero = dx.dtype.type(0)
+    # windows tiling the input exactly write every element of dx once: no zeroing, no sums
+    tiled = dh == 1 and dw == 1 and sh == kh and sw == kw and pt == 0 and pl == 0 and oh * sh == h and ow * sw == w
+    for n in prange(x.shape[0]):
+        best = np.empty(c, x.dtype)
+        first = np.empty(c, np.int32)
+        if not tiled:
+            dx[n] = zero
         for a in range(oh):
             for b in range(ow):
-                first_max(x, g, n, a, b, best, first)
                 for k in range(c):
-                    ih = a * sh - pt + (first[k] // kw) * dh
-                    iw = b * sw - pl + (first[k] % kw) * dw
-                    if 0 <= ih < h and 0 <= iw < w:
-                        dx[n, ih, iw, k] += dy[n, a, b, k]
-""" + _FIRST_MAX
+                    first[k] = 0
+                for i in range(kh):
+                    ih = a * sh - pt + i * dh
+                    for j in range(kw):
+                        iw = b * sw - pl + j * dw
+                        pos = np.int32(i * kw + j)
+                        if 0 <= ih < h and 0 <= iw < w:
+                            if pos == 0:
+                                for k in range(c):
+                                    best[k] = x[n, ih, iw, k]
+                            else:
+                                for k in range(c):
+                                    v = x[n, ih, iw, k]
+                                    m = best[k]
+                                    take = (v > m or v != v) and m == m
+                                    best[k] = v if take else m
+                                    first[k] = pos if take else first[k]
+                        elif pos == 0:
+                            for k in range(c):
+                                best[k] = lowest
+                for i in range(kh):
+                    ih = a * sh - pt + i * dh
+                    if 0 <= ih < h:
+                        for j in range(kw):
+                            iw = b * sw - pl + j * dw
+                            pos = np.int32(i * kw + j)
+                            if 0 <= iw < w:
+                                if tiled:
+                                    for k in range(c):
+                                        dx[n, ih, iw, k] = dy[n, a, b, k] if first[k] == pos else zero
+                                else:
+                                    for k in range(c):
+                                        dx[n, ih, iw, k] += dy[n, a, b, k] if first[k] == pos else zero
+"""
 
 _MAX_POOL_GRAD_GRAD = """
 def max_pool_grad_grad(x, grad, out, g):
@@ -120,13 +157,17 @@ def max_pool_grad_grad(x, grad, out, g):
 
 _SOURCES = {"max_pool": _MAX_POOL, "avg_pool": _AVG_POOL, "avg_pool_grad": _AVG_POOL_GRAD,
             "max_pool_grad": _MAX_POOL_GRAD, "max_pool_grad_grad": _MAX_POOL_GRAD_GRAD}
-_COMPILED: dict[str, Callable[..., None]] = {}
+_PARALLEL = {"max_pool_grad"}  # kernels whose outer loop is a prange over the batch
+# Above this many elements they run it in parallel: the pass is memory-bound, and at the CNN
+# step's sizes (up to 1M elements) one thread measured as fast as two.
+_PARALLEL_MIN_ELEMENTS = 4 * PARALLEL_MIN_ELEMENTS
+_COMPILED: dict[tuple[str, bool], Callable[..., None]] = {}
 
 
-def _compiled(entry: str) -> Callable[..., None]:
-    kernel = _COMPILED.get(entry)
+def _compiled(entry: str, parallel: bool = False) -> Callable[..., None]:
+    kernel = _COMPILED.get((entry, parallel))
     if kernel is None:
-        kernel = _COMPILED[entry] = compile_kernel(_SOURCES[entry], entry, name=entry)
+        kernel = _COMPILED[entry, parallel] = compile_kernel(_SOURCES[entry], entry, name=entry, parallel=parallel)
     return kernel
 
 
@@ -143,7 +184,8 @@ class Pool:
         self.g = window_geometry(nhwc_shape(x_shape, self.fmt), (ksize[axes[0]], ksize[axes[1]]), attrs)
         self.out_shape = nhwc_shape(node.types[0].shape, self.fmt)
         self.dtype = node.types[0].dtype.np_dtype
-        self.kernel = _compiled(node.op)
+        batch, size = self.out_shape[0], int(np.prod(self.out_shape))
+        self.kernel = _compiled(node.op, node.op in _PARALLEL and batch > 1 and size >= _PARALLEL_MIN_ELEMENTS)
         self.source = _SOURCES[node.op]
 
     def __call__(self, *args: np.ndarray) -> np.ndarray:

@@ -46,7 +46,7 @@ class RowKernel:
         self.body = body
         self.name = name
         self.rows, self.cols = rows, cols
-        self.kinds = {v: _kind(v, full, self.rows, self.cols) for v in reducers.values(body)}
+        self.kinds = _kinds(body, full, rows, cols)
         # A max/min straight over an input runs before the row's first pass, with several
         # accumulators (one NaN-propagating accumulator does not vectorise); it also brings
         # the row into cache for that pass.
@@ -191,6 +191,25 @@ class RowKernel:
             else:
                 value = reducers.result(n, f"acc_{k}", f"idx_{k}", "COLS")
             lines.add(f"red_{k} = {value}", n.loc.short if n.loc else None)
+
+
+def _kinds(body: Graph, full: tuple[int, ...], rows: int, cols: int) -> dict[Value, str]:
+    """Each value's kind. When rows == cols, a value of `rows` elements may be either a row
+    or a column value: a param or constant is taken by its shape (a column, as NumPy
+    broadcasts it), a computed value by how it was made (a reduction's result is a row value;
+    an elementwise value has its inputs' kind)."""
+    kinds: dict[Value, str] = {}
+    for v in reducers.values(body):
+        kind = _kind(v, full, rows, cols)
+        if rows == cols and kind == COLUMN and v.node.op != "param":
+            made = {kinds[u] for u in v.node.inputs} - {SCALAR}
+            if v.node.op in reducers.OPS or made == {ROW}:
+                kind = ROW
+            elif made - {COLUMN}:
+                raise NotImplementedError(f"value of shape {v.type.shape} from {sorted(made)} values "
+                                          f"in a row kernel over {full}")
+        kinds[v] = kind
+    return kinds
 
 
 def _kind(v: Value, full: tuple[int, ...], rows: int, cols: int) -> str:

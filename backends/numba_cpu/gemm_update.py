@@ -1,0 +1,118 @@
+"""A weight's gradient-descent update by a product, as one GEMM into the weight.
+
+Plain gradient descent fuses `W -= lr * x^T g` into one contraction body (matmul, multiply by
+the learning rate, assign_sub). This kernel runs it as `W += (-lr) * x^T g` in one BLAS call
+(alpha carries the scale, beta = 1 adds into the variable's array): one pass over the
+weights and no product buffer, where the split path (contraction.split_assignments) wrote
+the scaled product to scratch and subtracted it in a second kernel. The array is written in
+place only under the store's rule (nothing else references it, tfjit/runtime/state.py);
+otherwise the sum goes into a fresh copy, so reads still held keep the old value.
+
+Covered: bodies of one float32/float64 2-D matmul of body params, optionally scaled by a
+scalar param or constant, assigned with assign_sub or assign_add, whose only result (if
+any) is the assignment's.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tfjit.ir.graph import Graph, Node, Value
+
+from .blas import add_product_into
+from .contraction import _covered, _product
+
+_SIGNS = {"assign_sub": -1.0, "assign_add": 1.0}
+
+
+class GemmUpdateKernel:
+    """`kernel(*args, state=state)`: `var += sign * scale * (a @ b)`; returns the body's results
+    (the stored array, when the assignment is one)."""
+
+    needs_state = True
+    returns_tuple = True
+
+    def __init__(self, name: str, assign: Node, matmul: Node, operands: tuple[int, int],
+                 scale: int | float | None, returns_value: bool):
+        self.var = assign.attr("var")
+        self.sign = _SIGNS[assign.op]
+        self.operands = operands
+        self.scale = scale  # a param's index, a constant's value, or None for no scaling
+        self.shape = tuple(matmul.types[0].shape)
+        self.dtype = matmul.types[0].dtype.np_dtype
+        self.transpose = (bool(matmul.attr("transpose_a")), bool(matmul.attr("transpose_b")))
+        self.returns_value = returns_value
+        op = "-=" if self.sign < 0 else "+="
+        self.source = (f"# {name}: {self.var} {op} scale * matmul(a, b) as one GEMM into the variable "
+                       f"(alpha = {'-' if self.sign < 0 else ''}scale, beta = 1)\n")
+
+    def __call__(self, *args: np.ndarray, state: Any) -> tuple[np.ndarray, ...]:
+        a, b = (args[i] for i in self.operands)
+        scale = self._scale(args)
+        a = np.swapaxes(a, -1, -2) if self.transpose[0] else a
+        b = np.swapaxes(b, -1, -2) if self.transpose[1] else b
+        with np.errstate(all="ignore"):  # inf * 0 is NaN silently, as in TF
+            stored = state.add_in_place(self.var, self.shape, self.dtype,
+                                        lambda w: add_product_into(w, a, b, self.sign * scale))
+            if stored is None:  # the variable holds another shape or layout: the reference's update
+                stored = self._reference_update(args, scale, state)
+        return (stored,) if self.returns_value else ()
+
+    def _scale(self, args: tuple[np.ndarray, ...]) -> float:
+        if self.scale is None:
+            return 1.0
+        if isinstance(self.scale, int):
+            return float(np.asarray(args[self.scale]).reshape(()))
+        return self.scale
+
+    def _reference_update(self, args: tuple[np.ndarray, ...], scale: float, state: Any) -> np.ndarray:
+        a, b = (args[i] for i in self.operands)
+        product = _product(a, b, self.transpose, self.shape, self.dtype)
+        value = product * self.dtype.type(scale) if self.scale is not None else product
+        return state.update(self.var, value, np.subtract if self.sign < 0 else np.add)
+
+
+def build(node: Node) -> GemmUpdateKernel | None:
+    """The kernel for a fused contraction body that is a covered update (see the module
+    docstring), or None."""
+    body: Graph = node.attr("body")
+    nodes = [n for n in body.nodes if n.op != "constant"]
+    if len(nodes) not in (2, 3) or nodes[0].op != "matmul" or nodes[-1].op not in _SIGNS:
+        return None
+    matmul, assign = nodes[0], nodes[-1]
+    (out,) = matmul.types
+    if not _covered(matmul) or len(out.shape) != 2:
+        return None
+    if not all(v in body.params for v in matmul.inputs):
+        return None
+    scale: int | float | None = None
+    value = matmul.out
+    if len(nodes) == 3:
+        scaled = nodes[1]
+        if scaled.op != "multiply" or matmul.out not in scaled.inputs or scaled.types[0] != out:
+            return None
+        other = scaled.inputs[1] if scaled.inputs[0] == matmul.out else scaled.inputs[0]
+        scale = _scalar(other, body, out)
+        if scale is None:
+            return None
+        value = scaled.out
+    if assign.inputs != (value,) or tuple(assign.types[0].shape or ()) != tuple(out.shape):
+        return None
+    if any(r != assign.out for r in body.results):
+        return None
+    operands = (body.params.index(matmul.inputs[0]), body.params.index(matmul.inputs[1]))
+    return GemmUpdateKernel(node.name or "update", assign, matmul, operands, scale, bool(body.results))
+
+
+def _scalar(v: Value, body: Graph, out: Any) -> int | float | None:
+    """A scale operand's param index or constant value; None for anything else."""
+    if v.type.dtype != out.dtype or v.type.shape is None or len(v.type.shape) > 2 \
+            or not all(d == 1 for d in v.type.shape):
+        return None
+    if v in body.params:
+        return body.params.index(v)
+    if v.node.op == "constant":
+        return float(np.asarray(v.node.attr("value").array).reshape(()))
+    return None
+
