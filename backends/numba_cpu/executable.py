@@ -117,8 +117,8 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
         return generated
     if node.op in ("while", "cond"):
         return control_flow.build(node, NumbaExecutable)
-    if node.op == "split" and (split := layout.build(node)) is not None:
-        return split
+    if node.op != "fused" and (view := layout.build(node)) is not None:
+        return view
     if node.op == "fused":  # run the body node by node; its elementwise runs still form loops
         body = contraction.split_assignments(node.attr("body")) if kind == "contraction" else node.attr("body")
         inner = NumbaExecutable(body if kind == "loop" else _loops_fused(body))

@@ -64,7 +64,8 @@ class LoopKernel:
             return tuple(outs)
         values: dict[Value, np.ndarray] = {p: np.asarray(a) for p, a in zip(self.body.params, args)}
         for node, positions in self.prepared.steps:
-            out = get_op(node.op).reference(*(values[node.inputs[i]] for i in positions), **node.attr_dict)
+            opdef = get_op(node.op)  # a view where the op has one: the loop only reads it
+            out = (opdef.view or opdef.reference)(*(values[node.inputs[i]] for i in positions), **node.attr_dict)
             values[node.out] = np.asarray(out)
         outs = [POOL.empty(shape, dtype) for shape, dtype in self._out_types]
         space, size = self._space, self._size
