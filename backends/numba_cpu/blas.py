@@ -1,34 +1,53 @@
-"""The BLAS behind numba's `np.dot`, run single-threaded.
+"""Matrix products on scipy's BLAS, one thread per call, shared with one helper thread.
 
 numba's `np.dot` calls scipy's bundled OpenBLAS. Left multi-threaded, OpenBLAS splits every
-GEMM of a few hundred rows across its threads; on the 2-core machines here, with other
-processes running, one such 512x288x32 GEMM took 24 ms against 0.1 ms single-threaded
-(measured), because each call waits for a descheduled helper thread. Kernels calling
-`np.dot` on cache-sized blocks therefore run it single-threaded and parallelise over blocks
-themselves. This touches scipy's OpenBLAS only (NumPy's, used by the reference backend, is a
-separate library).
+GEMM across its threads and waits for all of them; on the 2-core machines here, with other
+processes running, a descheduled helper thread makes each call wait a scheduler slice: one
+512x288x32 GEMM took 24 ms against 0.1 ms single-threaded, and an unrolled LSTM step's
+64x256x1024 product through NumPy's threaded BLAS took a median 6.8 ms against 0.42 ms on one
+thread (measured under load; `tfjit bench` lstm_forward: 370 ms threaded, 73 ms with one BLAS
+thread, JAX 101 ms in the same run). So scipy's OpenBLAS runs single-threaded, conv kernels
+parallelise over blocks themselves, and `matmul_into` runs 2-D float products as follows:
 
-Small products go the same way (`matmul_into`): a GEMM of a few MFLOP through NumPy's
-multi-threaded OpenBLAS wakes its worker threads, which then spin on the second core while the
-next kernel (a parallel conv, say) wants it. In the CNN step three small dense-layer products
-cost 30 ms this way (73 -> 43 ms with them single-threaded, measured); large products (an
-MLP's, an LSTM's) stay on NumPy's threads, where they run faster.
+- below SMALL_GEMM_FLOPS, one BLAS call on the calling thread;
+- above it, the output is cut into blocks of rows or columns (`_blocks`), and the calling
+  thread and one helper thread take blocks from a shared counter until none is left. The
+  caller waits only for blocks the helper has started, so a helper that is descheduled (or
+  busy with another thread's product) costs nothing: the caller then computes every block
+  itself, at one core's speed, instead of waiting for it.
+
+Operands are read where they lie (a transposed view is a BLAS transpose flag); the CBLAS
+calls go through ctypes, which releases the GIL, so the two threads run together. Products
+this does not cover (batched, integer or half, empty, operands BLAS cannot stride through)
+go to NumPy's matmul, as before. This touches scipy's OpenBLAS only (NumPy's, used by the
+reference backend and by user code, is a separate library).
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
+import itertools
 import os
+import queue
+import threading
+from typing import Any, Callable
 
 import numpy as np
 
-SMALL_GEMM_FLOPS = 8e6  # below this a product runs single-threaded (see the module docstring)
+SMALL_GEMM_FLOPS = 8e6   # below this a product is one call on the calling thread
+BLOCK_FLOPS = 8e6        # above it, blocks of at least this much work (smaller ones lose speed, measured)
+MAX_BLOCKS = 16
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_MAX_INT = 2 ** 31 - 1   # CBLAS takes C ints
 
 _done = False
+_gemm: dict[np.dtype, Any] = {}
 
 
 def single_threaded() -> None:
-    """Set scipy's OpenBLAS to one thread (once; a no-op where it is not found)."""
+    """Set scipy's OpenBLAS to one thread and find its CBLAS GEMMs (once; where scipy's
+    OpenBLAS is not found, products stay on NumPy)."""
     global _done
     if _done:
         return
@@ -39,41 +58,140 @@ def single_threaded() -> None:
         return
     for path in sorted(glob.glob(os.path.join(os.path.dirname(scipy.__file__) + ".libs", "*openblas*"))):
         try:
-            lib = ctypes.CDLL(path)
+            lib = ctypes.CDLL(path)  # CDLL, not PyDLL: calls release the GIL
         except OSError:
             continue
-        for name in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
-            setter = getattr(lib, name, None)
-            if setter is not None:
-                setter(ctypes.c_int(1))
-                return
+        setter = _symbol(lib, "scipy_openblas_set_num_threads", "openblas_set_num_threads")
+        if setter is None:
+            continue
+        setter(ctypes.c_int(1))
+        for dtype, name, scalar in ((np.float32, "sgemm", ctypes.c_float), (np.float64, "dgemm", ctypes.c_double)):
+            gemm = _symbol(lib, f"scipy_cblas_{name}", f"cblas_{name}")
+            if gemm is not None:
+                i, p = ctypes.c_int, ctypes.c_void_p
+                gemm.argtypes = [i, i, i, i, i, i, scalar, p, i, p, i, scalar, p, i]
+                gemm.restype = None
+                _gemm[np.dtype(dtype)] = gemm
+        return
+
+
+def _symbol(lib: ctypes.CDLL, *names: str) -> Any:
+    for name in names:
+        found = getattr(lib, name, None)
+        if found is not None:
+            return found
+    return None
 
 
 def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """`out[...] = a @ b` (operands may be transposed views); small float 2-D products through
-    scipy's single-threaded BLAS, the rest through NumPy's."""
-    m, n = out.shape[-2:]
-    flops = 2.0 * m * n * a.shape[-1] * (out.size // max(1, m * n))
-    if out.ndim != 2 or flops >= SMALL_GEMM_FLOPS or out.dtype not in (np.float32, np.float64) \
-            or not out.flags.c_contiguous or 0 in a.shape or 0 in b.shape:
-        return np.matmul(a, b, out=out)
+    """`out[...] = a @ b` (operands may be transposed views): 2-D float products through
+    scipy's single-threaded BLAS, shared with the helper thread when large (see the module
+    docstring); the rest through NumPy."""
     single_threaded()
-    from scipy.linalg.blas import dgemm, sgemm
-
-    gemm = sgemm if out.dtype == np.float32 else dgemm
-    x, tx = _fortran(b.T)  # out.T (Fortran order, as BLAS writes) = b.T @ a.T
-    y, ty = _fortran(a.T)
-    written = gemm(1.0, x, y, trans_a=tx, trans_b=ty, c=out.T, overwrite_c=1, beta=0.0)
-    if not np.shares_memory(written, out):
-        np.copyto(out.T, written)
+    gemm = _gemm.get(out.dtype)
+    if gemm is None or not _fits(a, b, out):
+        return np.matmul(a, b, out=out)
+    a, b = _readable(a), _readable(b)
+    m, n = out.shape
+    flops = 2.0 * m * n * a.shape[1]
+    if flops < SMALL_GEMM_FLOPS:
+        _call(gemm, a, b, out)
+        return out
+    _share([functools.partial(_call, gemm, a[rows], b[:, cols], out[rows, cols])
+            for rows, cols in _blocks(m, n, flops)])
     return out
 
 
-def _fortran(x: np.ndarray) -> tuple[np.ndarray, int]:
-    """`x` as BLAS reads it without a copy: (x, 0) when Fortran-ordered, (x.T, 1) when
-    C-ordered; a Fortran copy otherwise."""
-    if x.flags.f_contiguous:
-        return x, 0
-    if x.flags.c_contiguous:
-        return x.T, 1
-    return np.asfortranarray(x), 0
+def _fits(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
+    """Whether this module's BLAS calls cover `out[...] = a @ b` (shapes are checked here:
+    BLAS itself would read out of bounds)."""
+    return (out.ndim == a.ndim == b.ndim == 2 and a.dtype == b.dtype == out.dtype
+            and a.shape[1] == b.shape[0] and out.shape == (a.shape[0], b.shape[1])
+            and 0 not in a.shape and 0 not in b.shape and out.flags.writeable
+            and (_layout(out) or (None,))[0] == _NO_TRANS)
+
+
+def _blocks(m: int, n: int, flops: float) -> list[tuple[slice, slice]]:
+    """The output cut along its longer side into blocks of about BLOCK_FLOPS each."""
+    count = int(min(MAX_BLOCKS, max(2, flops // BLOCK_FLOPS)))
+    along = max(m, n)
+    step = -(-along // count)
+    step = -(-step // 16) * 16  # whole SIMD lanes per block
+    cuts = [slice(start, min(along, start + step)) for start in range(0, along, step)]
+    return [(cut, slice(None)) if m >= n else (slice(None), cut) for cut in cuts]
+
+
+def _layout(x: np.ndarray) -> tuple[int, int] | None:
+    """(transpose flag, leading dimension) reading the 2-D `x` in place as a row-major CBLAS
+    operand, or None where BLAS cannot stride through it."""
+    rows, cols = x.shape
+    s0, s1 = x.strides
+    item = x.itemsize
+    if not x.flags.aligned or s0 % item or s1 % item or max(abs(s0), abs(s1)) // item >= _MAX_INT:
+        return None
+    if s1 == item and (rows == 1 or s0 >= cols * item):
+        return _NO_TRANS, s0 // item if rows > 1 else max(1, cols)
+    if s0 == item and (cols == 1 or s1 >= rows * item):
+        return _TRANS, s1 // item if cols > 1 else max(1, rows)
+    return None
+
+
+def _readable(x: np.ndarray) -> np.ndarray:
+    return x if _layout(x) is not None else np.ascontiguousarray(x)
+
+
+def _call(gemm: Any, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    (ta, lda), (tb, ldb), (_, ldc) = _layout(a), _layout(b), _layout(out)  # type: ignore[misc]
+    m, k = a.shape
+    gemm(_ROW_MAJOR, ta, tb, m, b.shape[1], k, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, 0.0,
+         out.ctypes.data, ldc)
+
+
+class _Job:
+    """Independent calls that any thread may take, each exactly once, from a shared counter."""
+
+    def __init__(self, calls: list[Callable[[], None]]):
+        self.calls = calls
+        self.next = itertools.count().__next__  # atomic: one C call under the GIL
+        self.finished = 0
+        self.lock = threading.Lock()
+        self.all_done = threading.Event()
+
+    def work(self) -> None:
+        while (i := self.next()) < len(self.calls):
+            self.calls[i]()
+            with self.lock:
+                self.finished += 1
+                if self.finished == len(self.calls):
+                    self.all_done.set()
+
+
+class _Helper:
+    """One daemon thread taking blocks of the products other threads post."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def post(self, job: _Job) -> None:
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():  # also after a fork
+                self.thread = threading.Thread(target=self._serve, name="tfjit-blas-helper", daemon=True)
+                self.thread.start()
+        self.jobs.put(job)
+
+    def _serve(self) -> None:
+        while True:
+            self.jobs.get().work()
+
+
+_HELPER = _Helper()
+
+
+def _share(calls: list[Callable[[], None]]) -> None:
+    """Run `calls` on this thread and the helper; return once every one has run."""
+    job = _Job(calls)
+    _HELPER.post(job)
+    job.work()
+    job.all_done.wait()
