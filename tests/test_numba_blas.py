@@ -76,3 +76,18 @@ def test_a_busy_helper_leaves_every_block_to_the_caller():
     caller.join()
     assert finished
     _check(a, b, out)
+
+
+def test_large_products_take_the_way_that_ran_faster_lately():
+    timings = blas._Timings()
+    ways = []
+    for _ in range(2 * blas.RECENT):  # each way in turn first
+        ways.append(timings.choose(now=0.0))
+        timings.record(ways[-1], 2.0 if ways[-1] == blas.THREADED else 1.0)
+    assert ways.count(blas.SHARED) == ways.count(blas.THREADED) == blas.RECENT
+    assert timings.choose(now=0.1) == blas.SHARED  # the faster; the other is tried...
+    assert timings.choose(now=blas.PROBE_SECONDS) == blas.THREADED  # ...once a PROBE_SECONDS
+    assert timings.choose(now=blas.PROBE_SECONDS + 0.1) == blas.SHARED
+    for _ in range(blas.RECENT // 2 + 1):  # the threaded way got faster: probes find it out
+        timings.record(blas.THREADED, 0.5)
+    assert timings.choose(now=blas.PROBE_SECONDS + 0.2) == blas.THREADED

@@ -1,4 +1,4 @@
-"""Matrix products on scipy's BLAS, one thread per call, shared with one helper thread.
+"""Matrix products: scipy's BLAS on one thread, shared with a helper thread, or NumPy's threads.
 
 numba's `np.dot` calls scipy's bundled OpenBLAS. Left multi-threaded, OpenBLAS splits every
 GEMM across its threads and waits for all of them; on the 2-core machines here, with other
@@ -10,11 +10,15 @@ thread, JAX 101 ms in the same run). So scipy's OpenBLAS runs single-threaded, c
 parallelise over blocks themselves, and `matmul_into` runs 2-D float products as follows:
 
 - below SMALL_GEMM_FLOPS, one BLAS call on the calling thread;
-- above it, the output is cut into blocks of rows or columns (`_blocks`), and the calling
-  thread and one helper thread take blocks from a shared counter until none is left. The
-  caller waits only for blocks the helper has started, so a helper that is descheduled (or
-  busy with another thread's product) costs nothing: the caller then computes every block
-  itself, at one core's speed, instead of waiting for it.
+- above it, one of two ways, whichever ran this product's shape faster lately (`_Timings`):
+  NumPy's threaded BLAS, the fastest on an idle machine (lstm_forward 29 ms against 46 ms
+  shared, best of 15), or shared blocks, far faster while other processes hold the cores
+  (median 60 ms against 174 ms threaded in the same run). Shared blocks: the output is cut
+  into blocks of rows or columns (`_blocks`), and the calling thread and one helper thread
+  take blocks from a shared counter until none is left. The caller waits only for blocks
+  the helper has started, so a helper that is descheduled (or busy with another thread's
+  product) costs nothing: the caller then computes every block itself instead of waiting.
+  The way not chosen is tried again every PROBE_SECONDS, so the choice follows the load.
 
 Operands are read where they lie (a transposed view is a BLAS transpose flag); the CBLAS
 calls go through ctypes, which releases the GIL, so the two threads run together. Products
@@ -31,6 +35,7 @@ import itertools
 import os
 import queue
 import threading
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -38,6 +43,8 @@ import numpy as np
 SMALL_GEMM_FLOPS = 8e6   # below this a product is one call on the calling thread
 BLOCK_FLOPS = 8e6        # above it, blocks of at least this much work (smaller ones lose speed, measured)
 MAX_BLOCKS = 16
+PROBE_SECONDS = 0.5      # how often a large product's shape tries the way it does not use
+RECENT = 3               # run times kept per shape and way (their median decides)
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _MAX_INT = 2 ** 31 - 1   # CBLAS takes C ints
 
@@ -97,9 +104,57 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     if flops < SMALL_GEMM_FLOPS:
         _call(gemm, a, b, out)
         return out
-    _share([functools.partial(_call, gemm, a[rows], b[:, cols], out[rows, cols])
-            for rows, cols in _blocks(m, n, flops)])
+    key = (m, n, a.shape[1], out.dtype.char)
+    timings = _TIMINGS.get(key)
+    if timings is None:
+        timings = _TIMINGS[key] = _Timings()
+    start = time.perf_counter()
+    way = timings.choose(start)
+    if way == THREADED:
+        np.matmul(a, b, out=out)
+    else:
+        _share([functools.partial(_call, gemm, a[rows], b[:, cols], out[rows, cols])
+                for rows, cols in _blocks(m, n, flops)])
+    timings.record(way, time.perf_counter() - start)
     return out
+
+
+SHARED, THREADED = 0, 1
+
+
+class _Timings:
+    """Recent run times of one product shape by each way (SHARED, THREADED), to pick the
+    faster: each way runs RECENT times in turn first, then the one with the lower median
+    runs, and the other once every PROBE_SECONDS."""
+
+    def __init__(self) -> None:
+        self.times: tuple[list[float], list[float]] = ([], [])
+        self.best: int | None = None
+        self.probed = 0.0
+
+    def choose(self, now: float) -> int:
+        if self.best is None:
+            shared, threaded = self.times
+            return THREADED if len(shared) > len(threaded) else SHARED
+        if now - self.probed >= PROBE_SECONDS:
+            self.probed = now
+            return 1 - self.best
+        return self.best
+
+    def record(self, way: int, seconds: float) -> None:
+        times = self.times[way]
+        times.append(seconds)
+        del times[:-RECENT]
+        shared, threaded = self.times
+        if len(shared) == len(threaded) == RECENT:
+            self.best = SHARED if _median(shared) <= _median(threaded) else THREADED
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+_TIMINGS: dict[tuple[int, int, int, str], _Timings] = {}
 
 
 def _fits(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
