@@ -86,8 +86,15 @@ def test_large_products_take_the_way_that_ran_faster_lately():
         timings.record(ways[-1], 2.0 if ways[-1] == blas.THREADED else 1.0)
     assert ways.count(blas.SHARED) == ways.count(blas.THREADED) == blas.RECENT
     assert timings.choose(now=0.1) == blas.SHARED  # the faster; the other is tried...
-    assert timings.choose(now=blas.PROBE_SECONDS) == blas.THREADED  # ...once a PROBE_SECONDS
-    assert timings.choose(now=blas.PROBE_SECONDS + 0.1) == blas.SHARED
+    now = blas.PROBE_SECONDS
+    assert timings.choose(now) == blas.THREADED  # ...after PROBE_SECONDS
+    timings.record(blas.THREADED, 3.0)  # and loses again: the next try waits twice as long
+    assert timings.choose(now + 1.5 * blas.PROBE_SECONDS) == blas.SHARED
+    now += 2 * blas.PROBE_SECONDS
     for _ in range(blas.RECENT // 2 + 1):  # the threaded way got faster: probes find it out
+        assert timings.choose(now) == blas.THREADED
         timings.record(blas.THREADED, 0.5)
-    assert timings.choose(now=blas.PROBE_SECONDS + 0.2) == blas.THREADED
+        now += blas.MAX_PROBE_SECONDS
+    last_probe = now - blas.MAX_PROBE_SECONDS
+    assert timings.choose(last_probe + 0.1) == blas.THREADED  # now the chosen way
+    assert timings.choose(last_probe + blas.PROBE_SECONDS) == blas.SHARED  # tried again soon: it won

@@ -18,7 +18,7 @@ parallelise over blocks themselves, and `matmul_into` runs 2-D float products as
   take blocks from a shared counter until none is left. The caller waits only for blocks
   the helper has started, so a helper that is descheduled (or busy with another thread's
   product) costs nothing: the caller then computes every block itself instead of waiting.
-  The way not chosen is tried again every PROBE_SECONDS, so the choice follows the load.
+  The way not chosen is tried again now and then, so the choice follows the load.
 
 Operands are read where they lie (a transposed view is a BLAS transpose flag); the CBLAS
 calls go through ctypes, which releases the GIL, so the two threads run together. Products
@@ -43,7 +43,8 @@ import numpy as np
 SMALL_GEMM_FLOPS = 8e6   # below this a product is one call on the calling thread
 BLOCK_FLOPS = 8e6        # above it, blocks of at least this much work (smaller ones lose speed, measured)
 MAX_BLOCKS = 16
-PROBE_SECONDS = 0.5      # how often a large product's shape tries the way it does not use
+PROBE_SECONDS = 0.5      # when a large product's shape first tries again the way it does not use
+MAX_PROBE_SECONDS = 8.0
 RECENT = 3               # run times kept per shape and way (their median decides)
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _MAX_INT = 2 ** 31 - 1   # CBLAS takes C ints
@@ -125,18 +126,21 @@ SHARED, THREADED = 0, 1
 class _Timings:
     """Recent run times of one product shape by each way (SHARED, THREADED), to pick the
     faster: each way runs RECENT times in turn first, then the one with the lower median
-    runs, and the other once every PROBE_SECONDS."""
+    runs, and the other is tried again after a wait that starts at PROBE_SECONDS and doubles
+    (up to MAX_PROBE_SECONDS) each time it loses again: a probe of the threaded way under
+    load can stall for a scheduler slice, so a steady load should see few of them."""
 
     def __init__(self) -> None:
         self.times: tuple[list[float], list[float]] = ([], [])
         self.best: int | None = None
         self.probed = 0.0
+        self.wait = PROBE_SECONDS
 
     def choose(self, now: float) -> int:
         if self.best is None:
             shared, threaded = self.times
             return THREADED if len(shared) > len(threaded) else SHARED
-        if now - self.probed >= PROBE_SECONDS:
+        if now - self.probed >= self.wait:
             self.probed = now
             return 1 - self.best
         return self.best
@@ -146,8 +150,12 @@ class _Timings:
         times.append(seconds)
         del times[:-RECENT]
         shared, threaded = self.times
-        if len(shared) == len(threaded) == RECENT:
-            self.best = SHARED if _median(shared) <= _median(threaded) else THREADED
+        if len(shared) < RECENT or len(threaded) < RECENT:
+            return
+        best = SHARED if _median(shared) <= _median(threaded) else THREADED
+        if self.best is not None and way != self.best:  # a probe
+            self.wait = PROBE_SECONDS if best == way else min(2 * self.wait, MAX_PROBE_SECONDS)
+        self.best = best
 
 
 def _median(values: list[float]) -> float:
