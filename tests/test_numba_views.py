@@ -6,12 +6,14 @@ hands out a buffer a view still reads, (d) feeds are never written. The aliasing
 on both backends: the reference copies every layout result, so it is the oracle."""
 from __future__ import annotations
 
+import linecache
+
 import numpy as np
 import pytest
 
 import tfjit as tf
 from tfjit import config
-from tfjit.backends.numba_cpu import layout
+from tfjit.backends.numba_cpu import executable, layout
 from tfjit.backends.numba_cpu.buffers import POOL
 from tfjit.ops.registry import get_op
 from tfjit.runtime.results import owned
@@ -210,3 +212,23 @@ def test_feeds_stay_unchanged_through_views_updates_and_written_results(backend)
         stored = sess.run(v)
     np.testing.assert_array_equal(fed, original)
     np.testing.assert_array_equal(stored, original.reshape(2, 12) + np.float32(2) + np.float32(2))
+
+
+# -- concats written in place -------------------------------------------------------------------
+def test_loop_kernels_write_straight_into_a_concats_blocks():
+    """Stacked states (axis 0, or a later axis behind size-1 dims) are written into the
+    concat's result by the kernels producing them; other concats copy, as the reference."""
+    x = tf.placeholder(tf.float32, [4, 6], name="x")
+    w = tf.placeholder(tf.float32, [6, 6], name="w")
+    hs = [tf.tanh(x * float(i)) for i in range(3)]
+    product = tf.matmul(x, w)  # not a loop kernel's result: copied
+    outs = [tf.concat(hs, 0), hs[1] + 1.0, tf.concat([tf.expand_dims(h, 0) for h in hs], 1),
+            tf.concat([hs[0], hs[0]], 0), tf.concat(hs, 1), tf.concat([hs[2], product], 0)]
+    got, want, exe = both(outs, {x: RNG.standard_normal((4, 6)), w: RNG.standard_normal((6, 6))})
+    assert_same(got, want, rtol=1e-5, atol=1e-5)
+    placed = executable._placed_concats(exe.graph, [k for _, k in exe.kernels])
+    concats = [r.node for r in exe.graph.results if r.node.op == "concat"]
+    assert len(concats) == 5 and set(placed) == {concats[0], concats[1]}
+    assert all(len(blocks) == 3 for blocks in placed.values())
+    assert "into=" in "".join(linecache.getlines(exe._filename))
+
