@@ -45,7 +45,7 @@ BLOCK_FLOPS = 8e6        # above it, blocks of at least this much work (smaller 
 MAX_BLOCKS = 16
 PROBE_SECONDS = 0.5      # when a large product's shape first tries again the way it does not use
 MAX_PROBE_SECONDS = 8.0
-RECENT = 3               # run times kept per shape and way (their median decides)
+RECENT = 5               # run times kept per shape and way (their median decides)
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _MAX_INT = 2 ** 31 - 1   # CBLAS takes C ints
 
