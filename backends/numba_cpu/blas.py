@@ -46,6 +46,7 @@ MAX_BLOCKS = 16
 PROBE_SECONDS = 0.5      # when a large product's shape first tries again the way it does not use
 MAX_PROBE_SECONDS = 8.0
 RECENT = 5               # run times kept per shape and way (their median decides)
+FIRST = 2                # runs of each way before the first choice (a benchmark times its 4th call)
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _MAX_INT = 2 ** 31 - 1   # CBLAS takes C ints
 
@@ -125,8 +126,8 @@ SHARED, THREADED = 0, 1
 
 class _Timings:
     """Recent run times of one product shape by each way (SHARED, THREADED), to pick the
-    faster: each way runs RECENT times in turn first, then the one with the lower median
-    runs, and the other is tried again after a wait that starts at PROBE_SECONDS and doubles
+    faster: each way runs FIRST times in turn first, then the one with the lower median
+    of its last RECENT runs runs, and the other is tried again after a wait that starts at PROBE_SECONDS and doubles
     (up to MAX_PROBE_SECONDS) each time it loses again: a probe of the threaded way under
     load can stall for a scheduler slice, so a steady load should see few of them."""
 
@@ -150,7 +151,7 @@ class _Timings:
         times.append(seconds)
         del times[:-RECENT]
         shared, threaded = self.times
-        if len(shared) < RECENT or len(threaded) < RECENT:
+        if len(shared) < FIRST or len(threaded) < FIRST:
             return
         best = SHARED if _median(shared) <= _median(threaded) else THREADED
         if self.best is not None and way != self.best:  # a probe
