@@ -126,27 +126,31 @@ SHARED, THREADED = 0, 1
 
 class _Timings:
     """Recent run times of one product shape by each way (SHARED, THREADED), to pick the
-    faster: each way runs FIRST times in turn first, then the one with the lower median
+    faster: each way runs FIRST times in turn first (after one run each that does not
+    count), then the one with the lower median
     of its last RECENT runs runs, and the other is tried again after a wait that starts at PROBE_SECONDS and doubles
     (up to MAX_PROBE_SECONDS) each time it loses again: a probe of the threaded way under
     load can stall for a scheduler slice, so a steady load should see few of them."""
 
     def __init__(self) -> None:
         self.times: tuple[list[float], list[float]] = ([], [])
+        self.runs = [0, 0]
         self.best: int | None = None
         self.probed = 0.0
         self.wait = PROBE_SECONDS
 
     def choose(self, now: float) -> int:
         if self.best is None:
-            shared, threaded = self.times
-            return THREADED if len(shared) > len(threaded) else SHARED
+            return THREADED if self.runs[SHARED] > self.runs[THREADED] else SHARED
         if now - self.probed >= self.wait:
             self.probed = now
             return 1 - self.best
         return self.best
 
     def record(self, way: int, seconds: float) -> None:
+        self.runs[way] += 1
+        if self.runs[way] == 1:
+            return  # a way's first run wakes threads and touches fresh memory: not its speed
         times = self.times[way]
         times.append(seconds)
         del times[:-RECENT]
