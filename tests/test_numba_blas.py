@@ -80,21 +80,28 @@ def test_a_busy_helper_leaves_every_block_to_the_caller():
 
 def test_large_products_take_the_way_that_ran_faster_lately():
     timings = blas._Timings()
-    ways = []
-    for _ in range(2 * (blas.FIRST + 1)):  # each way in turn first; its first run does not count
-        ways.append(timings.choose(now=0.0))
-        timings.record(ways[-1], 2.0 if ways[-1] == blas.THREADED else 1.0 + 9 * (len(ways) == 1))
-    assert ways.count(blas.SHARED) == ways.count(blas.THREADED) == blas.FIRST + 1
-    assert timings.choose(now=0.1) == blas.SHARED  # the faster; the other is tried...
-    now = blas.PROBE_SECONDS
-    assert timings.choose(now) == blas.THREADED  # ...after PROBE_SECONDS
-    timings.record(blas.THREADED, 3.0)  # and loses again: the next try waits twice as long
-    assert timings.choose(now + 1.5 * blas.PROBE_SECONDS) == blas.SHARED
+    now = 0.0
+
+    def run(seconds_by_way):
+        way = timings.choose(now)
+        timings.record(way, seconds_by_way[way])
+        return way
+
+    # An idle machine: NumPy's threads run steadily, the shared way is never tried.
+    assert {run({blas.THREADED: 1.0, blas.SHARED: 1.5}) for _ in range(20)} == {blas.THREADED}
+    # Its runs stall: once the recent median shows it, the shared way is measured (its first
+    # run does not count) and, faster, chosen.
+    stalled = blas.RECENT // 2 + 1
+    ways = [run({blas.THREADED: 10.0, blas.SHARED: 2.0}) for _ in range(stalled + blas.FIRST + 3)]
+    assert ways == [blas.THREADED] * stalled + [blas.SHARED] * (blas.FIRST + 3)
+    assert timings.choose(now + 0.1) == blas.SHARED
+    now = blas.PROBE_SECONDS  # the other way is tried again after PROBE_SECONDS...
+    assert run({blas.THREADED: 12.0, blas.SHARED: 2.0}) == blas.THREADED
+    assert timings.choose(now + 1.5 * blas.PROBE_SECONDS) == blas.SHARED  # ...then twice as long
     now += 2 * blas.PROBE_SECONDS
-    for _ in range(blas.RECENT // 2 + 1):  # the threaded way got faster: probes find it out
-        assert timings.choose(now) == blas.THREADED
-        timings.record(blas.THREADED, 0.5)
+    ways = []
+    for _ in range(blas.RECENT // 2 + 1):  # the cores are free again: the probes find it out
+        ways.append(run({blas.THREADED: 1.0, blas.SHARED: 2.0}))
         now += blas.MAX_PROBE_SECONDS
-    last_probe = now - blas.MAX_PROBE_SECONDS
-    assert timings.choose(last_probe + 0.1) == blas.THREADED  # now the chosen way
-    assert timings.choose(last_probe + blas.PROBE_SECONDS) == blas.SHARED  # tried again soon: it won
+    assert ways == [blas.THREADED] * len(ways)
+    assert timings.choose(now - blas.MAX_PROBE_SECONDS + 0.1) == blas.THREADED  # chosen again

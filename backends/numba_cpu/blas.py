@@ -12,8 +12,8 @@ parallelise over blocks themselves, and `matmul_into` runs 2-D float products as
 - below SMALL_GEMM_FLOPS, one BLAS call on the calling thread;
 - above it, one of two ways, whichever ran this product's shape faster lately (`_Timings`):
   NumPy's threaded BLAS, the fastest on an idle machine (lstm_forward 29 ms against 46 ms
-  shared, best of 15), or shared blocks, far faster while other processes hold the cores
-  (median 60 ms against 174 ms threaded in the same run). Shared blocks: the output is cut
+  shared, best of 15) and the one tried first, or shared blocks, far faster while other
+  processes hold the cores (median 60 ms against 174 ms threaded in the same run). Shared blocks: the output is cut
   into blocks of rows or columns (`_blocks`), and the calling thread and one helper thread
   take blocks from a shared counter until none is left. The caller waits only for blocks
   the helper has started, so a helper that is descheduled (or busy with another thread's
@@ -46,7 +46,8 @@ MAX_BLOCKS = 16
 PROBE_SECONDS = 0.5      # when a large product's shape first tries again the way it does not use
 MAX_PROBE_SECONDS = 8.0
 RECENT = 5               # run times kept per shape and way (their median decides)
-FIRST = 2                # runs of each way before the first choice (a benchmark times its 4th call)
+FIRST = 2                # runs of the shared way before it may be chosen
+STALL = 2.0              # threaded runs this much slower than their fastest: the cores are busy
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _MAX_INT = 2 ** 31 - 1   # CBLAS takes C ints
 
@@ -126,22 +127,27 @@ SHARED, THREADED = 0, 1
 
 class _Timings:
     """Recent run times of one product shape by each way (SHARED, THREADED), to pick the
-    faster: each way runs FIRST times in turn first (after one run each that does not
-    count), then the one with the lower median
-    of its last RECENT runs runs, and the other is tried again after a wait that starts at PROBE_SECONDS and doubles
-    (up to MAX_PROBE_SECONDS) each time it loses again: a probe of the threaded way under
-    load can stall for a scheduler slice, so a steady load should see few of them."""
+    faster. NumPy's threads run first; only when their runs stall (the median of the recent
+    ones over STALL times the fastest yet) is the shared way measured, FIRST times, and from
+    then on the way with the lower median of its last RECENT runs runs, the other being tried
+    again after a wait that starts at PROBE_SECONDS and doubles (up to MAX_PROBE_SECONDS)
+    each time it loses again: a probe of the threaded way under load can stall a whole step,
+    so a steady load should see few of them. A way's first run does not count (it wakes
+    threads and faults in fresh memory)."""
 
     def __init__(self) -> None:
         self.times: tuple[list[float], list[float]] = ([], [])
         self.runs = [0, 0]
-        self.best: int | None = None
+        self.fastest = float("inf")  # of the threaded runs
+        self.best = THREADED
         self.probed = 0.0
         self.wait = PROBE_SECONDS
 
     def choose(self, now: float) -> int:
-        if self.best is None:
-            return THREADED if self.runs[SHARED] > self.runs[THREADED] else SHARED
+        shared, threaded = self.times
+        if len(shared) < FIRST:
+            stalling = len(threaded) >= FIRST and _median(threaded) > STALL * self.fastest
+            return SHARED if stalling or self.runs[SHARED] else THREADED  # once begun, measure it FIRST times
         if now - self.probed >= self.wait:
             self.probed = now
             return 1 - self.best
@@ -150,15 +156,17 @@ class _Timings:
     def record(self, way: int, seconds: float) -> None:
         self.runs[way] += 1
         if self.runs[way] == 1:
-            return  # a way's first run wakes threads and touches fresh memory: not its speed
+            return
         times = self.times[way]
         times.append(seconds)
         del times[:-RECENT]
+        if way == THREADED:
+            self.fastest = min(self.fastest, seconds)
         shared, threaded = self.times
         if len(shared) < FIRST or len(threaded) < FIRST:
             return
-        best = SHARED if _median(shared) <= _median(threaded) else THREADED
-        if self.best is not None and way != self.best:  # a probe
+        best = SHARED if _median(shared) < _median(threaded) else THREADED
+        if way != self.best:  # a probe (or the shared way's first runs)
             self.wait = PROBE_SECONDS if best == way else min(2 * self.wait, MAX_PROBE_SECONDS)
         self.best = best
 
