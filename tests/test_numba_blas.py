@@ -1,6 +1,6 @@
-"""`blas.matmul_into`: products on scipy's single-threaded BLAS, large ones cut into blocks
-that the calling thread and a helper thread share. Results match NumPy for every operand
-layout (transposed, strided, reversed) and size class; a busy helper never holds the caller up."""
+"""`blas.matmul_into`: products on scipy's single-threaded BLAS through CBLAS, or, for large
+ones while that runs faster, NumPy's threaded BLAS. Results match NumPy for every operand
+layout (transposed, strided, reversed) and size class; the choice follows the run times."""
 from __future__ import annotations
 
 import threading
@@ -11,7 +11,7 @@ import pytest
 from tfjit.backends.numba_cpu import blas
 
 RNG = np.random.default_rng(3)
-SHAPES = [(5, 7, 3), (64, 256, 1024), (700, 96, 64), (16, 20000, 16)]  # small; column, row and one block
+SHAPES = [(5, 7, 3), (64, 256, 1024), (700, 96, 64), (16, 20000, 16)]  # one small, three large
 
 
 def _operands(m, k, n, dtype, transpose_a, transpose_b):
@@ -29,7 +29,10 @@ def _check(a, b, out):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True), (True, True)])
 @pytest.mark.parametrize("m, k, n", SHAPES)
-def test_products_match_numpy_for_every_transpose_and_size(dtype, transpose_a, transpose_b, m, k, n):
+@pytest.mark.parametrize("way", ["SINGLE", "THREADED"])
+def test_products_match_numpy_for_every_transpose_and_size(monkeypatch, way, dtype, transpose_a, transpose_b,
+                                                            m, k, n):
+    monkeypatch.setattr(blas._Timings, "choose", lambda self, now: getattr(blas, way))
     a, b = _operands(m, k, n, dtype, transpose_a, transpose_b)
     assert (2.0 * m * k * n < blas.SMALL_GEMM_FLOPS) == (m == 5)
     out = np.full((m, n), np.nan, dtype)
@@ -37,7 +40,8 @@ def test_products_match_numpy_for_every_transpose_and_size(dtype, transpose_a, t
     _check(a, b, out)
 
 
-def test_strided_reversed_and_broadcast_operands_and_nan_inf():
+def test_strided_reversed_and_broadcast_operands_and_nan_inf(monkeypatch):
+    monkeypatch.setattr(blas._Timings, "choose", lambda self, now: blas.SINGLE)  # NumPy's way is NumPy
     wide = RNG.standard_normal((128, 1024)).astype(np.float32)
     w = RNG.standard_normal((256, 200)).astype(np.float32)
     w[3, 4], w[5, 6] = np.nan, np.inf
@@ -61,24 +65,8 @@ def test_uncovered_products_go_to_numpy():
         blas.matmul_into(np.ones((4, 5), np.float32), np.ones((6, 7), np.float32), np.empty((4, 7), np.float32))
 
 
-def test_a_busy_helper_leaves_every_block_to_the_caller():
-    release = threading.Event()
-    blocker = blas._Job([release.wait])
-    blas._HELPER.post(blocker)  # the helper now waits until released
-    a, b = _operands(64, 256, 1024, np.float32, False, False)
-    out = np.empty((64, 1024), np.float32)
-    returned = threading.Event()
-    caller = threading.Thread(target=lambda: (blas.matmul_into(a, b, out), returned.set()))
-    caller.start()
-    finished = returned.wait(timeout=60)  # the product returns although the helper takes no block
-    release.set()
-    blocker.all_done.wait()
-    caller.join()
-    assert finished
-    _check(a, b, out)
-
-
-def test_large_products_take_the_way_that_ran_faster_lately():
+def test_large_products_take_the_way_that_ran_faster_lately(monkeypatch):
+    monkeypatch.setattr(blas, "_BUSY", threading.Event())  # as in a new process
     timings = blas._Timings()
     now = 0.0
 
@@ -87,21 +75,23 @@ def test_large_products_take_the_way_that_ran_faster_lately():
         timings.record(way, seconds_by_way[way])
         return way
 
-    # An idle machine: NumPy's threads run steadily, the shared way is never tried.
-    assert {run({blas.THREADED: 1.0, blas.SHARED: 1.5}) for _ in range(20)} == {blas.THREADED}
-    # Its runs stall: once the recent median shows it, the shared way is measured (its first
-    # run does not count) and, faster, chosen.
+    # An idle machine: NumPy's threads run steadily, the single-threaded way is never tried.
+    assert {run({blas.THREADED: 1.0, blas.SINGLE: 1.5}) for _ in range(20)} == {blas.THREADED}
+    # Its runs stall: once the recent median shows it, the single-threaded way is measured
+    # (its first run does not count) and, faster, chosen.
     stalled = blas.RECENT // 2 + 1
-    ways = [run({blas.THREADED: 10.0, blas.SHARED: 2.0}) for _ in range(stalled + blas.FIRST + 3)]
-    assert ways == [blas.THREADED] * stalled + [blas.SHARED] * (blas.FIRST + 3)
-    assert timings.choose(now + 0.1) == blas.SHARED
+    ways = [run({blas.THREADED: 10.0, blas.SINGLE: 2.0}) for _ in range(stalled + blas.FIRST + 3)]
+    assert ways == [blas.THREADED] * stalled + [blas.SINGLE] * (blas.FIRST + 3)
+    assert timings.choose(now + 0.1) == blas.SINGLE
     now = blas.PROBE_SECONDS  # the other way is tried again after PROBE_SECONDS...
-    assert run({blas.THREADED: 12.0, blas.SHARED: 2.0}) == blas.THREADED
-    assert timings.choose(now + 1.5 * blas.PROBE_SECONDS) == blas.SHARED  # ...then twice as long
+    assert run({blas.THREADED: 12.0, blas.SINGLE: 2.0}) == blas.THREADED
+    assert timings.choose(now + 1.5 * blas.PROBE_SECONDS) == blas.SINGLE  # ...then twice as long
     now += 2 * blas.PROBE_SECONDS
     ways = []
     for _ in range(blas.RECENT // 2 + 1):  # the cores are free again: the probes find it out
-        ways.append(run({blas.THREADED: 1.0, blas.SHARED: 2.0}))
+        ways.append(run({blas.THREADED: 1.0, blas.SINGLE: 2.0}))
         now += blas.MAX_PROBE_SECONDS
     assert ways == [blas.THREADED] * len(ways)
     assert timings.choose(now - blas.MAX_PROBE_SECONDS + 0.1) == blas.THREADED  # chosen again
+    other = blas._Timings()  # a shape that never stalled measures the single-threaded way too, now
+    assert [other.choose(now) for _ in range(3)] == [blas.SINGLE] * 3

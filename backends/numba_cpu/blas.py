@@ -1,52 +1,45 @@
-"""Matrix products: scipy's BLAS on one thread, shared with a helper thread, or NumPy's threads.
+"""Matrix products: scipy's BLAS on the calling thread, or NumPy's threaded BLAS.
 
 numba's `np.dot` calls scipy's bundled OpenBLAS. Left multi-threaded, OpenBLAS splits every
 GEMM across its threads and waits for all of them; on the 2-core machines here, with other
-processes running, a descheduled helper thread makes each call wait a scheduler slice: one
-512x288x32 GEMM took 24 ms against 0.1 ms single-threaded, and an unrolled LSTM step's
-64x256x1024 product through NumPy's threaded BLAS took a median 6.8 ms against 0.42 ms on one
-thread (measured under load; `tfjit bench` lstm_forward: 370 ms threaded, 73 ms with one BLAS
+processes running, a descheduled helper thread makes each call wait a scheduler slice, and
+the helper threads spin after each product on the core the next kernel wants: one 512x288x32
+GEMM took 24 ms against 0.1 ms single-threaded, and an unrolled LSTM step's 64x256x1024
+product through NumPy's threaded BLAS took a median 6.8 ms against 0.42 ms on one thread
+(measured under load; `tfjit bench` lstm_forward: 370 ms threaded, 73 ms with one BLAS
 thread, JAX 101 ms in the same run). So scipy's OpenBLAS runs single-threaded, conv kernels
 parallelise over blocks themselves, and `matmul_into` runs 2-D float products as follows:
 
-- below SMALL_GEMM_FLOPS, one BLAS call on the calling thread;
-- above it, one of two ways, whichever ran this product's shape faster lately (`_Timings`):
-  NumPy's threaded BLAS, the fastest on an idle machine (lstm_forward 29 ms against 46 ms
-  shared, best of 15) and the one tried first, or shared blocks, far faster while other
-  processes hold the cores (median 60 ms against 174 ms threaded in the same run). Shared blocks: the output is cut
-  into blocks of rows or columns (`_blocks`), and the calling thread and one helper thread
-  take blocks from a shared counter until none is left. The caller waits only for blocks
-  the helper has started, so a helper that is descheduled (or busy with another thread's
-  product) costs nothing: the caller then computes every block itself instead of waiting.
-  The way not chosen is tried again now and then, so the choice follows the load.
+- below SMALL_GEMM_FLOPS, one single-threaded BLAS call on the calling thread;
+- above it, whichever of two ways ran this product's shape faster lately (`_Timings`): NumPy's
+  threaded BLAS, the fastest on an idle machine (lstm_forward 31 ms against 51 ms on one
+  thread) and the one tried first, or the single-threaded call, the fastest while other
+  processes hold a core (51 ms against 73-94 ms; two threads sharing blocks of the product
+  measured no faster than one there, and noisier). The way not chosen is tried again now
+  and then, so the choice follows the load.
 
-Operands are read where they lie (a transposed view is a BLAS transpose flag); the CBLAS
-calls go through ctypes, which releases the GIL, so the two threads run together. Products
-this does not cover (batched, integer or half, empty, operands BLAS cannot stride through)
-go to NumPy's matmul, as before. This touches scipy's OpenBLAS only (NumPy's, used by the
-reference backend and by user code, is a separate library).
+Operands are read where they lie (a transposed view is a BLAS transpose flag) through
+ctypes' CBLAS calls, which release the GIL. Products this does not cover (batched, integer
+or half, empty, operands BLAS cannot stride through) go to NumPy's matmul. This touches
+scipy's OpenBLAS only (NumPy's, used by the reference backend and by user code, is a
+separate library).
 """
 from __future__ import annotations
 
 import ctypes
-import functools
 import glob
-import itertools
 import os
-import queue
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-SMALL_GEMM_FLOPS = 8e6   # below this a product is one call on the calling thread
-BLOCK_FLOPS = 8e6        # above it, blocks of at least this much work (smaller ones lose speed, measured)
-MAX_BLOCKS = 16
+SMALL_GEMM_FLOPS = 8e6   # below this a product is one single-threaded call
 PROBE_SECONDS = 0.5      # when a large product's shape first tries again the way it does not use
 MAX_PROBE_SECONDS = 8.0
 RECENT = 5               # run times kept per shape and way (their median decides)
-FIRST = 2                # runs of the shared way before it may be chosen
+FIRST = 2                # runs of the single-threaded way before it may be chosen
 STALL = 2.0              # threaded runs this much slower than their fastest: the cores are busy
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _MAX_INT = 2 ** 31 - 1   # CBLAS takes C ints
@@ -95,8 +88,8 @@ def _symbol(lib: ctypes.CDLL, *names: str) -> Any:
 
 def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """`out[...] = a @ b` (operands may be transposed views): 2-D float products through
-    scipy's single-threaded BLAS, shared with the helper thread when large (see the module
-    docstring); the rest through NumPy."""
+    scipy's single-threaded BLAS or, when large and faster lately, NumPy's threaded BLAS
+    (see the module docstring); the rest through NumPy."""
     single_threaded()
     gemm = _gemm.get(out.dtype)
     if gemm is None or not _fits(a, b, out):
@@ -116,24 +109,23 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     if way == THREADED:
         np.matmul(a, b, out=out)
     else:
-        _share([functools.partial(_call, gemm, a[rows], b[:, cols], out[rows, cols])
-                for rows, cols in _blocks(m, n, flops)])
+        _call(gemm, a, b, out)
     timings.record(way, time.perf_counter() - start)
     return out
 
 
-SHARED, THREADED = 0, 1
+SINGLE, THREADED = 0, 1
 
 
 class _Timings:
-    """Recent run times of one product shape by each way (SHARED, THREADED), to pick the
-    faster. NumPy's threads run first; only when their runs stall (the median of the recent
-    ones over STALL times the fastest yet) is the shared way measured, FIRST times, and from
-    then on the way with the lower median of its last RECENT runs runs, the other being tried
-    again after a wait that starts at PROBE_SECONDS and doubles (up to MAX_PROBE_SECONDS)
-    each time it loses again: a probe of the threaded way under load can stall a whole step,
-    so a steady load should see few of them. A way's first run does not count (it wakes
-    threads and faults in fresh memory)."""
+    """Recent run times of one product shape by each way (SINGLE, THREADED), to pick the
+    faster. NumPy's threads run first; once the runs of some shape stall (the median of its
+    recent ones over STALL times its fastest), each shape measures the single-threaded way
+    FIRST times, and from then on the way with the lower median of its last RECENT runs runs, the
+    other being tried again after a wait that starts at PROBE_SECONDS and doubles (up to
+    MAX_PROBE_SECONDS) each time it loses again: a probe of the threaded way under load can
+    stall a whole step, so a steady load should see few of them. A way's first run does not
+    count (it wakes threads and faults in fresh memory)."""
 
     def __init__(self) -> None:
         self.times: tuple[list[float], list[float]] = ([], [])
@@ -144,10 +136,11 @@ class _Timings:
         self.wait = PROBE_SECONDS
 
     def choose(self, now: float) -> int:
-        shared, threaded = self.times
-        if len(shared) < FIRST:
-            stalling = len(threaded) >= FIRST and _median(threaded) > STALL * self.fastest
-            return SHARED if stalling or self.runs[SHARED] else THREADED  # once begun, measure it FIRST times
+        single, threaded = self.times
+        if len(single) < FIRST:
+            if len(threaded) >= FIRST and _median(threaded) > STALL * self.fastest:
+                _BUSY.set()  # the cores are busy: every shape measures the single-threaded way
+            return SINGLE if _BUSY.is_set() or self.runs[SINGLE] else THREADED  # once begun, FIRST times
         if now - self.probed >= self.wait:
             self.probed = now
             return 1 - self.best
@@ -162,13 +155,17 @@ class _Timings:
         del times[:-RECENT]
         if way == THREADED:
             self.fastest = min(self.fastest, seconds)
-        shared, threaded = self.times
-        if len(shared) < FIRST or len(threaded) < FIRST:
+        single, threaded = self.times
+        if len(single) < FIRST or len(threaded) < FIRST:
             return
-        best = SHARED if _median(shared) < _median(threaded) else THREADED
-        if way != self.best:  # a probe (or the shared way's first runs)
+        best = SINGLE if _median(single) < _median(threaded) else THREADED
+        if way != self.best:  # a probe (or the single-threaded way's first runs)
             self.wait = PROBE_SECONDS if best == way else min(2 * self.wait, MAX_PROBE_SECONDS)
         self.best = best
+
+
+_BUSY = threading.Event()  # some shape's threaded runs stalled (then NumPy's threads, spinning
+                           # after each product, also slow the kernels between products)
 
 
 def _median(values: list[float]) -> float:
@@ -185,16 +182,6 @@ def _fits(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
             and a.shape[1] == b.shape[0] and out.shape == (a.shape[0], b.shape[1])
             and 0 not in a.shape and 0 not in b.shape and out.flags.writeable
             and (_layout(out) or (None,))[0] == _NO_TRANS)
-
-
-def _blocks(m: int, n: int, flops: float) -> list[tuple[slice, slice]]:
-    """The output cut along its longer side into blocks of about BLOCK_FLOPS each."""
-    count = int(min(MAX_BLOCKS, max(2, flops // BLOCK_FLOPS)))
-    along = max(m, n)
-    step = -(-along // count)
-    step = -(-step // 16) * 16  # whole SIMD lanes per block
-    cuts = [slice(start, min(along, start + step)) for start in range(0, along, step)]
-    return [(cut, slice(None)) if m >= n else (slice(None), cut) for cut in cuts]
 
 
 def _layout(x: np.ndarray) -> tuple[int, int] | None:
@@ -221,53 +208,3 @@ def _call(gemm: Any, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     m, k = a.shape
     gemm(_ROW_MAJOR, ta, tb, m, b.shape[1], k, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, 0.0,
          out.ctypes.data, ldc)
-
-
-class _Job:
-    """Independent calls that any thread may take, each exactly once, from a shared counter."""
-
-    def __init__(self, calls: list[Callable[[], None]]):
-        self.calls = calls
-        self.next = itertools.count().__next__  # atomic: one C call under the GIL
-        self.finished = 0
-        self.lock = threading.Lock()
-        self.all_done = threading.Event()
-
-    def work(self) -> None:
-        while (i := self.next()) < len(self.calls):
-            self.calls[i]()
-            with self.lock:
-                self.finished += 1
-                if self.finished == len(self.calls):
-                    self.all_done.set()
-
-
-class _Helper:
-    """One daemon thread taking blocks of the products other threads post."""
-
-    def __init__(self) -> None:
-        self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self.thread: threading.Thread | None = None
-        self.lock = threading.Lock()
-
-    def post(self, job: _Job) -> None:
-        with self.lock:
-            if self.thread is None or not self.thread.is_alive():  # also after a fork
-                self.thread = threading.Thread(target=self._serve, name="tfjit-blas-helper", daemon=True)
-                self.thread.start()
-        self.jobs.put(job)
-
-    def _serve(self) -> None:
-        while True:
-            self.jobs.get().work()
-
-
-_HELPER = _Helper()
-
-
-def _share(calls: list[Callable[[], None]]) -> None:
-    """Run `calls` on this thread and the helper; return once every one has run."""
-    job = _Job(calls)
-    _HELPER.post(job)
-    job.work()
-    job.all_done.wait()
