@@ -3,8 +3,6 @@ ones while that runs faster, NumPy's threaded BLAS. Results match NumPy for ever
 layout (transposed, strided, reversed) and size class; the choice follows the run times."""
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
@@ -66,32 +64,29 @@ def test_uncovered_products_go_to_numpy():
 
 
 def test_large_products_take_the_way_that_ran_faster_lately(monkeypatch):
-    monkeypatch.setattr(blas, "_BUSY", threading.Event())  # as in a new process
-    timings = blas._Timings()
+    monkeypatch.setattr(blas, "_MODE", blas._Mode())  # as in a new process
+    monkeypatch.setattr(blas, "_TIMINGS", {})
+    shape = blas._TIMINGS[(64, 1024, 256, "f")] = blas._Timings()
+    other = blas._TIMINGS[(2048, 1024, 256, "f")] = blas._Timings()
     now = 0.0
 
-    def run(seconds_by_way):
+    def run(timings, threaded, single):
         way = timings.choose(now)
-        timings.record(way, seconds_by_way[way])
+        timings.record(way, threaded if way == blas.THREADED else single)
         return way
 
     # An idle machine: NumPy's threads run steadily, the single-threaded way is never tried.
-    assert {run({blas.THREADED: 1.0, blas.SINGLE: 1.5}) for _ in range(20)} == {blas.THREADED}
-    # Its runs stall: once the recent median shows it, the single-threaded way is measured
-    # (its first run does not count) and, faster, chosen.
+    assert {run(shape, 1.0, 1.5) for _ in range(20)} == {blas.THREADED}
+    # Its runs stall: once the recent median shows it, every shape runs single-threaded.
     stalled = blas.RECENT // 2 + 1
-    ways = [run({blas.THREADED: 10.0, blas.SINGLE: 2.0}) for _ in range(stalled + blas.FIRST + 3)]
-    assert ways == [blas.THREADED] * stalled + [blas.SINGLE] * (blas.FIRST + 3)
-    assert timings.choose(now + 0.1) == blas.SINGLE
-    now = blas.PROBE_SECONDS  # the other way is tried again after PROBE_SECONDS...
-    assert run({blas.THREADED: 12.0, blas.SINGLE: 2.0}) == blas.THREADED
-    assert timings.choose(now + 1.5 * blas.PROBE_SECONDS) == blas.SINGLE  # ...then twice as long
-    now += 2 * blas.PROBE_SECONDS
-    ways = []
-    for _ in range(blas.RECENT // 2 + 1):  # the cores are free again: the probes find it out
-        ways.append(run({blas.THREADED: 1.0, blas.SINGLE: 2.0}))
-        now += blas.MAX_PROBE_SECONDS
-    assert ways == [blas.THREADED] * len(ways)
-    assert timings.choose(now - blas.MAX_PROBE_SECONDS + 0.1) == blas.THREADED  # chosen again
-    other = blas._Timings()  # a shape that never stalled measures the single-threaded way too, now
-    assert [other.choose(now) for _ in range(3)] == [blas.SINGLE] * 3
+    assert [run(shape, 10.0, 2.0) for _ in range(stalled + 4)] == [blas.THREADED] * stalled + [blas.SINGLE] * 4
+    assert other.choose(now) == blas.SINGLE
+    # After PROBE_SECONDS one product runs threaded again; it loses: the next wait is twice as long.
+    now = blas.PROBE_SECONDS
+    assert run(shape, 12.0, 2.0) == blas.THREADED
+    now += 1.5 * blas.PROBE_SECONDS
+    assert run(shape, 12.0, 2.0) == blas.SINGLE
+    now += 0.5 * blas.PROBE_SECONDS
+    # The cores are free again: the next probe wins, and NumPy's threads serve every shape.
+    assert run(shape, 1.0, 2.0) == blas.THREADED
+    assert [run(s, 1.0, 2.0) for s in (shape, other, shape)] == [blas.THREADED] * 3

@@ -29,17 +29,16 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
-import threading
 import time
 from typing import Any
 
 import numpy as np
 
 SMALL_GEMM_FLOPS = 8e6   # below this a product is one single-threaded call
-PROBE_SECONDS = 0.5      # when a large product's shape first tries again the way it does not use
+PROBE_SECONDS = 0.5      # when NumPy's threads are first tried again after a stall
 MAX_PROBE_SECONDS = 8.0
 RECENT = 5               # run times kept per shape and way (their median decides)
-FIRST = 2                # runs of the single-threaded way before it may be chosen
+FIRST = 2                # runs of a way before its median counts
 STALL = 2.0              # threaded runs this much slower than their fastest: the cores are busy
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _MAX_INT = 2 ** 31 - 1   # CBLAS takes C ints
@@ -118,54 +117,62 @@ SINGLE, THREADED = 0, 1
 
 
 class _Timings:
-    """Recent run times of one product shape by each way (SINGLE, THREADED), to pick the
-    faster. NumPy's threads run first; once the runs of some shape stall (the median of its
-    recent ones over STALL times its fastest), each shape measures the single-threaded way
-    FIRST times, and from then on the way with the lower median of its last RECENT runs runs, the
-    other being tried again after a wait that starts at PROBE_SECONDS and doubles (up to
-    MAX_PROBE_SECONDS) each time it loses again: a probe of the threaded way under load can
-    stall a whole step, so a steady load should see few of them. A way's first run does not
-    count (it wakes threads and faults in fresh memory)."""
+    """Recent run times of one product shape by each way (SINGLE, THREADED).
+
+    One way serves every shape at a time (`_MODE`): NumPy's threads, once woken, spin on the
+    cores the single-threaded calls and the other kernels need, so mixing the ways per shape
+    measured slower than either. NumPy's threads serve first; when the runs of some shape
+    stall (the median of its recent ones over STALL times its fastest) every shape turns to
+    the single-threaded way. Then now and then, after a wait that starts at PROBE_SECONDS
+    and doubles (up to MAX_PROBE_SECONDS) each time it loses, one product runs threaded
+    again, and when it beats its shape's single-threaded median, NumPy's threads serve again.
+    A way's first run for a shape does not count (it wakes threads, faults in memory)."""
 
     def __init__(self) -> None:
         self.times: tuple[list[float], list[float]] = ([], [])
         self.runs = [0, 0]
         self.fastest = float("inf")  # of the threaded runs
-        self.best = THREADED
-        self.probed = 0.0
-        self.wait = PROBE_SECONDS
 
     def choose(self, now: float) -> int:
-        single, threaded = self.times
-        if len(single) < FIRST:
+        if _MODE.way == THREADED:
+            threaded = self.times[THREADED]
             if len(threaded) >= FIRST and _median(threaded) > STALL * self.fastest:
-                _BUSY.set()  # the cores are busy: every shape measures the single-threaded way
-            return SINGLE if _BUSY.is_set() or self.runs[SINGLE] else THREADED  # once begun, FIRST times
-        if now - self.probed >= self.wait:
-            self.probed = now
-            return 1 - self.best
-        return self.best
+                _MODE.switch(SINGLE, now)
+        elif len(self.times[SINGLE]) >= FIRST and now - _MODE.since >= _MODE.wait:
+            _MODE.since = now
+            return THREADED  # a probe
+        return _MODE.way
 
     def record(self, way: int, seconds: float) -> None:
         self.runs[way] += 1
         if self.runs[way] == 1:
             return
+        if way == THREADED and _MODE.way == SINGLE:  # a probe's result
+            if seconds < _median(self.times[SINGLE]):
+                _MODE.switch(THREADED, 0.0)
+            else:
+                _MODE.wait = min(2 * _MODE.wait, MAX_PROBE_SECONDS)
+                return
         times = self.times[way]
         times.append(seconds)
         del times[:-RECENT]
         if way == THREADED:
             self.fastest = min(self.fastest, seconds)
-        single, threaded = self.times
-        if len(single) < FIRST or len(threaded) < FIRST:
-            return
-        best = SINGLE if _median(single) < _median(threaded) else THREADED
-        if way != self.best:  # a probe (or the single-threaded way's first runs)
-            self.wait = PROBE_SECONDS if best == way else min(2 * self.wait, MAX_PROBE_SECONDS)
-        self.best = best
 
 
-_BUSY = threading.Event()  # some shape's threaded runs stalled (then NumPy's threads, spinning
-                           # after each product, also slow the kernels between products)
+class _Mode:
+    """The way serving every large product now, and the probing clock."""
+
+    def __init__(self) -> None:
+        self.way = THREADED
+        self.since = 0.0
+        self.wait = PROBE_SECONDS
+
+    def switch(self, way: int, now: float) -> None:
+        self.way, self.since, self.wait = way, now, PROBE_SECONDS
+        if way == THREADED:  # stalls seen before the cores came free must not count
+            for timings in list(_TIMINGS.values()):
+                timings.times[THREADED].clear()
 
 
 def _median(values: list[float]) -> float:
@@ -173,6 +180,7 @@ def _median(values: list[float]) -> float:
 
 
 _TIMINGS: dict[tuple[int, int, int, str], _Timings] = {}
+_MODE = _Mode()
 
 
 def _fits(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
