@@ -11,12 +11,12 @@ thread, JAX 101 ms in the same run). So scipy's OpenBLAS runs single-threaded, c
 parallelise over blocks themselves, and `matmul_into` runs 2-D float products as follows:
 
 - below SMALL_GEMM_FLOPS, one single-threaded BLAS call on the calling thread;
-- above it, whichever of two ways ran this product's shape faster lately (`_Timings`): NumPy's
-  threaded BLAS, the fastest on an idle machine (lstm_forward 31 ms against 51 ms on one
-  thread) and the one tried first, or the single-threaded call, the fastest while other
-  processes hold a core (51 ms against 73-94 ms; two threads sharing blocks of the product
-  measured no faster than one there, and noisier). The way not chosen is tried again now
-  and then, so the choice follows the load.
+- above it, NumPy's threaded BLAS while it runs steadily, the fastest on an idle machine
+  (lstm_forward 31 ms against 51 ms on one thread); once its runs stall, every large
+  product runs single-threaded, the fastest while other processes hold a core (51 ms
+  against 73-94 ms, and 130 ms against 1030 ms threaded under heavier load; two threads
+  sharing blocks of a product measured no faster than one there, and noisier). A threaded
+  run is tried again now and then, and the threads serve again once it wins (`_Timings`).
 
 Operands are read where they lie (a transposed view is a BLAS transpose flag) through
 ctypes' CBLAS calls, which release the GIL. Products this does not cover (batched, integer
@@ -37,7 +37,7 @@ import numpy as np
 SMALL_GEMM_FLOPS = 8e6   # below this a product is one single-threaded call
 PROBE_SECONDS = 0.5      # when NumPy's threads are first tried again after a stall
 MAX_PROBE_SECONDS = 8.0
-RECENT = 5               # run times kept per shape and way (their median decides)
+RECENT = 5               # run times kept per shape and way (their medians compare)
 FIRST = 2                # runs of a way before its median counts
 STALL = 2.0              # threaded runs this much slower than their fastest: the cores are busy
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
