@@ -241,7 +241,7 @@ def test_lone_matmuls_small_and_large_match_the_reference(dtype, transpose_a, tr
     from tfjit.backends.numba_cpu import blas
 
     fetches, feed = [], {}
-    for m, k, n in [(5, 7, 3), (160, 128, 200)]:  # a single-threaded product and NumPy's threaded one
+    for m, k, n in [(5, 7, 3), (160, 128, 200)]:  # one BLAS call, and blocks shared with the helper thread
         x = tf.placeholder(dtype, [k, m] if transpose_a else [m, k])
         w = tf.placeholder(dtype, [n, k] if transpose_b else [k, n])
         fetches.append(tf.matmul(x, w, transpose_a=transpose_a, transpose_b=transpose_b))

@@ -89,7 +89,8 @@ def add_product_into(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float) 
 def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float) -> bool:
     """`c = alpha a @ b + beta c` through CBLAS for 2-D float products with a C-contiguous
     `c`; False (nothing done) for anything else."""
-    if c.ndim != 2 or a.ndim != 2 or c.dtype not in (np.float32, np.float64) or a.dtype != c.dtype \
+    if c.ndim != 2 or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0] \
+            or c.shape != (a.shape[0], b.shape[1]) or c.dtype not in (np.float32, np.float64) or a.dtype != c.dtype \
             or b.dtype != c.dtype or not c.flags.c_contiguous or 0 in a.shape or 0 in b.shape or c.size == 0 \
             or max(a.size, b.size, c.size) >= 2 ** 31:  # CBLAS takes 32-bit sizes here
         return False

@@ -22,6 +22,7 @@ from tfjit.ops.registry import Fusion, get_op
 from tfjit.runtime.state import RuntimeState
 
 from . import contraction, control_flow, conv, gemm_update, layout, loop, pool, reduction
+from .buffers import POOL
 from .sink_reads import sink_reads
 
 
@@ -117,8 +118,8 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
         return generated
     if node.op in ("while", "cond"):
         return control_flow.build(node, NumbaExecutable)
-    if node.op == "split" and (split := layout.build(node)) is not None:
-        return split
+    if node.op != "fused" and (view := layout.build(node)) is not None:
+        return view
     if node.op == "fused":  # run the body node by node; its elementwise runs still form loops
         body = contraction.split_assignments(node.attr("body")) if kind == "contraction" else node.attr("body")
         inner = NumbaExecutable(body if kind == "loop" else _loops_fused(body))
@@ -173,6 +174,32 @@ def _call_kernel(node: Node, kernel: Any, inputs: list[np.ndarray], state: Runti
     return tuple(out)
 
 
+def _placed_concats(graph: Graph, kernels: list[Any]) -> dict[Node, dict[Value, str]]:
+    """Concats whose inputs the loop kernels producing them write straight into the concat's
+    result, each input into its block (an unrolled RNN's hidden states, stacked for the next
+    layer's merged product, are then never copied): per concat, each input's index into the
+    result. Only blocks that are contiguous qualify (every dim before the axis is 1), and an
+    input produced by a loop kernel of this step, not placed into another concat already."""
+    producer = {v: (node, kernel) for node, kernel in zip(graph.nodes, kernels) for v in node.outputs}
+    placed: set[Value] = set()
+    out: dict[Node, dict[Value, str]] = {}
+    for node in graph.nodes:
+        if node.op != "concat" or not node.types[0].is_fully_defined or not node.types[0].shape:
+            continue
+        shape = node.types[0].shape
+        axis = node.attr("axis") % len(shape)
+        sizes = [v.type.shape[axis] if v.type.is_fully_defined else 0 for v in node.inputs]
+        if any(d != 1 for d in shape[:axis]) or 0 in sizes or len(set(node.inputs)) != len(node.inputs) \
+                or any(v in placed or not isinstance(producer.get(v, (None, None))[1], loop.LoopKernel)
+                       for v in node.inputs):
+            continue
+        starts = np.cumsum([0] + sizes)
+        out[node] = {v: "[" + ":, " * axis + f"{start}:{start + size}]"
+                     for v, start, size in zip(node.inputs, starts, sizes)}
+        placed.update(node.inputs)
+    return out
+
+
 def _generate_step(graph: Graph, kernels: list[Any]) -> tuple[Callable[..., Any], str]:
     names: dict[Value, str] = {}
     for i, p in enumerate(graph.params):
@@ -184,20 +211,37 @@ def _generate_step(graph: Graph, kernels: list[Any]) -> tuple[Callable[..., Any]
     keep = set(graph.results)
     lines = ["def step(args, state):",
              "    " + (", ".join(names[p] for p in graph.params) + ", = args" if graph.params else "pass")]
-    namespace: dict[str, Any] = {"_one": _one}
+    namespace: dict[str, Any] = {"_one": _one, "_empty": POOL.empty}
+    concats = _placed_concats(graph, kernels)
+    into: dict[Value, tuple[str, str]] = {}  # a placed value: its concat's buffer and block
+    for index, c in enumerate(graph.nodes):
+        if c in concats:
+            namespace[f"tc{index}"] = (tuple(c.types[0].shape), c.types[0].dtype.np_dtype)
+            into.update((v, (f"c{index}", block)) for v, block in concats[c].items())
+    allocated: set[str] = set()
     for i, (node, kernel) in enumerate(zip(graph.nodes, kernels)):
         namespace[f"k{i}"] = kernel
         outs = [f"v{i}_{j}" for j in range(len(node.types))]
         for v, name in zip(node.outputs, outs):
             names[v] = name
         args = [names[v] for v in node.inputs] + (["state=state"] if _needs_state(kernel) else [])
+        setup = ""
+        placed = [(v.index, *into[v]) for v in node.outputs if v in into]
+        if placed:
+            args.append("into=(" + "".join(f"({j}, {buf}{block}), " for j, buf, block in placed) + ")")
+            for _, buf, _ in placed:
+                if buf not in allocated:
+                    allocated.add(buf)
+                    setup += f"{buf} = _empty(*t{buf}); "
         call = f"k{i}({', '.join(args)})"
-        if len(outs) == 0:
-            line = call
+        if node in concats:
+            line = f"{outs[0]} = c{i}; del c{i}"  # its inputs were written into it
+        elif len(outs) == 0:
+            line = setup + call
         elif len(outs) == 1 and not getattr(kernel, "returns_tuple", False):
-            line = f"{outs[0]} = _one({call})"
+            line = f"{setup}{outs[0]} = _one({call})"
         else:
-            line = f"{', '.join(outs)}, = {call}"
+            line = f"{setup}{', '.join(outs)}, = {call}"
         dead = [names[v] for v in node.inputs if last_use.get(v) == i and v not in keep]
         if dead:
             line += "; del " + ", ".join(dict.fromkeys(dead))

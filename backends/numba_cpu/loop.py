@@ -54,19 +54,22 @@ class LoopKernel:
         self._plans: dict[tuple[tuple[int, ...], ...], tuple[Any, ...]] = {}
         self._param_index = {p: i for i, p in enumerate(body.params)}
 
-    def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+    def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
+        """The results, in recycled buffers; `into` gives C-contiguous arrays for some of them
+        (result index, array), which the kernel then writes (a slice of a concat's result)."""
         plan = self._plans.get(tuple(a.shape for a in args))
         if plan is not None:
             kernel, inputs, out_shapes = plan
-            outs = [POOL.empty(shape, dtype) for shape, dtype in self._out_types]
+            outs = self._outputs(into)
             kernel(*[np.asarray(args[i]).reshape(shape) for i, shape in inputs],  # a NumPy scalar too
                    *[o.reshape(s) for o, s in zip(outs, out_shapes)])
             return tuple(outs)
         values: dict[Value, np.ndarray] = {p: np.asarray(a) for p, a in zip(self.body.params, args)}
         for node, positions in self.prepared.steps:
-            out = get_op(node.op).reference(*(values[node.inputs[i]] for i in positions), **node.attr_dict)
+            opdef = get_op(node.op)  # a view where the op has one: the loop only reads it
+            out = (opdef.view or opdef.reference)(*(values[node.inputs[i]] for i in positions), **node.attr_dict)
             values[node.out] = np.asarray(out)
-        outs = [POOL.empty(shape, dtype) for shape, dtype in self._out_types]
+        outs = self._outputs(into)
         space, size = self._space, self._size
         arrays, kinds = [], []
         for v in self.prepared.inputs:
@@ -88,6 +91,10 @@ class LoopKernel:
             inputs = tuple((self._param_index[v], a.shape) for v, a in zip(self.prepared.inputs, arrays))
             self._plans[tuple(a.shape for a in args)] = (kernel, inputs, tuple(v.shape for v in views))
         return tuple(outs)
+
+    def _outputs(self, into: tuple[tuple[int, np.ndarray], ...]) -> list[np.ndarray]:
+        given = dict(into)
+        return [given[i] if i in given else POOL.empty(shape, dtype) for i, (shape, dtype) in enumerate(self._out_types)]
 
     def source(self) -> str:
         """The source of each variant compiled so far (else the flat-loop form)."""

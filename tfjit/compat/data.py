@@ -22,6 +22,7 @@ from ..ir.graph import Graph as IRGraph
 from ..ir.graph import Node, Value
 from ..ir.types import TensorType, as_dtype, int64
 from ..ops.queue import register_pipeline
+from ..runtime.results import owned
 from ..runtime.state import RuntimeState
 from ..trace.graph import Graph, get_default_graph
 from ..trace.source import user_location
@@ -300,7 +301,7 @@ class _Traced:
     def __call__(self, element: Element, state: RuntimeState) -> Element:
         if self._executable is None:
             self._executable = config.compile_graph(config.optimize(self.graph))
-        return tuple(self._executable.run(list(element), state))
+        return tuple(owned(self._executable.run(list(element), state), element))  # never a view of `element`
 
 
 class _Map(_Unary):

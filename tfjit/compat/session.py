@@ -12,6 +12,7 @@ from .. import config
 from ..ir.graph import Node, Value
 from ..ir.types import TensorType, as_dtype, shape_compatible
 from ..runtime.program import extract
+from ..runtime.results import owned
 from ..runtime.state import RuntimeState
 from ..trace.graph import get_default_graph
 from ..trace.tensor import Operation, Tensor
@@ -172,8 +173,8 @@ class Session:
         feeds = self._feeds(feed_dict or {})
         fed_order = sorted(feeds, key=_value_key)  # the compiled program's parameter order
         exe, fetch_values = self._executable(structure.leaves, feeds, fed_order)
-        outputs = exe.run([feeds[v] for v in fed_order], self.state)
-        by_value = dict(zip(fetch_values, outputs))
+        args = [feeds[v] for v in fed_order]
+        by_value = dict(zip(fetch_values, owned(exe.run(args, self.state), args)))
         values = [self._result(leaf, by_value) for leaf in structure.leaves]
         return structure.rebuild(values)
 
@@ -181,10 +182,7 @@ class Session:
         if isinstance(leaf, Operation):
             return None
         out = by_value[leaf.value]
-        if out.ndim == 0:
-            return out[()]  # TF returns NumPy scalars for scalar fetches
-        # Variable values and constants are read-only storage: hand out a copy the user may edit.
-        return out if out.flags.writeable else np.array(out, copy=True)
+        return out[()] if out.ndim == 0 else out  # TF returns NumPy scalars for scalar fetches
 
     def _executable(self, leaves: list[Tensor | Operation], feeds: dict[Value, np.ndarray],
                     fed_order: list[Value]) -> tuple[Any, list[Value]]:

@@ -8,7 +8,7 @@ entry of the attribute is known.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -24,6 +24,17 @@ Ints = tuple[Dim, ...]
 def _fresh(a: np.ndarray) -> np.ndarray:
     """A result owning its memory: a view could alias an array the user fed, or get back."""
     return np.array(a, copy=True)
+
+
+def _copied(view: Callable[..., Any]) -> Callable[..., Any]:
+    """The reference of an op whose `view` form may share its input's memory: the same
+    result, each array copied (`OpDef.view` says who may use the view instead)."""
+    def reference(*args: Any, **attrs: Any) -> Any:
+        out = view(*args, **attrs)
+        return tuple(_fresh(a) for a in out) if isinstance(out, tuple) else _fresh(out)
+
+    reference.__name__ = reference.__qualname__ = view.__name__.replace("_view", "")
+    return reference
 
 
 def _known(d: Any) -> bool:
@@ -58,8 +69,12 @@ def _same_rule(in_types: tuple[TensorType, ...], **attrs: Any) -> tuple[TensorTy
     return (in_types[0],)
 
 
-register("identity", _same_rule, lambda x: x, Fusion.LAYOUT)
-register("stop_gradient", _same_rule, lambda x: x, Fusion.LAYOUT, differentiable=False)
+def _identity(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+register("identity", _same_rule, _identity, Fusion.LAYOUT, view=_identity)
+register("stop_gradient", _same_rule, _identity, Fusion.LAYOUT, differentiable=False, view=_identity)
 
 
 # -- reshape ----------------------------------------------------------------------------------
@@ -103,11 +118,11 @@ def _count(dims: Sequence[Dim]) -> str:
     return str(known) if all(_known(d) for d in dims) else f"{known} * ?"
 
 
-def _reshape(x: np.ndarray, dims: np.ndarray | None = None, *, shape: Ints) -> np.ndarray:
-    return _fresh(np.reshape(x, _runtime(dims, shape)))
+def _reshape_view(x: np.ndarray, dims: np.ndarray | None = None, *, shape: Ints) -> np.ndarray:
+    return np.reshape(x, _runtime(dims, shape))
 
 
-register("reshape", _reshape_rule, _reshape, Fusion.LAYOUT)
+register("reshape", _reshape_rule, _copied(_reshape_view), Fusion.LAYOUT, view=_reshape_view)
 
 
 # -- transpose, expand_dims, squeeze ------------------------------------------------------------
@@ -135,7 +150,11 @@ def _expand_dims_rule(in_types: tuple[TensorType, ...], axis: int) -> tuple[Tens
     return (TensorType(t.dtype, t.shape[:a] + (1,) + t.shape[a:]),)
 
 
-register("expand_dims", _expand_dims_rule, lambda x, axis: _fresh(np.expand_dims(x, axis)), Fusion.LAYOUT)
+def _expand_dims_view(x: np.ndarray, *, axis: int) -> np.ndarray:
+    return np.expand_dims(x, axis)
+
+
+register("expand_dims", _expand_dims_rule, _copied(_expand_dims_view), Fusion.LAYOUT, view=_expand_dims_view)
 
 
 def _squeeze_rule(in_types: tuple[TensorType, ...], axis: tuple[int, ...] | None) -> tuple[TensorType, ...]:
@@ -152,7 +171,11 @@ def _squeeze_rule(in_types: tuple[TensorType, ...], axis: tuple[int, ...] | None
     return (TensorType(t.dtype, tuple(d for i, d in enumerate(t.shape) if i not in axes)),)
 
 
-register("squeeze", _squeeze_rule, lambda x, axis: _fresh(np.squeeze(x, axis=axis)), Fusion.LAYOUT)
+def _squeeze_view(x: np.ndarray, *, axis: tuple[int, ...] | None) -> np.ndarray:
+    return np.squeeze(x, axis=axis)
+
+
+register("squeeze", _squeeze_rule, _copied(_squeeze_view), Fusion.LAYOUT, view=_squeeze_view)
 
 
 # -- concat, stack, split, unstack ------------------------------------------------------------
@@ -244,13 +267,13 @@ def _split_rule(in_types: tuple[TensorType, ...], axis: int, num: int,
     return tuple(TensorType(t.dtype, t.shape[:a] + (p,) + t.shape[a + 1:]) for p in pieces)
 
 
-def _split(x: np.ndarray, *, axis: int, num: int, sizes: tuple[int, ...] | None) -> tuple[np.ndarray, ...]:
+def _split_view(x: np.ndarray, *, axis: int, num: int, sizes: tuple[int, ...] | None) -> tuple[np.ndarray, ...]:
     pieces = _split_sizes(x.shape[axis], num, sizes, f"a tensor of shape {list(x.shape)}")
     cuts = np.cumsum(pieces)[:-1]
-    return tuple(_fresh(p) for p in np.split(x, cuts, axis=axis))
+    return tuple(np.split(x, cuts, axis=axis))
 
 
-register("split", _split_rule, _split, Fusion.LAYOUT)
+register("split", _split_rule, _copied(_split_view), Fusion.LAYOUT, view=_split_view)
 
 
 def _unstack_rule(in_types: tuple[TensorType, ...], axis: int, num: int) -> tuple[TensorType, ...]:
@@ -264,14 +287,15 @@ def _unstack_rule(in_types: tuple[TensorType, ...], axis: int, num: int) -> tupl
     return tuple(piece for _ in range(num))
 
 
-def _unstack(x: np.ndarray, *, axis: int, num: int) -> tuple[np.ndarray, ...]:
+def _unstack_view(x: np.ndarray, *, axis: int, num: int) -> tuple[np.ndarray, ...]:
     if x.shape[axis] != num:
         raise ValueError(f"cannot unstack a tensor of shape {list(x.shape)} into {num} tensors "
                          f"along axis {axis}")
-    return tuple(np.take(x, i, axis=axis) for i in range(num))
+    before = (slice(None),) * (axis % x.ndim)
+    return tuple(x[before + (i, Ellipsis)] for i in range(num))  # the Ellipsis keeps 0-d pieces arrays
 
 
-register("unstack", _unstack_rule, _unstack, Fusion.LAYOUT)
+register("unstack", _unstack_rule, _copied(_unstack_view), Fusion.LAYOUT, view=_unstack_view)
 
 
 # -- slice ------------------------------------------------------------------------------------
@@ -307,8 +331,8 @@ def _slice_dim(t: TensorType, i: int, d: Dim, b: Dim, s: Dim) -> Dim:
     return d - b if _known(d) and _known(b) else None
 
 
-def _slice(x: np.ndarray, begin_t: np.ndarray | None = None, size_t: np.ndarray | None = None, *,
-           begin: Ints, size: Ints) -> np.ndarray:
+def _slice_view(x: np.ndarray, begin_t: np.ndarray | None = None, size_t: np.ndarray | None = None, *,
+                begin: Ints, size: Ints) -> np.ndarray:
     b, s = _runtime(begin_t, begin), _runtime(size_t, size)
     if len(b) != x.ndim or len(s) != x.ndim:
         raise ValueError(f"slice of a tensor of shape {list(x.shape)} got begin {list(b)} and size {list(s)}")
@@ -319,10 +343,10 @@ def _slice(x: np.ndarray, begin_t: np.ndarray | None = None, size_t: np.ndarray 
             raise ValueError(f"Expected begin[{i}] in [0, {d}] and size[{i}] in [0, {d - bi}], "
                              f"got begin {list(b)} and size {list(s)} for shape {list(x.shape)}")
         index.append(slice(bi, bi + si))
-    return _fresh(x[tuple(index)])
+    return x[tuple(index)]
 
 
-register("slice", _slice_rule, _slice, Fusion.LAYOUT)
+register("slice", _slice_rule, _copied(_slice_view), Fusion.LAYOUT, view=_slice_view)
 
 
 # -- strided_slice ------------------------------------------------------------------------------
@@ -424,15 +448,16 @@ def _range_dim(d: Dim, b: Dim, e: Dim, s: Dim, masked: tuple[bool, bool]) -> Dim
     return len(range(*slice(start, stop, s).indices(d)))
 
 
-def _strided_slice(x: np.ndarray, begin_t: np.ndarray | None = None, end_t: np.ndarray | None = None,
-                   strides_t: np.ndarray | None = None, *, begin: Ints, end: Ints, strides: Ints,
-                   **masks: int) -> np.ndarray:
+def _strided_slice_view(x: np.ndarray, begin_t: np.ndarray | None = None, end_t: np.ndarray | None = None,
+                        strides_t: np.ndarray | None = None, *, begin: Ints, end: Ints, strides: Ints,
+                        **masks: int) -> np.ndarray:
     index = strided_index(_runtime(begin_t, begin), _runtime(end_t, end), _runtime(strides_t, strides),
                           **masks)
-    return _fresh(x[index])
+    return x[index if Ellipsis in index else index + (Ellipsis,)]  # an array even when every axis shrinks
 
 
-register("strided_slice", _strided_slice_rule, _strided_slice, Fusion.LAYOUT)
+register("strided_slice", _strided_slice_rule, _copied(_strided_slice_view), Fusion.LAYOUT,
+         view=_strided_slice_view)
 
 
 # -- gather, one_hot --------------------------------------------------------------------------

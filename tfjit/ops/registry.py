@@ -51,6 +51,10 @@ class OpDef:
     # Changes state others can observe (assignments, prints, queues): never dropped while
     # the program runs, even when no result depends on it.
     writes_state: bool = False
+    # Layout ops: the reference's result as a NumPy view of the input where one exists (the
+    # reference copies). Backends that run it must keep fetched results owned by the caller
+    # and never write into a value a view may share (tfjit/runtime/results.py).
+    view: Reference | None = None
     doc: str = ""
 
     def infer(self, in_types: tuple[TensorType, ...], attrs: dict[str, Any]) -> tuple[TensorType, ...]:

@@ -22,6 +22,7 @@ from ..ir.graph import Node
 from ..ir.types import TensorType, as_dtype, make_shape, shape_compatible
 from ..runtime.state import RuntimeState
 from ..runtime.program import extract
+from ..runtime.results import owned
 from .graph import Graph, get_default_graph
 from .source import user_location
 from .tensor import Tensor, convert_to_tensor
@@ -81,8 +82,8 @@ class ConcreteFunction:
         if self._executable is None or self._compiled_for != settings:
             self._executable = config.compile_graph(config.optimize(self.graph))
             self._compiled_for = settings
-        outputs = self._executable.run(list(arrays), state)
-        return self._rebuild([o[()] if o.ndim == 0 else (o if o.flags.writeable else o.copy()) for o in outputs])
+        outputs = owned(self._executable.run(list(arrays), state), arrays)
+        return self._rebuild([o[()] if o.ndim == 0 else o for o in outputs])
 
 
 class Function:

@@ -1,0 +1,63 @@
+"""`blas.matmul_into`: products on scipy's single-threaded BLAS through CBLAS, or, for large
+ones while that runs faster, NumPy's threaded BLAS. Results match NumPy for every operand
+layout (transposed, strided, reversed, broadcast) and size class, by either way."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfjit.backends.numba_cpu import blas
+
+RNG = np.random.default_rng(3)
+SHAPES = [(5, 7, 3), (64, 256, 1024), (700, 96, 64), (16, 20000, 16)]  # one small, three large
+
+
+def _operands(m, k, n, dtype, transpose_a, transpose_b):
+    a = RNG.standard_normal((k, m) if transpose_a else (m, k)).astype(dtype)
+    b = RNG.standard_normal((n, k) if transpose_b else (k, n)).astype(dtype)
+    return (a.T if transpose_a else a), (b.T if transpose_b else b)
+
+
+def _check(a, b, out):
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    tol = 1e-4 if out.dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol * np.sqrt(a.shape[1]), equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("m, k, n", SHAPES)
+@pytest.mark.parametrize("way", blas.WAYS)
+def test_products_match_numpy_for_every_transpose_and_size(monkeypatch, way, dtype, transpose_a, transpose_b,
+                                                            m, k, n):
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
+    a, b = _operands(m, k, n, dtype, transpose_a, transpose_b)
+    assert (2.0 * m * k * n < blas.SMALL_GEMM_FLOPS) == (m == 5)
+    out = np.full((m, n), np.nan, dtype)
+    assert blas.matmul_into(a, b, out) is out
+    _check(a, b, out)
+
+
+def test_strided_reversed_and_broadcast_operands_and_nan_inf(monkeypatch):
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: "blocks")  # NumPy's way is NumPy
+    wide = RNG.standard_normal((128, 1024)).astype(np.float32)
+    w = RNG.standard_normal((256, 200)).astype(np.float32)
+    w[3, 4], w[5, 6] = np.nan, np.inf
+    for a in (wide[:, 256:512], wide[:, ::4], wide[::-1, 256:512], np.broadcast_to(wide[0, :256], (128, 256))):
+        out = np.empty((128, 200), np.float32)
+        blas.matmul_into(a, w, out)
+        _check(a, w, out)
+    out = np.empty((200, 128), np.float32)
+    blas.matmul_into(w.T, wide[:, 512:768].T, out)  # transposed views of column blocks
+    _check(w.T, wide[:, 512:768].T, out)
+
+
+def test_uncovered_products_go_to_numpy():
+    a = RNG.standard_normal((3, 40, 50)).astype(np.float32)
+    b = RNG.standard_normal((3, 50, 60)).astype(np.float32)
+    out = np.empty((3, 40, 60), np.float32)
+    _check(a, b, blas.matmul_into(a, b, out))  # batched
+    ints = np.arange(12, dtype=np.int32).reshape(3, 4)
+    np.testing.assert_array_equal(blas.matmul_into(ints, ints.T, np.empty((3, 3), np.int32)), ints @ ints.T)
+    with pytest.raises(ValueError):  # shapes BLAS would read past: NumPy's error, never a BLAS call
+        blas.matmul_into(np.ones((4, 5), np.float32), np.ones((6, 7), np.float32), np.empty((4, 7), np.float32))
