@@ -1,17 +1,22 @@
-"""Convolution kernels: im2col/col2im loops around BLAS GEMMs, and direct loops for depthwise.
+"""Convolution kernels: im2col loops around BLAS GEMMs, and direct loops for depthwise.
 
 A convolution is a GEMM of its input's windows ("columns", one row of KH*KW*C values per
 output pixel) with the filter seen as [KH*KW*C, O]. The columns are built a block of output
-pixels at a time into a buffer that stays in L2, and each block's GEMM (numba's `np.dot`,
-BLAS) writes its rows of the output straight away; the full column matrix (9x the input for
-3x3) never exists. The input gradient runs the same loop backwards (dy @ W^T into a block of
-columns, then scatter-added into dx: col2im); the filter gradient sums columns^T @ dy over
-the blocks. A 1x1, stride-1, unpadded convolution needs no columns: its GEMMs read the input.
-Depthwise convolutions have no GEMM; they run as direct loops with the channel innermost.
+pixels at a time into a buffer that stays in L2, and each block's GEMM (`gemm.matmul`, BLAS
+called from inside the kernel) writes its rows of the output straight away; the full column
+matrix (9x the input for 3x3) never exists. A fused contraction body of a convolution and its
+elementwise epilogue (bias, relu, relu mask, residual) runs the epilogue on each block right
+after its GEMM (`FusedConv`). The input gradient of a stride-1 convolution is itself such a
+convolution (of dy with the flipped filter); a strided one runs the loop backwards (dy @ W^T
+into a block of columns, then scatter-added into dx: col2im). The filter gradient accumulates
+columns^T @ dy over the blocks in BLAS. A 1x1, stride-1, unpadded convolution needs no
+columns: its GEMMs read the input. Depthwise convolutions have no GEMM; they run as direct
+loops with the channel innermost.
 
-Kernels work in NHWC with geometry as run-time ints, so one compiled kernel per op and dtype
-serves every shape; NCHW operands are transposed in and out. float32/float64 only, static
-shapes only: anything else (and the ops' run-time sizes operand) uses the NumPy reference.
+Kernels work in NHWC with geometry as run-time ints, so one compiled kernel per op, epilogue
+and dtype serves every shape; NCHW operands are transposed in and out. float32/float64 only,
+static shapes only: anything else (and the ops' run-time sizes operand) uses the NumPy
+reference.
 """
 from __future__ import annotations
 
@@ -21,15 +26,17 @@ from typing import Any, Callable
 import numba
 import numpy as np
 
-from tfjit.ir.graph import Node
+from tfjit.ir.graph import Graph, Node, Value
+from tfjit.ops.registry import get_op
 from tfjit.ops.conv import geometry
 
-from . import blas
 from .buffers import POOL
+from .codegen import INDEX_ONLY, ElementWriter, Lines, supported
 from .compile import compile_kernel
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 BLOCK_BYTES = 1 << 19     # one block of columns: fits L2 (1 MiB) next to the filter and output rows
+FILTER_BLOCK_BYTES = 1 << 19
 MAX_BLOCK_ROWS = 1024
 PARALLEL_MIN_FLOPS = 1 << 24  # a parallel kernel costs 16-33 us a call more (DESIGN.md)
 
@@ -56,6 +63,7 @@ def window_kernel(signature: str, spatial: str, setup: str, tap: str, before: st
 
 
 _IM2COL = """
+
 @njit(cache=True, error_model='numpy', nogil=True)
 def im2col(x, g, p0, m, col):
     """ + GEOMETRY + """
@@ -77,97 +85,83 @@ def im2col(x, g, p0, m, col):
                     for k in range(c):
                         col[r, base + k] = 0
 """
+_PRELUDE = "from tfjit.backends.numba_cpu.gemm import matmul\n\n\n"
 
 # Each GEMM kernel splits its output pixels into `threads` contiguous ranges (whole images
-# for the input gradient, whose scatter-add crosses block edges), one per prange iteration;
-# each range runs block by block with its own slice of the scratch buffers.
-_FORWARD = """
-def conv_forward(x, w, out, g, pointwise, threads, col):
-    total = out.shape[0]
-    if threads == 1:
-        forward_range(x, w, out, g, pointwise, 0, total, col[0])
-    else:
-        for t in prange(threads):
-            forward_range(x, w, out, g, pointwise, total * t // threads, total * (t + 1) // threads, col[t])
-
-
-@njit(cache=True, error_model='numpy', nogil=True)
-def forward_range(x, w, out, g, pointwise, start, end, col):
-    rows = col.shape[0]
+# for the col2im input gradient, whose scatter-add crosses block edges), one per (p)range
+# iteration; each range runs block by block with its own slice of the scratch buffers.
+_RANGES = """\
+for t in {loop}(threads):
+    start = total * t // threads
+    end = total * (t + 1) // threads
     for p0 in range(start, end, rows):
         m = min(rows, end - p0)
-        if pointwise:
-            np.dot(x.reshape((out.shape[0], x.shape[3]))[p0:p0 + m], w, out[p0:p0 + m])
-        else:
-            im2col(x, g, p0, m, col)
-            np.dot(col[:m], w, out[p0:p0 + m])
-""" + _IM2COL
-
-_BACKPROP_FILTER = """
-def conv_backprop_filter(x, dy, g, pointwise, threads, col, parts):
-    total = dy.shape[0]
-    if threads == 1:
-        filter_range(x, dy, g, pointwise, 0, total, col[0], parts[0], parts[1])
-    else:
-        for t in prange(threads):
-            filter_range(x, dy, g, pointwise, total * t // threads, total * (t + 1) // threads, col[t],
-                         parts[2 * t], parts[2 * t + 1])
-
-
-@njit(cache=True, error_model='numpy', nogil=True)
-def filter_range(x, dy, g, pointwise, start, end, col, acc, part):
-    rows = col.shape[0]
-    acc[:] = 0
-    for p0 in range(start, end, rows):
-        m = min(rows, end - p0)
-        if pointwise:
-            np.dot(x.reshape((dy.shape[0], x.shape[3]))[p0:p0 + m].T, dy[p0:p0 + m], part)
-        else:
-            im2col(x, g, p0, m, col)
-            np.dot(col[:m].T, dy[p0:p0 + m], part)
-        acc += part
-""" + _IM2COL
-
-_BACKPROP_INPUT = """
-def conv_backprop_input(dy, wt, dx, g, pointwise, threads, col):
-    n = dx.shape[0]
-    if threads == 1:
-        input_range(dy, wt, dx, g, pointwise, 0, n, col[0])
-    else:
-        for t in prange(threads):
-            input_range(dy, wt, dx, g, pointwise, n * t // threads, n * (t + 1) // threads, col[t])
-
-
-@njit(cache=True, error_model='numpy', nogil=True)
-def input_range(dy, wt, dx, g, pointwise, n0, n1, col):
-    """ + GEOMETRY + """
-    h, w, c = dx.shape[1], dx.shape[2], dx.shape[3]
-    rows = col.shape[0]
-    if pointwise:
-        dx2 = dx.reshape((dy.shape[0], c))
-        for p0 in range(n0 * oh * ow, n1 * oh * ow, rows):
-            m = min(rows, n1 * oh * ow - p0)
-            np.dot(dy[p0:p0 + m], wt, dx2[p0:p0 + m])
-        return
-    dx[n0:n1] = 0
-    for p0 in range(n0 * oh * ow, n1 * oh * ow, rows):
-        m = min(rows, n1 * oh * ow - p0)
-        np.dot(dy[p0:p0 + m], wt, col[:m])
-        for r in range(m):
-            p = p0 + r
-            n = p // (oh * ow)
-            a = (p // ow) % oh
-            b = p % ow
-            for i in range(kh):
-                ih = a * sh - pt + i * dh
-                if 0 <= ih < h:
-                    for j in range(kw):
-                        iw = b * sw - pl + j * dw
-                        if 0 <= iw < w:
-                            base = (i * kw + j) * c
-                            for k in range(c):
-                                dx[n, ih, iw, k] += col[r, base + k]
 """
+
+
+def forward_source(parallel: bool, ins: list[str], outs: list[str], target: str, epilogue: list[str],
+                   setup: list[str]) -> str:
+    """The forward kernel: each block of output pixels is the GEMM of its columns (the input
+    rows themselves for a pointwise convolution) with the filter, into `target` (an output's
+    rows or the thread's scratch `acc`); `epilogue` (element code reading `c`, the block's
+    value at row r, channel o) then runs on the block while it is in cache; `setup` runs
+    first (reading scalar inputs)."""
+    body = [f"block = {target}",
+            "if pointwise:",
+            "    matmul(x.reshape((total, x.shape[3]))[p0:p0 + m], w, block, 0.0)",
+            "else:",
+            "    im2col(x, g, p0, m, col[t])",
+            "    matmul(col[t, :m], w, block, 0.0)"]
+    if epilogue:
+        body += ["for r in range(m):", "    p = p0 + r", "    for o in range(block.shape[1]):",
+                 "        c = block[r, o]"] + ["        " + line for line in epilogue]
+    signature = ", ".join(["x", "w", "g", "pointwise", "threads", "col", "acc", "total", *ins, *outs])
+    loops = _RANGES.format(loop="prange" if parallel else "range") + indent("\n".join(body), " " * 8)
+    head = "".join(line + "\n" for line in ["rows = col.shape[1]", *setup])
+    return (f"\ndef conv_forward({signature}):\n" + indent(head + loops, " " * 4) + "\n"
+            + _IM2COL)
+
+
+def _filter_source(parallel: bool) -> str:
+    body = ("if pointwise:\n"
+            "    matmul(x.reshape((total, x.shape[3]))[p0:p0 + m].T, dy[p0:p0 + m], parts[t], 1.0)\n"
+            "else:\n"
+            "    im2col(x, g, p0, m, col[t])\n"
+            "    matmul(col[t, :m].T, dy[p0:p0 + m], parts[t], 1.0)\n")
+    loops = _RANGES.format(loop="prange" if parallel else "range").replace(
+        "    for p0", "    parts[t, :, :] = 0\n    for p0") + indent(body, " " * 8)
+    return ("\ndef conv_backprop_filter(x, dy, g, pointwise, threads, col, parts):\n"
+            "    total = dy.shape[0]\n    rows = col.shape[1]\n" + indent(loops, " " * 4) + _IM2COL)
+
+
+def _input_source(parallel: bool) -> str:
+    """The input gradient of a strided convolution: dy @ W^T into a block of columns, then
+    scatter-added into dx (col2im); threads take whole images."""
+    body = ("""\
+matmul(dy[p0:p0 + m], wt, col[t, :m], 0.0)
+for r in range(m):
+    p = p0 + r
+    n = p // (oh * ow)
+    a = (p // ow) % oh
+    b = p % ow
+    for i in range(kh):
+        ih = a * sh - pt + i * dh
+        if 0 <= ih < h:
+            for j in range(kw):
+                iw = b * sw - pl + j * dw
+                if 0 <= iw < w:
+                    base = (i * kw + j) * c
+                    for k in range(c):
+                        dx[n, ih, iw, k] += col[t, r, base + k]
+""")
+    loops = (_RANGES.format(loop="prange" if parallel else "range")
+             .replace("start = total * t // threads", "start = images * t // threads * oh * ow")
+             .replace("end = total * (t + 1) // threads", "end = images * (t + 1) // threads * oh * ow")
+             + indent(body, " " * 8))
+    return ("\ndef conv_backprop_input(dy, wt, dx, g, threads, col):\n"
+            f"    {GEOMETRY}\n    images, h, w, c = dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]\n"
+            "    rows = col.shape[1]\n    dx[:] = 0\n" + indent(loops, " " * 4))
+
 
 # Depthwise filters come flattened to [KH, KW, C*M]: input channel k feeds output channels
 # k*M .. k*M+M-1. A multiplier of 1 takes a plain loop over the channels, which vectorises.
@@ -205,21 +199,19 @@ _DEPTHWISE_BACKPROP_FILTER = window_kernel("depthwise_backprop_filter(x, dy, df,
                 df[i, j, e] += xv * dy[n, a, b, e]
 """)
 
-_SOURCES = {
-    "conv_forward": _FORWARD, "conv_backprop_filter": _BACKPROP_FILTER, "conv_backprop_input": _BACKPROP_INPUT,
+_DEPTHWISE = {
     "depthwise_forward": _DEPTHWISE_FORWARD, "depthwise_backprop_input": _DEPTHWISE_BACKPROP_INPUT,
     "depthwise_backprop_filter": _DEPTHWISE_BACKPROP_FILTER,
 }
-_PARALLEL = {"conv_forward", "conv_backprop_filter", "conv_backprop_input"}
-_COMPILED: dict[str, Callable[..., None]] = {}
+_COMPILED: dict[tuple[str, bool], Callable[..., None]] = {}
 
 
-def _compiled(entry: str) -> Callable[..., None]:
-    kernel = _COMPILED.get(entry)
+def _compiled(entry: str, source: str, parallel: bool = False) -> Callable[..., None]:
+    kernel = _COMPILED.get((source, parallel))
     if kernel is None:
-        blas.single_threaded()
-        kernel = _COMPILED[entry] = compile_kernel(_SOURCES[entry], entry, name=entry,
-                                                    parallel=entry in _PARALLEL)
+        prelude = _PRELUDE if "matmul(" in source else ""
+        kernel = _COMPILED[source, parallel] = compile_kernel(source, entry, name=entry, parallel=parallel,
+                                                              prelude=prelude)
     return kernel
 
 
@@ -258,8 +250,8 @@ def window_geometry(in_nhwc: tuple[int, ...], kernel: tuple[int, int], attrs: di
     return np.array([*g.kernel, *g.strides, *g.dilations, g.pads[0][0], g.pads[1][0], *g.out], np.int64)
 
 
-def _block_rows(k: int, itemsize: int, total: int) -> int:
-    return max(1, min(total, MAX_BLOCK_ROWS, BLOCK_BYTES // max(1, k * itemsize)))
+def _block_rows(k: int, itemsize: int, total: int, block_bytes: int = BLOCK_BYTES) -> int:
+    return max(1, min(total, MAX_BLOCK_ROWS, block_bytes // max(1, k * itemsize)))
 
 
 def _is_pointwise(g: np.ndarray, x_nhwc: tuple[int, ...]) -> bool:
@@ -270,63 +262,105 @@ def _is_pointwise(g: np.ndarray, x_nhwc: tuple[int, ...]) -> bool:
 
 # -- the ops -------------------------------------------------------------------------------
 class _Gemm:
-    """The shared set-up of the three GEMM kernels: geometry, block rows, threads, scratch."""
+    """The shared set-up of the GEMM kernels: geometry, block rows, threads, scratch.
 
-    entry = ""
+    `x_shape` is the NHWC input whose columns the kernel builds, `f_shape` the HWIO filter of
+    the GEMM, `pixels` the number of GEMM rows (output pixels) and `geometry` the window's.
+    """
 
-    def __init__(self, node: Node, x_shape: tuple[int, ...], f_shape: tuple[int, ...], pixels: int):
+    def __init__(self, node: Node, x_shape: tuple[int, ...], f_shape: tuple[int, ...], pixels: int,
+                 geometry: np.ndarray):
         self.fmt = node.attr("data_format")
         self.dtype = node.types[0].dtype.np_dtype
         self.out_shape = tuple(node.types[0].shape)
-        self.x_shape, self.f_shape = nhwc_shape(x_shape, self.fmt), tuple(f_shape)
-        self.g = window_geometry(self.x_shape, self.f_shape[:2], node.attr_dict)
+        self.x_shape, self.f_shape = tuple(x_shape), tuple(f_shape)
+        self.g = geometry
         self.pointwise = _is_pointwise(self.g, self.x_shape)
-        self.pixels = pixels                              # output pixels: the GEMMs' rows
+        self.pixels = pixels
         self.k = int(np.prod(self.f_shape[:3]))           # KH*KW*C: the columns' width
         self.o = self.f_shape[3]
         self.rows = _block_rows(self.k, self.dtype.itemsize, pixels)
         big = 2.0 * pixels * self.k * self.o >= PARALLEL_MIN_FLOPS
         self.threads = numba.get_num_threads() if big else 1
-        self.kernel = _compiled(self.entry)
-        self.source = _SOURCES[self.entry]  # for `tfjit dump --stage kernels`
 
     def _columns(self) -> np.ndarray:
         """Each thread's block of columns (empty for pointwise: its shape still gives the rows)."""
         return POOL.empty((self.threads, self.rows, 0 if self.pointwise else self.k), self.dtype)
 
 
-class Conv2D(_Gemm):
-    """conv2d: out[N*OH*OW, O] = columns(x) @ W[KH*KW*C, O], block by block."""
-
-    entry = "conv_forward"
+class _Forward(_Gemm):
+    """A GEMM of columns with a filter into the output: conv2d itself, and the input gradient
+    of a stride-1 convolution, which is the convolution of dy with the filter flipped in space
+    and transposed in channels (padded by its window's extent less the forward padding), so
+    it writes each block of dx once instead of scatter-adding columns into it."""
 
     def __init__(self, node: Node):
-        x, f = (tuple(v.type.shape) for v in node.inputs)
-        out = nhwc_shape(node.types[0].shape, node.attr("data_format"))
-        super().__init__(node, x, f, int(np.prod(out[:3])))
-
-    def __call__(self, x: np.ndarray, f: np.ndarray) -> np.ndarray:
-        out = POOL.empty(nhwc_shape(self.out_shape, self.fmt), self.dtype)
-        if out.size == 0 or self.k == 0:
-            out.fill(0)
+        fmt = node.attr("data_format")
+        self.transposed = node.op == "conv2d_backprop_input"
+        if self.transposed:
+            f, dy = (tuple(v.type.shape) for v in node.inputs)
+            x, out = nhwc_shape(dy, fmt), nhwc_shape(node.types[0].shape, fmt)
+            g = window_geometry(out, f[:2], node.attr_dict)
+            kh, kw, dh, dw, pt, pl = g[0], g[1], g[4], g[5], g[6], g[7]
+            g = np.array([kh, kw, 1, 1, dh, dw, (kh - 1) * dh - pt, (kw - 1) * dw - pl, out[1], out[2]], np.int64)
+            f = (f[0], f[1], f[3], f[2])
         else:
-            w = np.ascontiguousarray(f).reshape(self.k, self.o)
-            self.kernel(to_nhwc(x, self.fmt), w, out.reshape(self.pixels, self.o), self.g, self.pointwise,
-                        self.threads, self._columns())
-        return from_nhwc(out, self.fmt)
+            x, f = (tuple(v.type.shape) for v in node.inputs)
+            x, out = nhwc_shape(x, fmt), nhwc_shape(node.types[0].shape, fmt)
+            g = window_geometry(x, f[:2], node.attr_dict)
+        self.out_nhwc = out
+        super().__init__(node, x, f, int(np.prod(out[:3])), g)
+
+    def operands(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The NHWC input and the [K, O] filter matrix, from the op's operands."""
+        if self.transposed:  # (filter, dy)
+            w = np.ascontiguousarray(a[::-1, ::-1].transpose(0, 1, 3, 2))
+            return to_nhwc(b, self.fmt), w.reshape(self.k, self.o)
+        return to_nhwc(a, self.fmt), np.ascontiguousarray(b).reshape(self.k, self.o)
+
+    def scratch(self, direct: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The columns, and each thread's block of results when they do not go to an output."""
+        acc = np.empty((1, 1, 1), self.dtype) if direct else POOL.empty((self.threads, self.rows, self.o), self.dtype)
+        return self._columns(), acc
+
+
+def _forward_kernel(plan: _Forward, ins: list[str], outs: list[str], target: str, epilogue: list[str],
+                    setup: list[str]) -> tuple[Callable[..., None], str]:
+    parallel = plan.threads > 1
+    source = forward_source(parallel, ins, outs, target, epilogue, setup)
+    return _compiled("conv_forward", source, parallel), source
+
+
+class Conv2D:
+    """conv2d, or a stride-1 input gradient: out[N*OH*OW, O] = columns(x) @ W[KH*KW*C, O],
+    block by block."""
+
+    def __init__(self, node: Node):
+        self.plan = _Forward(node)
+        self.threads = self.plan.threads
+        self.kernel, self.source = _forward_kernel(self.plan, [], ["y"], "y[p0:p0 + m]", [], [])
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        plan = self.plan
+        out = POOL.empty(plan.out_nhwc, plan.dtype)
+        x, w = plan.operands(a, b)
+        self.kernel(x, w, plan.g, plan.pointwise, plan.threads, *plan.scratch(True), plan.pixels,
+                    out.reshape(plan.pixels, plan.o))
+        return from_nhwc(out, plan.fmt)
 
 
 class Conv2DBackpropInput(_Gemm):
-    """dx = col2im(dy @ W^T), block by block; threads take whole images (the scatter-add of
-    neighbouring pixels meets at block edges)."""
-
-    entry = "conv_backprop_input"
+    """dx = col2im(dy @ W^T) for strided convolutions, block by block; threads take whole
+    images (the scatter-add of neighbouring pixels meets at block edges)."""
 
     def __init__(self, node: Node):
+        fmt = node.attr("data_format")
         f, dy = (tuple(v.type.shape) for v in node.inputs)
-        dy = nhwc_shape(dy, node.attr("data_format"))
-        super().__init__(node, node.types[0].shape, f, int(np.prod(dy[:3])))
+        dy, x = nhwc_shape(dy, fmt), nhwc_shape(node.types[0].shape, fmt)
+        super().__init__(node, x, f, int(np.prod(dy[:3])), window_geometry(x, f[:2], node.attr_dict))
         self.threads = min(self.threads, max(1, self.x_shape[0]))
+        self.source = _input_source(self.threads > 1)
+        self.kernel = _compiled("conv_backprop_input", self.source, self.threads > 1)
 
     def __call__(self, f: np.ndarray, dy: np.ndarray) -> np.ndarray:
         dx = POOL.empty(self.x_shape, self.dtype)
@@ -337,28 +371,160 @@ class Conv2DBackpropInput(_Gemm):
         else:
             wt = np.ascontiguousarray(f.reshape(self.k, self.o).T)
             dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
-            self.kernel(dys, wt, dx, self.g, self.pointwise, self.threads, self._columns())
+            cols = POOL.empty((self.threads, self.rows, self.k), self.dtype)
+            self.kernel(dys, wt, dx, self.g, self.threads, cols)
         return from_nhwc(dx, self.fmt)
 
 
-class Conv2DBackpropFilter(_Gemm):
-    """dW = sum over blocks of columns(x)^T @ dy; each thread sums its own blocks."""
+def input_gradient(node: Node) -> Conv2D | Conv2DBackpropInput:
+    """The input gradient's kernel: a forward convolution at stride 1, col2im otherwise."""
+    strides = node.attr("strides")
+    return Conv2D(node) if all(s == 1 for s in strides) else Conv2DBackpropInput(node)
 
-    entry = "conv_backprop_filter"
+
+class Conv2DBackpropFilter(_Gemm):
+    """dW = sum over blocks of columns(x)^T @ dy; each thread sums its blocks into its own
+    part (BLAS accumulates), the parts are added at the end."""
 
     def __init__(self, node: Node):
+        fmt = node.attr("data_format")
         x, dy = (tuple(v.type.shape) for v in node.inputs)
-        dy = nhwc_shape(dy, node.attr("data_format"))
-        super().__init__(node, x, node.types[0].shape, int(np.prod(dy[:3])))
+        x, dy = nhwc_shape(x, fmt), nhwc_shape(dy, fmt)
+        super().__init__(node, x, node.types[0].shape, int(np.prod(dy[:3])),
+                         window_geometry(x, tuple(node.types[0].shape[:2]), node.attr_dict))
+        self.rows = _block_rows(self.k, self.dtype.itemsize, self.pixels, FILTER_BLOCK_BYTES)
+        self.source = _filter_source(self.threads > 1)
+        self.kernel = _compiled("conv_backprop_filter", self.source, self.threads > 1)
 
     def __call__(self, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         if self.pixels == 0 or self.k * self.o == 0:
             return np.zeros(self.f_shape, self.dtype)
         dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
-        parts = np.empty((2 * self.threads, self.k, self.o), self.dtype)  # per thread: its sum, a block's
+        parts = np.empty((self.threads, self.k, self.o), self.dtype)
         self.kernel(to_nhwc(x, self.fmt), dys, self.g, self.pointwise, self.threads, self._columns(), parts)
-        df = parts[0] if self.threads == 1 else parts[0::2].sum(axis=0)
+        df = parts[0] if self.threads == 1 else parts.sum(axis=0)
         return df.reshape(self.f_shape)
+
+
+# -- convolutions with their epilogue ------------------------------------------------------
+SCALAR, CHANNEL, FULL = "scalar", "channel", "full"
+
+
+def _kind(shape: tuple[int, ...], out: tuple[int, ...]) -> str | None:
+    """How an epilogue value of `shape` is read at output pixel p, channel o: one value, one
+    per channel (the trailing-dims broadcast of a bias), or one per element; None otherwise."""
+    if int(np.prod(shape)) == 1:
+        return SCALAR
+    if tuple(shape) == tuple(out):
+        return FULL
+    if len(shape) <= len(out) and shape[-1] == out[-1] and all(d == 1 for d in shape[:-1]):
+        return CHANNEL
+    return None
+
+
+class FusedConv:
+    """A fused contraction body of one convolution (conv2d, or the input gradient of a
+    stride-1 one) and its elementwise epilogue (bias, activation, relu mask, residual): each
+    block of output pixels gets the epilogue right after its GEMM, while it is in cache,
+    instead of a second pass over the whole output."""
+
+    returns_tuple = True
+
+    def __init__(self, body: Graph, name: str, conv: Node, code: _Epilogue):
+        setup, epilogue, inputs, results = code
+        self.name = name
+        self.plan = _Forward(conv)
+        self._operands = [body.params.index(v) for v in conv.inputs]
+        self._inputs = inputs                       # (body param index, kind) of in0, in1, ...
+        self._results = results                     # out0, out1, ...: distinct body results
+        self._picks = [results.index(r) for r in body.results]
+        self._types = [r.type.dtype.np_dtype for r in results]
+        direct = conv.out in results
+        target = f"out{results.index(conv.out)}[p0:p0 + m]" if direct else "acc[t, :m]"
+        self.direct = direct
+        ins = [f"in{i}" for i in range(len(inputs))]
+        outs = [f"out{j}" for j in range(len(results))]
+        self.kernel, self.source = _forward_kernel(self.plan, ins, outs, target, epilogue, setup)
+
+    def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+        plan = self.plan
+        x, w = plan.operands(*(args[i] for i in self._operands))
+        outs = [POOL.empty(plan.out_nhwc, t) for t in self._types]
+        shapes = {SCALAR: (), CHANNEL: (plan.o,), FULL: (plan.pixels, plan.o)}
+        ins = [np.ascontiguousarray(args[i]).reshape(shapes[kind]) for i, kind in self._inputs]
+        self.kernel(x, w, plan.g, plan.pointwise, plan.threads, *plan.scratch(self.direct), plan.pixels,
+                    *ins, *(o.reshape(plan.pixels, plan.o) for o in outs))
+        return tuple(outs[k] for k in self._picks)
+
+
+def build_fused(node: Node) -> FusedConv | None:
+    """A kernel for a fused contraction body of one conv2d (or stride-1 conv2d_backprop_input)
+    in NHWC and an elementwise epilogue over its output, or None (the body then runs node by
+    node)."""
+    body = node.attr("body")
+    convs = [n for n in body.nodes if n.op in ("conv2d", "conv2d_backprop_input")]
+    if len(convs) != 1:
+        return None
+    conv = convs[0]
+    if (conv.attr("data_format") != "NHWC" or len(conv.inputs) != 2 or not static_shapes(conv)
+            or conv.types[0].dtype.np_dtype not in DTYPES
+            or (conv.op == "conv2d_backprop_input" and any(s != 1 for s in conv.attr("strides")))):
+        return None
+    rest = Graph(body.name, body.params, [n for n in body.nodes if n is not conv], [])
+    if any(get_op(n.op).stateful for n in rest.nodes) or not supported(rest):
+        return None
+    code = _epilogue_code(body, conv)
+    if code is None:
+        return None
+    try:
+        return FusedConv(body, node.name or "contraction", conv, code)
+    except NotImplementedError:
+        return None
+
+
+_Epilogue = tuple[list[str], list[str], list[tuple[int, str]], list[Value]]
+
+
+def _epilogue_code(body: Graph, conv: Node) -> _Epilogue | None:
+    """The epilogue's set-up lines (scalar loads) and element code (reading `c`, the
+    convolution at pixel p, channel o), the body params it reads with their kinds, and the
+    distinct body results; None when some
+    value is not a scalar, per-channel or full-size one, or a result is not full-size."""
+    out = tuple(conv.types[0].shape)
+    kinds: dict[Value, str | None] = {p: _kind(tuple(p.type.shape), out) for p in body.params}
+    for n in body.nodes:
+        if n is conv:
+            kinds[n.out] = FULL
+            continue
+        for v in n.outputs:
+            kinds[v] = _kind(tuple(v.type.shape), out)
+        if any(kinds[v] is None for v in [*n.inputs, *n.outputs]):
+            return None
+        if n.op in INDEX_ONLY and kinds[n.inputs[0]] != kinds[n.out] and n.op != "broadcast_to":
+            return None  # a re-indexing that is not the identity on (p, o)
+    results = list(dict.fromkeys(body.results))
+    if not results or results == [conv.out] or any(kinds[r] != FULL or r.type.shape != conv.types[0].shape
+                                                   for r in results):
+        return None
+    lines = Lines()
+    inputs: list[tuple[int, str]] = []
+    scalars: list[str] = []
+
+    def load(v: Value) -> str:
+        i = len(inputs)
+        inputs.append((body.params.index(v), kinds[v]))
+        if kinds[v] == SCALAR:
+            scalars.append(f"s{i} = in{i}[()]")
+            return f"s{i}"
+        lines.add(f"a{i} = in{i}[{'p, o' if kinds[v] == FULL else 'o'}]")
+        return f"a{i}"
+
+    writer = ElementWriter(lines, load)
+    writer.names[conv.out] = "c"
+    for j, r in enumerate(results):
+        if r is not conv.out:
+            lines.add(f"out{j}[p, o] = {writer.value(r)}")
+    return scalars, lines.source().splitlines(), inputs, results
 
 
 class Depthwise:
@@ -375,8 +541,8 @@ class Depthwise:
         self.mult = f_shape[3]
         self.dtype = node.types[0].dtype.np_dtype
         self.g = window_geometry(nhwc_shape(x_shape, self.fmt), f_shape[:2], node.attr_dict)
-        self.kernel = _compiled(entry)
-        self.source = _SOURCES[entry]
+        self.source = _DEPTHWISE[entry]
+        self.kernel = _compiled(entry, self.source)
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         if self.entry == "depthwise_backprop_filter":  # (x, dy) -> filter
@@ -394,7 +560,7 @@ class Depthwise:
 
 _BUILDERS: dict[str, Callable[[Node], Any]] = {
     "conv2d": Conv2D,
-    "conv2d_backprop_input": Conv2DBackpropInput,
+    "conv2d_backprop_input": input_gradient,
     "conv2d_backprop_filter": Conv2DBackpropFilter,
     "depthwise_conv2d_native": lambda node: Depthwise(node, "depthwise_forward"),
     "depthwise_conv2d_native_backprop_input": lambda node: Depthwise(node, "depthwise_backprop_input"),

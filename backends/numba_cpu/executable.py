@@ -110,7 +110,7 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
     elif kind == "reduction":
         generated = reduction.build(node)
     elif kind == "contraction":
-        generated = contraction.build(node)
+        generated = contraction.build(node) or conv.build_fused(node)
     elif kind is None:  # convolutions, pooling and lone matmuls
         generated = conv.build(node) or pool.build(node) or contraction.build_matmul(node)
     if generated is not None:
