@@ -85,6 +85,7 @@ CONV_CASES = [  # (input NHWC, filter HWIO, strides, padding, dilations)
     ((2, 5, 5, 4), (1, 1, 4, 3), (2, 2), "VALID", (1, 1)),  # 1x1 strided: columns again
     ((2, 3, 4, 2), (1, 1, 2, 3), (1, 1), ((0, 1), (0, 2)), (1, 1)),  # 1x1 padded below/right
     ((1, 3, 3, 2), (3, 3, 2, 2), (1, 1), "VALID", (1, 1)),  # a single output pixel
+    ((1, 5, 4, 2), (2, 3, 2, 3), (1, 1), ((3, 0), (1, 4)), (1, 1)),  # padding beyond the window
 ]
 
 
@@ -221,6 +222,62 @@ def test_conv_inside_a_fused_contraction_with_its_epilogue():
     assert_same(got, want, np.float32)
     assert [n.attr("kind") for n, _ in exe.kernels if n.op == "fused"] == ["contraction"]
     assert [type(k) for n, k in exe.kernels if n.op == "fused"] == [conv.FusedConv]
+
+
+FUSED_CASES = [  # (input NHWC, filter HWIO, strides, padding, dtype)
+    ((2, 6, 5, 3), (3, 3, 3, 5), (1, 1), "SAME", np.float32),
+    ((1, 7, 6, 2), (2, 3, 2, 3), (2, 1), "VALID", np.float64),
+    ((3, 4, 5, 7), (1, 1, 7, 5), (1, 1), "SAME", np.float32),  # pointwise
+]
+
+
+@pytest.mark.parametrize("x_shape,f_shape,strides,padding,dtype", FUSED_CASES)
+def test_fused_conv_epilogues_match_the_reference(x_shape, f_shape, strides, padding, dtype):
+    """Two layers: conv + bias + relu keeping the relu mask; the second layer's input gradient
+    through that mask (fused into the input gradient, which at stride 1 runs as a
+    convolution); and a scaled residual on the second layer."""
+    tdtype = tf.as_dtype(dtype)
+    x = tf.placeholder(tdtype, x_shape, name="x")
+    f = tf.placeholder(tdtype, f_shape, name="f")
+    f2 = tf.placeholder(tdtype, (*f_shape[:2], f_shape[3], f_shape[3]), name="f2")
+    b = tf.placeholder(tdtype, [f_shape[3]], name="b")
+    y = tf.nn.relu(tf.nn.conv2d(x, f, quad(strides, "NHWC"), padding) + b)
+    y2 = tf.nn.conv2d(y, f2, quad(strides, "NHWC"), padding)
+    res = tf.placeholder(tdtype, y2.shape.as_list(), name="res")
+    out = tf.nn.relu(res + 0.25 * y2)
+    r = tf.placeholder(tdtype, y2.shape.as_list(), name="r")
+    dx, df, db, df2 = tf.gradients(y2, [x, f, b, f2], grad_ys=[r])
+    feeds = {x: RNG.standard_normal(x_shape), f: RNG.standard_normal(f_shape), b: RNG.standard_normal(f_shape[3]),
+             f2: RNG.standard_normal(f2.shape.as_list()), r: RNG.standard_normal(y2.shape.as_list()),
+             res: RNG.standard_normal(y2.shape.as_list())}
+    got, want, exe = both([y, dx, df, db, df2, out], feeds)
+    assert_same(got, want, dtype)
+    fused = [k for n, k in exe.kernels if isinstance(k, conv.FusedConv)]
+    assert len(fused) >= 2
+    assert any(k.plan.transposed for k in fused) == (strides == (1, 1))  # strided: col2im, then the select
+
+
+def test_fused_conv_split_across_threads(monkeypatch):
+    monkeypatch.setattr(conv, "PARALLEL_MIN_FLOPS", 0)
+    test_fused_conv_epilogues_match_the_reference(*FUSED_CASES[0])
+
+
+def test_a_pointwise_convolution_reads_the_pieces_of_its_input_concat():
+    net = tf.placeholder(tf.float32, [2, 5, 3, 6], name="net")
+    w0, w1 = tf.placeholder(tf.float32, [1, 1, 6, 3], name="w0"), tf.placeholder(tf.float32, [3, 3, 6, 2], name="w1")
+    wu = tf.placeholder(tf.float32, [1, 1, 5, 6], name="wu")
+    b = tf.placeholder(tf.float32, [6], name="b")
+    mixed = tf.concat([tf.nn.relu(tf.nn.conv2d(net, w0, 1, "SAME")), tf.nn.relu(tf.nn.conv2d(net, w1, 1, "SAME"))], 3)
+    y = tf.nn.relu(net + 0.2 * (tf.nn.conv2d(mixed, wu, 1, "SAME") + b))
+    wide = tf.nn.conv2d(tf.concat([net, net * 2.0], 3), tf.ones([3, 3, 12, 2]), 1, "SAME") + 1.0  # not pointwise
+    kept = tf.concat([net, net], -1)  # also a result: stays a concat
+    z = tf.nn.conv2d(kept, tf.ones([1, 1, 12, 2]), 1, "VALID") + 1.0
+    feeds = {net: RNG.standard_normal((2, 5, 3, 6)), w0: RNG.standard_normal((1, 1, 6, 3)),
+             w1: RNG.standard_normal((3, 3, 6, 2)), wu: RNG.standard_normal((1, 1, 5, 6)), b: RNG.standard_normal(6)}
+    got, want, exe = both([y, wide, z, kept], feeds)
+    assert_same(got, want, np.float32)
+    assert [len(k._pieces) for _, k in exe.kernels if isinstance(k, conv.FusedConv)].count(2) == 1
+    assert [n.op for n, _ in exe.kernels].count("concat") == 2
 
 
 def _train_small_cnn(backend):

@@ -21,6 +21,7 @@ reference.
 from __future__ import annotations
 
 from textwrap import dedent, indent
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numba
@@ -88,53 +89,60 @@ def im2col(x, g, p0, m, col):
 _PRELUDE = "from tfjit.backends.numba_cpu.gemm import matmul\n\n\n"
 
 # Each GEMM kernel splits its output pixels into `threads` contiguous ranges (whole images
-# for the col2im input gradient, whose scatter-add crosses block edges), one per (p)range
-# iteration; each range runs block by block with its own slice of the scratch buffers.
+# for the col2im input gradient, whose scatter-add crosses block edges); a call runs range t,
+# block by block, with its own slice of the scratch buffers (`_in_threads` runs the ranges).
 _RANGES = """\
-for t in {loop}(threads):
-    start = total * t // threads
-    end = total * (t + 1) // threads
-    for p0 in range(start, end, rows):
-        m = min(rows, end - p0)
+start = total * t // threads
+end = total * (t + 1) // threads
+for p0 in range(start, end, rows):
+    m = min(rows, end - p0)
 """
 
 
-def forward_source(parallel: bool, ins: list[str], outs: list[str], target: str, epilogue: list[str],
-                   setup: list[str]) -> str:
+def forward_source(ins: list[str], outs: list[str], target: str, epilogue: list[str],
+                   setup: list[str], pieces: int = 1) -> str:
     """The forward kernel: each block of output pixels is the GEMM of its columns (the input
     rows themselves for a pointwise convolution) with the filter, into `target` (an output's
     rows or the thread's scratch `acc`); `epilogue` (element code reading `c`, the block's
     value at row r, channel o) then runs on the block while it is in cache; `setup` runs
-    first (reading scalar inputs)."""
-    body = [f"block = {target}",
-            "if pointwise:",
-            "    matmul(x.reshape((total, x.shape[3]))[p0:p0 + m], w, block, 0.0)",
-            "else:",
-            "    im2col(x, g, p0, m, col[t])",
-            "    matmul(col[t, :m], w, block, 0.0)"]
+    first (reading scalar inputs). With several `pieces` (x0, x1, ...: a pointwise
+    convolution of their channel concat) the block sums each piece's GEMM with its rows of w."""
+    if pieces == 1:
+        xs = ["x"]
+        body = [f"block = {target}",
+                "if pointwise:",
+                "    matmul(x.reshape((total, x.shape[3]))[p0:p0 + m], w, block, 0.0)",
+                "else:",
+                "    im2col(x, g, p0, m, col[t])",
+                "    matmul(col[t, :m], w, block, 0.0)"]
+    else:
+        xs = [f"x{i}" for i in range(pieces)]
+        body = [f"block = {target}", "e = 0"]
+        for i, x in enumerate(xs):
+            body += [f"matmul({x}.reshape((total, {x}.shape[3]))[p0:p0 + m], w[e:e + {x}.shape[3]], block, "
+                     f"{0.0 if i == 0 else 1.0})", f"e += {x}.shape[3]"]
     if epilogue:
         body += ["for r in range(m):", "    p = p0 + r", "    for o in range(block.shape[1]):",
                  "        c = block[r, o]"] + ["        " + line for line in epilogue]
-    signature = ", ".join(["x", "w", "g", "pointwise", "threads", "col", "acc", "total", *ins, *outs])
-    loops = _RANGES.format(loop="prange" if parallel else "range") + indent("\n".join(body), " " * 8)
+    signature = ", ".join([*xs, "w", "g", "pointwise", "t", "threads", "col", "acc", "total", *ins, *outs])
+    loops = _RANGES + indent("\n".join(body), " " * 4)
     head = "".join(line + "\n" for line in ["rows = col.shape[1]", *setup])
     return (f"\ndef conv_forward({signature}):\n" + indent(head + loops, " " * 4) + "\n"
             + _IM2COL)
 
 
-def _filter_source(parallel: bool) -> str:
+def _filter_source() -> str:
     body = ("if pointwise:\n"
             "    matmul(x.reshape((total, x.shape[3]))[p0:p0 + m].T, dy[p0:p0 + m], parts[t], 1.0)\n"
             "else:\n"
             "    im2col(x, g, p0, m, col[t])\n"
             "    matmul(col[t, :m].T, dy[p0:p0 + m], parts[t], 1.0)\n")
-    loops = _RANGES.format(loop="prange" if parallel else "range").replace(
-        "    for p0", "    parts[t, :, :] = 0\n    for p0") + indent(body, " " * 8)
-    return ("\ndef conv_backprop_filter(x, dy, g, pointwise, threads, col, parts):\n"
+    loops = _RANGES + indent(body, " " * 4)
+    return ("\ndef conv_backprop_filter(x, dy, g, pointwise, t, threads, col, parts):\n"
             "    total = dy.shape[0]\n    rows = col.shape[1]\n" + indent(loops, " " * 4) + _IM2COL)
 
 
-def _input_source(parallel: bool) -> str:
+def _input_source() -> str:
     """The input gradient of a strided convolution: dy @ W^T into a block of columns, then
     scatter-added into dx (col2im); threads take whole images."""
     body = ("""\
@@ -154,13 +162,13 @@ for r in range(m):
                     for k in range(c):
                         dx[n, ih, iw, k] += col[t, r, base + k]
 """)
-    loops = (_RANGES.format(loop="prange" if parallel else "range")
-             .replace("start = total * t // threads", "start = images * t // threads * oh * ow")
+    loops = (_RANGES.replace("start = total * t // threads", "start = images * t // threads * oh * ow")
              .replace("end = total * (t + 1) // threads", "end = images * (t + 1) // threads * oh * ow")
-             + indent(body, " " * 8))
-    return ("\ndef conv_backprop_input(dy, wt, dx, g, threads, col):\n"
+             + indent(body, " " * 4))
+    return ("\ndef conv_backprop_input(dy, wt, dx, g, t, threads, col):\n"
             f"    {GEOMETRY}\n    images, h, w, c = dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]\n"
-            "    rows = col.shape[1]\n    dx[:] = 0\n" + indent(loops, " " * 4))
+            "    rows = col.shape[1]\n    dx[images * t // threads:images * (t + 1) // threads] = 0\n"
+            + indent(loops, " " * 4))
 
 
 # Depthwise filters come flattened to [KH, KW, C*M]: input channel k feeds output channels
@@ -203,16 +211,35 @@ _DEPTHWISE = {
     "depthwise_forward": _DEPTHWISE_FORWARD, "depthwise_backprop_input": _DEPTHWISE_BACKPROP_INPUT,
     "depthwise_backprop_filter": _DEPTHWISE_BACKPROP_FILTER,
 }
-_COMPILED: dict[tuple[str, bool], Callable[..., None]] = {}
+_COMPILED: dict[str, Callable[..., None]] = {}
 
 
-def _compiled(entry: str, source: str, parallel: bool = False) -> Callable[..., None]:
-    kernel = _COMPILED.get((source, parallel))
+def _compiled(entry: str, source: str) -> Callable[..., None]:
+    kernel = _COMPILED.get(source)
     if kernel is None:
         prelude = _PRELUDE if "matmul(" in source else ""
-        kernel = _COMPILED[source, parallel] = compile_kernel(source, entry, name=entry, parallel=parallel,
-                                                              prelude=prelude)
+        kernel = _COMPILED[source] = compile_kernel(source, entry, name=entry, prelude=prelude)
     return kernel
+
+
+# The GEMM kernels are serial and release the GIL; their thread ranges run on Python threads:
+# compiled with parallel=True they took 2-3x as long to compile (seconds per kernel), and a
+# call from a thread costs about what a parallel region does.
+_WORKERS: list[ThreadPoolExecutor] = []
+
+
+def _in_threads(kernel: Callable[..., None], threads: int, before: tuple[Any, ...], after: tuple[Any, ...]) -> None:
+    """kernel(*before, t, threads, *after) for t in range(threads), concurrently."""
+    if threads == 1:
+        kernel(*before, 0, 1, *after)
+        return
+    if not _WORKERS:
+        _WORKERS.append(ThreadPoolExecutor(max_workers=max(1, numba.get_num_threads() - 1),
+                                           thread_name_prefix="tfjit-conv"))
+    futures = [_WORKERS[0].submit(kernel, *before, t, threads, *after) for t in range(1, threads)]
+    kernel(*before, 0, threads, *after)
+    for future in futures:
+        future.result()
 
 
 # -- layouts -------------------------------------------------------------------------------
@@ -325,10 +352,9 @@ class _Forward(_Gemm):
 
 
 def _forward_kernel(plan: _Forward, ins: list[str], outs: list[str], target: str, epilogue: list[str],
-                    setup: list[str]) -> tuple[Callable[..., None], str]:
-    parallel = plan.threads > 1
-    source = forward_source(parallel, ins, outs, target, epilogue, setup)
-    return _compiled("conv_forward", source, parallel), source
+                    setup: list[str], pieces: int = 1) -> tuple[Callable[..., None], str]:
+    source = forward_source(ins, outs, target, epilogue, setup, pieces)
+    return _compiled("conv_forward", source), source
 
 
 class Conv2D:
@@ -344,8 +370,8 @@ class Conv2D:
         plan = self.plan
         out = POOL.empty(plan.out_nhwc, plan.dtype)
         x, w = plan.operands(a, b)
-        self.kernel(x, w, plan.g, plan.pointwise, plan.threads, *plan.scratch(True), plan.pixels,
-                    out.reshape(plan.pixels, plan.o))
+        _in_threads(self.kernel, plan.threads, (x, w, plan.g, plan.pointwise),
+                    (*plan.scratch(True), plan.pixels, out.reshape(plan.pixels, plan.o)))
         return from_nhwc(out, plan.fmt)
 
 
@@ -359,8 +385,8 @@ class Conv2DBackpropInput(_Gemm):
         dy, x = nhwc_shape(dy, fmt), nhwc_shape(node.types[0].shape, fmt)
         super().__init__(node, x, f, int(np.prod(dy[:3])), window_geometry(x, f[:2], node.attr_dict))
         self.threads = min(self.threads, max(1, self.x_shape[0]))
-        self.source = _input_source(self.threads > 1)
-        self.kernel = _compiled("conv_backprop_input", self.source, self.threads > 1)
+        self.source = _input_source()
+        self.kernel = _compiled("conv_backprop_input", self.source)
 
     def __call__(self, f: np.ndarray, dy: np.ndarray) -> np.ndarray:
         dx = POOL.empty(self.x_shape, self.dtype)
@@ -372,7 +398,7 @@ class Conv2DBackpropInput(_Gemm):
             wt = np.ascontiguousarray(f.reshape(self.k, self.o).T)
             dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
             cols = POOL.empty((self.threads, self.rows, self.k), self.dtype)
-            self.kernel(dys, wt, dx, self.g, self.threads, cols)
+            _in_threads(self.kernel, self.threads, (dys, wt, dx, self.g), (cols,))
         return from_nhwc(dx, self.fmt)
 
 
@@ -393,15 +419,16 @@ class Conv2DBackpropFilter(_Gemm):
         super().__init__(node, x, node.types[0].shape, int(np.prod(dy[:3])),
                          window_geometry(x, tuple(node.types[0].shape[:2]), node.attr_dict))
         self.rows = _block_rows(self.k, self.dtype.itemsize, self.pixels, FILTER_BLOCK_BYTES)
-        self.source = _filter_source(self.threads > 1)
-        self.kernel = _compiled("conv_backprop_filter", self.source, self.threads > 1)
+        self.source = _filter_source()
+        self.kernel = _compiled("conv_backprop_filter", self.source)
 
     def __call__(self, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         if self.pixels == 0 or self.k * self.o == 0:
             return np.zeros(self.f_shape, self.dtype)
         dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
-        parts = np.empty((self.threads, self.k, self.o), self.dtype)
-        self.kernel(to_nhwc(x, self.fmt), dys, self.g, self.pointwise, self.threads, self._columns(), parts)
+        parts = np.zeros((self.threads, self.k, self.o), self.dtype)
+        _in_threads(self.kernel, self.threads, (to_nhwc(x, self.fmt), dys, self.g, self.pointwise),
+                    (self._columns(), parts))
         df = parts[0] if self.threads == 1 else parts.sum(axis=0)
         return df.reshape(self.f_shape)
 
@@ -430,11 +457,13 @@ class FusedConv:
 
     returns_tuple = True
 
-    def __init__(self, body: Graph, name: str, conv: Node, code: _Epilogue):
+    def __init__(self, body: Graph, name: str, conv: Node, code: _Epilogue, pieces: list[Value] | None):
         setup, epilogue, inputs, results = code
         self.name = name
         self.plan = _Forward(conv)
-        self._operands = [body.params.index(v) for v in conv.inputs]
+        self._operands = [body.params.index(v) for v in conv.inputs] if pieces is None else \
+            [-1, body.params.index(conv.inputs[1])]
+        self._pieces = [] if pieces is None else [body.params.index(v) for v in pieces]
         self._inputs = inputs                       # (body param index, kind) of in0, in1, ...
         self._results = results                     # out0, out1, ...: distinct body results
         self._picks = [results.index(r) for r in body.results]
@@ -444,16 +473,22 @@ class FusedConv:
         self.direct = direct
         ins = [f"in{i}" for i in range(len(inputs))]
         outs = [f"out{j}" for j in range(len(results))]
-        self.kernel, self.source = _forward_kernel(self.plan, ins, outs, target, epilogue, setup)
+        self.kernel, self.source = _forward_kernel(self.plan, ins, outs, target, epilogue, setup,
+                                                   max(1, len(self._pieces)))
 
     def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
         plan = self.plan
-        x, w = plan.operands(*(args[i] for i in self._operands))
+        if self._pieces:
+            xs = tuple(np.ascontiguousarray(args[i]) for i in self._pieces)
+            w = np.ascontiguousarray(args[self._operands[1]]).reshape(plan.k, plan.o)
+        else:
+            x, w = plan.operands(*(args[i] for i in self._operands))
+            xs = (x,)
         outs = [POOL.empty(plan.out_nhwc, t) for t in self._types]
         shapes = {SCALAR: (), CHANNEL: (plan.o,), FULL: (plan.pixels, plan.o)}
         ins = [np.ascontiguousarray(args[i]).reshape(shapes[kind]) for i, kind in self._inputs]
-        self.kernel(x, w, plan.g, plan.pointwise, plan.threads, *plan.scratch(self.direct), plan.pixels,
-                    *ins, *(o.reshape(plan.pixels, plan.o) for o in outs))
+        _in_threads(self.kernel, plan.threads, (*xs, w, plan.g, plan.pointwise),
+                    (*plan.scratch(self.direct), plan.pixels, *ins, *(o.reshape(plan.pixels, plan.o) for o in outs)))
         return tuple(outs[k] for k in self._picks)
 
 
@@ -466,18 +501,22 @@ def build_fused(node: Node) -> FusedConv | None:
     if len(convs) != 1:
         return None
     conv = convs[0]
+    pieces = concat_pieces(body)
+    if pieces is None and not all(v in body.params for v in conv.inputs):
+        return None
+    skip = {conv} if pieces is None else {conv, conv.inputs[0].node}
     if (conv.attr("data_format") != "NHWC" or len(conv.inputs) != 2 or not static_shapes(conv)
             or conv.types[0].dtype.np_dtype not in DTYPES
             or (conv.op == "conv2d_backprop_input" and any(s != 1 for s in conv.attr("strides")))):
         return None
-    rest = Graph(body.name, body.params, [n for n in body.nodes if n is not conv], [])
+    rest = Graph(body.name, body.params, [n for n in body.nodes if n not in skip], [])
     if any(get_op(n.op).stateful for n in rest.nodes) or not supported(rest):
         return None
-    code = _epilogue_code(body, conv)
+    code = _epilogue_code(body, conv, skip)
     if code is None:
         return None
     try:
-        return FusedConv(body, node.name or "contraction", conv, code)
+        return FusedConv(body, node.name or "contraction", conv, code, pieces)
     except NotImplementedError:
         return None
 
@@ -485,7 +524,27 @@ def build_fused(node: Node) -> FusedConv | None:
 _Epilogue = tuple[list[str], list[str], list[tuple[int, str]], list[Value]]
 
 
-def _epilogue_code(body: Graph, conv: Node) -> _Epilogue | None:
+def concat_pieces(body: Graph) -> list[Value] | None:
+    """The body params concatenated along channels into the input of the body's one pointwise
+    conv2d (which then runs as one GEMM per piece), or None."""
+    convs = [n for n in body.nodes if n.op in ("conv2d", "conv2d_backprop_input")]
+    if len(convs) != 1 or convs[0].op != "conv2d" or convs[0].attr("data_format") != "NHWC":
+        return None
+    conv = convs[0]
+    concat = conv.inputs[0].node
+    if concat.op != "concat" or not static_shapes(conv) or not all(v in body.params for v in concat.inputs):
+        return None
+    if concat.attr("axis") not in (3, -1) or conv.inputs[0] in body.results or conv.inputs[1] not in body.params:
+        return None
+    if sum(v is conv.inputs[0] for n in body.nodes for v in n.inputs) != 1:
+        return None  # read by another node too
+    x = tuple(conv.inputs[0].type.shape)
+    if not _is_pointwise(window_geometry(x, tuple(conv.inputs[1].type.shape[:2]), conv.attr_dict), x):
+        return None
+    return list(concat.inputs)
+
+
+def _epilogue_code(body: Graph, conv: Node, skip: set[Node]) -> _Epilogue | None:
     """The epilogue's set-up lines (scalar loads) and element code (reading `c`, the
     convolution at pixel p, channel o), the body params it reads with their kinds, and the
     distinct body results; None when some
@@ -493,8 +552,8 @@ def _epilogue_code(body: Graph, conv: Node) -> _Epilogue | None:
     out = tuple(conv.types[0].shape)
     kinds: dict[Value, str | None] = {p: _kind(tuple(p.type.shape), out) for p in body.params}
     for n in body.nodes:
-        if n is conv:
-            kinds[n.out] = FULL
+        if n in skip:
+            kinds[n.out] = FULL if n is conv else None
             continue
         for v in n.outputs:
             kinds[v] = _kind(tuple(v.type.shape), out)

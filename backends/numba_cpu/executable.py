@@ -22,12 +22,15 @@ from tfjit.ops.registry import Fusion, get_op
 from tfjit.runtime.state import RuntimeState
 
 from . import contraction, control_flow, conv, layout, loop, pool, reduction
+from .sink_concats import sink_concats
 from .sink_reads import sink_reads
 
 
 class NumbaExecutable:
     def __init__(self, graph: Graph):
-        self.graph = graph = sink_reads(graph)  # so optimizer kernels update their slots in place
+        # sink_reads: so optimizer kernels update their slots in place; sink_concats: so a
+        # pointwise convolution reads a concat's pieces instead of a copy of them
+        self.graph = graph = sink_concats(sink_reads(graph))
         self.kernels: list[tuple[Node, Any]] = [(n, _kernel_for(n)) for n in graph.nodes]
         self._step, self._filename = _generate_step(graph, [k for _, k in self.kernels])
 

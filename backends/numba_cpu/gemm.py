@@ -40,32 +40,42 @@ def _operand(x):
 @njit(nogil=True)
 def matmul(a, b, c, beta):
     """c = a @ b + beta * c for float32/float64 2-D arrays, each with a unit stride along one
-    axis (c along its rows); returns c."""
+    axis (c along its rows); returns nothing."""
     m, k, n = a.shape[0], a.shape[1], b.shape[1]
-    if m == 0 or n == 0:
-        return c
     if k == 0:
-        if beta == 0:
-            c[:] = 0
-        else:
-            c[:] *= beta
-        return c
-    # Row-major c = a @ b is column-major c^T = b^T @ a^T: BLAS gets b first.
-    tb, ldb = _operand(b)
-    ta, lda = _operand(a)
+        for i in range(m):
+            for j in range(n):
+                c[i, j] = c[i, j] * beta if beta != 0 else 0
+    elif m > 0 and n > 0:
+        # Row-major c = a @ b is column-major c^T = b^T @ a^T: BLAS gets b first.
+        tb, ldb = _operand(b)
+        ta, lda = _operand(a)
+        ldc = max(c.strides[0] // c.itemsize, n)
+        _gemm(c.itemsize == 4, tb, ta, n, m, k, b.ctypes.data, ldb, a.ctypes.data, lda, float(beta),
+              c.ctypes.data, ldc)
+
+
+@njit(nogil=True)
+def _gemm(single, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    """The Fortran call, all arguments scalars (one compile serves every caller)."""
     ints = np.empty(8, np.int32)
-    ints[0], ints[1], ints[2], ints[3], ints[4] = tb, ta, n, m, k
-    ints[5], ints[6], ints[7] = ldb, lda, max(c.strides[0] // c.itemsize, n)
-    scalars = np.empty(2, c.dtype)
-    scalars[0], scalars[1] = 1, beta
-    i, s = ints.ctypes.data, scalars.ctypes.data
-    step = scalars.itemsize
-    if c.itemsize == 4:
-        _sgemm(i, i + 4, i + 8, i + 12, i + 16, s, b.ctypes.data, i + 20, a.ctypes.data, i + 24, s + step,
-               c.ctypes.data, i + 28)
+    ints[0] = ta
+    ints[1] = tb
+    ints[2] = m
+    ints[3] = n
+    ints[4] = k
+    ints[5] = lda
+    ints[6] = ldb
+    ints[7] = ldc
+    f32 = np.empty(2, np.float32)
+    f64 = np.empty(2, np.float64)
+    f32[0] = f64[0] = 1.0
+    f32[1] = f64[1] = beta
+    i = ints.ctypes.data
+    if single:
+        s, step = f32.ctypes.data, 4
+        _sgemm(i, i + 4, i + 8, i + 12, i + 16, s, a, i + 20, b, i + 24, s + step, c, i + 28)
     else:
-        _dgemm(i, i + 4, i + 8, i + 12, i + 16, s, b.ctypes.data, i + 20, a.ctypes.data, i + 24, s + step,
-               c.ctypes.data, i + 28)
-    ints[0] += 0  # keeps `ints` and `scalars` alive until BLAS has read them
-    scalars[0] += 0
-    return c
+        s, step = f64.ctypes.data, 8
+        _dgemm(i, i + 4, i + 8, i + 12, i + 16, s, a, i + 20, b, i + 24, s + step, c, i + 28)
+    ints[0] += f32[0] + f64[0]  # keeps the argument arrays alive until BLAS has read them
