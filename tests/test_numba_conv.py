@@ -104,13 +104,16 @@ def test_conv2d_nchw_and_float64(x_shape, f_shape, strides, padding, dilations):
 
 
 def test_conv2d_split_across_threads(monkeypatch):
-    """Big convolutions split their pixels (the input gradient: its images) across threads."""
+    """Big convolutions split their pixels (the input gradient: its images) into chunks that
+    threads take in turn, each chunk block by block (a last block shorter)."""
     monkeypatch.setattr(conv, "PARALLEL_MIN_FLOPS", 0)
+    monkeypatch.setattr(conv, "MAX_BLOCK_ROWS", 7)
     for x_shape, f_shape, strides, padding in [((3, 6, 5, 3), (3, 3, 3, 4), (2, 1), "SAME"),
                                                ((3, 4, 5, 6), (1, 1, 6, 5), (1, 1), "VALID")]:
         got, want, exe = conv_and_grads(x_shape, f_shape, strides, padding, (1, 1), "NHWC", np.float32)
         assert_same(got, want, np.float32)
         assert all(k.threads == min(numba.get_num_threads(), 3) for k in window_kernels(exe).values())
+        assert all(k.chunks > k.threads for k in window_kernels(exe).values())
 
 
 @pytest.mark.parametrize("x_shape,f_shape", [((0, 5, 5, 2), (3, 3, 2, 3)), ((2, 5, 5, 0), (3, 3, 0, 3)),
@@ -259,6 +262,7 @@ def test_fused_conv_epilogues_match_the_reference(x_shape, f_shape, strides, pad
 
 def test_fused_conv_split_across_threads(monkeypatch):
     monkeypatch.setattr(conv, "PARALLEL_MIN_FLOPS", 0)
+    monkeypatch.setattr(conv, "MAX_BLOCK_ROWS", 7)
     test_fused_conv_epilogues_match_the_reference(*FUSED_CASES[0])
 
 

@@ -21,6 +21,7 @@ reference.
 from __future__ import annotations
 
 from textwrap import dedent, indent
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -37,9 +38,8 @@ from .compile import compile_kernel
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 BLOCK_BYTES = 1 << 19     # one block of columns: fits L2 (1 MiB) next to the filter and output rows
-FILTER_BLOCK_BYTES = 1 << 19
 MAX_BLOCK_ROWS = 1024
-PARALLEL_MIN_FLOPS = 1 << 24  # a parallel kernel costs 16-33 us a call more (DESIGN.md)
+PARALLEL_MIN_FLOPS = 1 << 24  # a threaded call costs tens of us more (DESIGN.md)
 
 # -- kernel sources (geometry `g`: kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow) --------
 GEOMETRY = "kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9]"
@@ -88,12 +88,12 @@ def im2col(x, g, p0, m, col):
 """
 _PRELUDE = "from tfjit.backends.numba_cpu.gemm import matmul\n\n\n"
 
-# Each GEMM kernel splits its output pixels into `threads` contiguous ranges (whole images
-# for the col2im input gradient, whose scatter-add crosses block edges); a call runs range t,
-# block by block, with its own slice of the scratch buffers (`_in_threads` runs the ranges).
+# Each GEMM kernel splits its output pixels into `chunks` contiguous ranges (whole images for
+# the col2im input gradient, whose scatter-add crosses block edges); a call runs range q, block
+# by block, with the scratch buffers of the thread running it (`slot`; see `_in_chunks`).
 _RANGES = """\
-start = total * t // threads
-end = total * (t + 1) // threads
+start = total * q // chunks
+end = total * (q + 1) // chunks
 for p0 in range(start, end, rows):
     m = min(rows, end - p0)
 """
@@ -113,8 +113,8 @@ def forward_source(ins: list[str], outs: list[str], target: str, epilogue: list[
                 "if pointwise:",
                 "    matmul(x.reshape((total, x.shape[3]))[p0:p0 + m], w, block, 0.0)",
                 "else:",
-                "    im2col(x, g, p0, m, col[t])",
-                "    matmul(col[t, :m], w, block, 0.0)"]
+                "    im2col(x, g, p0, m, col[slot])",
+                "    matmul(col[slot, :m], w, block, 0.0)"]
     else:
         xs = [f"x{i}" for i in range(pieces)]
         body = [f"block = {target}", "e = 0"]
@@ -124,7 +124,7 @@ def forward_source(ins: list[str], outs: list[str], target: str, epilogue: list[
     if epilogue:
         body += ["for r in range(m):", "    p = p0 + r", "    for o in range(block.shape[1]):",
                  "        c = block[r, o]"] + ["        " + line for line in epilogue]
-    signature = ", ".join([*xs, "w", "g", "pointwise", "t", "threads", "col", "acc", "total", *ins, *outs])
+    signature = ", ".join([*xs, "w", "g", "pointwise", "q", "chunks", "slot", "col", "acc", "total", *ins, *outs])
     loops = _RANGES + indent("\n".join(body), " " * 4)
     head = "".join(line + "\n" for line in ["rows = col.shape[1]", *setup])
     return (f"\ndef conv_forward({signature}):\n" + indent(head + loops, " " * 4) + "\n"
@@ -133,12 +133,12 @@ def forward_source(ins: list[str], outs: list[str], target: str, epilogue: list[
 
 def _filter_source() -> str:
     body = ("if pointwise:\n"
-            "    matmul(x.reshape((total, x.shape[3]))[p0:p0 + m].T, dy[p0:p0 + m], parts[t], 1.0)\n"
+            "    matmul(x.reshape((total, x.shape[3]))[p0:p0 + m].T, dy[p0:p0 + m], parts[slot], 1.0)\n"
             "else:\n"
-            "    im2col(x, g, p0, m, col[t])\n"
-            "    matmul(col[t, :m].T, dy[p0:p0 + m], parts[t], 1.0)\n")
+            "    im2col(x, g, p0, m, col[slot])\n"
+            "    matmul(col[slot, :m].T, dy[p0:p0 + m], parts[slot], 1.0)\n")
     loops = _RANGES + indent(body, " " * 4)
-    return ("\ndef conv_backprop_filter(x, dy, g, pointwise, t, threads, col, parts):\n"
+    return ("\ndef conv_backprop_filter(x, dy, g, pointwise, q, chunks, slot, col, parts):\n"
             "    total = dy.shape[0]\n    rows = col.shape[1]\n" + indent(loops, " " * 4) + _IM2COL)
 
 
@@ -146,7 +146,7 @@ def _input_source() -> str:
     """The input gradient of a strided convolution: dy @ W^T into a block of columns, then
     scatter-added into dx (col2im); threads take whole images."""
     body = ("""\
-matmul(dy[p0:p0 + m], wt, col[t, :m], 0.0)
+matmul(dy[p0:p0 + m], wt, col[slot, :m], 0.0)
 for r in range(m):
     p = p0 + r
     n = p // (oh * ow)
@@ -160,14 +160,14 @@ for r in range(m):
                 if 0 <= iw < w:
                     base = (i * kw + j) * c
                     for k in range(c):
-                        dx[n, ih, iw, k] += col[t, r, base + k]
+                        dx[n, ih, iw, k] += col[slot, r, base + k]
 """)
-    loops = (_RANGES.replace("start = total * t // threads", "start = images * t // threads * oh * ow")
-             .replace("end = total * (t + 1) // threads", "end = images * (t + 1) // threads * oh * ow")
+    loops = (_RANGES.replace("start = total * q // chunks", "start = images * q // chunks * oh * ow")
+             .replace("end = total * (q + 1) // chunks", "end = images * (q + 1) // chunks * oh * ow")
              + indent(body, " " * 4))
-    return ("\ndef conv_backprop_input(dy, wt, dx, g, t, threads, col):\n"
+    return ("\ndef conv_backprop_input(dy, wt, dx, g, q, chunks, slot, col):\n"
             f"    {GEOMETRY}\n    images, h, w, c = dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]\n"
-            "    rows = col.shape[1]\n    dx[images * t // threads:images * (t + 1) // threads] = 0\n"
+            "    rows = col.shape[1]\n    dx[images * q // chunks:images * (q + 1) // chunks] = 0\n"
             + indent(loops, " " * 4))
 
 
@@ -222,22 +222,37 @@ def _compiled(entry: str, source: str) -> Callable[..., None]:
     return kernel
 
 
-# The GEMM kernels are serial and release the GIL; their thread ranges run on Python threads:
-# compiled with parallel=True they took 2-3x as long to compile (seconds per kernel), and a
-# call from a thread costs about what a parallel region does.
+# The GEMM kernels are serial and release the GIL; Python threads run their ranges: compiled
+# with parallel=True they took 2-3x as long to compile (seconds per kernel), and a call from a
+# thread costs about what a parallel region does. Each thread takes the next of a few ranges per
+# thread as it finishes one, so a core that another process holds slows the step by its share
+# only (with one fixed range per thread the step waited for the slowest thread: 3x slower under
+# load, measured).
+CHUNKS_PER_THREAD = 4
 _WORKERS: list[ThreadPoolExecutor] = []
 
 
-def _in_threads(kernel: Callable[..., None], threads: int, before: tuple[Any, ...], after: tuple[Any, ...]) -> None:
-    """kernel(*before, t, threads, *after) for t in range(threads), concurrently."""
+def _in_chunks(kernel: Callable[..., None], threads: int, chunks: int, before: tuple[Any, ...],
+               after: tuple[Any, ...]) -> None:
+    """kernel(*before, q, chunks, slot, *after) for q in range(chunks), on `threads` threads
+    (slot: the running thread's number, which picks its scratch)."""
     if threads == 1:
-        kernel(*before, 0, 1, *after)
+        for q in range(chunks):
+            kernel(*before, q, chunks, 0, *after)
         return
     if not _WORKERS:
         _WORKERS.append(ThreadPoolExecutor(max_workers=max(1, numba.get_num_threads() - 1),
                                            thread_name_prefix="tfjit-conv"))
-    futures = [_WORKERS[0].submit(kernel, *before, t, threads, *after) for t in range(1, threads)]
-    kernel(*before, 0, threads, *after)
+    pending = itertools.count()  # next() is atomic under the GIL
+
+    def work(slot: int) -> None:
+        q = next(pending)
+        while q < chunks:
+            kernel(*before, q, chunks, slot, *after)
+            q = next(pending)
+
+    futures = [_WORKERS[0].submit(work, slot) for slot in range(1, threads)]
+    work(0)
     for future in futures:
         future.result()
 
@@ -277,8 +292,8 @@ def window_geometry(in_nhwc: tuple[int, ...], kernel: tuple[int, int], attrs: di
     return np.array([*g.kernel, *g.strides, *g.dilations, g.pads[0][0], g.pads[1][0], *g.out], np.int64)
 
 
-def _block_rows(k: int, itemsize: int, total: int, block_bytes: int = BLOCK_BYTES) -> int:
-    return max(1, min(total, MAX_BLOCK_ROWS, block_bytes // max(1, k * itemsize)))
+def _block_rows(k: int, itemsize: int, total: int) -> int:
+    return max(1, min(total, MAX_BLOCK_ROWS, BLOCK_BYTES // max(1, k * itemsize)))
 
 
 def _is_pointwise(g: np.ndarray, x_nhwc: tuple[int, ...]) -> bool:
@@ -299,7 +314,6 @@ class _Gemm:
                  geometry: np.ndarray):
         self.fmt = node.attr("data_format")
         self.dtype = node.types[0].dtype.np_dtype
-        self.out_shape = tuple(node.types[0].shape)
         self.x_shape, self.f_shape = tuple(x_shape), tuple(f_shape)
         self.g = geometry
         self.pointwise = _is_pointwise(self.g, self.x_shape)
@@ -309,6 +323,8 @@ class _Gemm:
         self.rows = _block_rows(self.k, self.dtype.itemsize, pixels)
         big = 2.0 * pixels * self.k * self.o >= PARALLEL_MIN_FLOPS
         self.threads = numba.get_num_threads() if big else 1
+        blocks = -(-pixels // self.rows)
+        self.chunks = 1 if self.threads == 1 else max(1, min(self.threads * CHUNKS_PER_THREAD, blocks))
 
     def _columns(self) -> np.ndarray:
         """Each thread's block of columns (empty for pointwise: its shape still gives the rows)."""
@@ -363,14 +379,14 @@ class Conv2D:
 
     def __init__(self, node: Node):
         self.plan = _Forward(node)
-        self.threads = self.plan.threads
+        self.threads, self.chunks = self.plan.threads, self.plan.chunks
         self.kernel, self.source = _forward_kernel(self.plan, [], ["y"], "y[p0:p0 + m]", [], [])
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         plan = self.plan
         out = POOL.empty(plan.out_nhwc, plan.dtype)
         x, w = plan.operands(a, b)
-        _in_threads(self.kernel, plan.threads, (x, w, plan.g, plan.pointwise),
+        _in_chunks(self.kernel, plan.threads, plan.chunks, (x, w, plan.g, plan.pointwise),
                     (*plan.scratch(True), plan.pixels, out.reshape(plan.pixels, plan.o)))
         return from_nhwc(out, plan.fmt)
 
@@ -385,6 +401,7 @@ class Conv2DBackpropInput(_Gemm):
         dy, x = nhwc_shape(dy, fmt), nhwc_shape(node.types[0].shape, fmt)
         super().__init__(node, x, f, int(np.prod(dy[:3])), window_geometry(x, f[:2], node.attr_dict))
         self.threads = min(self.threads, max(1, self.x_shape[0]))
+        self.chunks = 1 if self.threads == 1 else min(self.threads * CHUNKS_PER_THREAD, self.x_shape[0])
         self.source = _input_source()
         self.kernel = _compiled("conv_backprop_input", self.source)
 
@@ -398,7 +415,7 @@ class Conv2DBackpropInput(_Gemm):
             wt = np.ascontiguousarray(f.reshape(self.k, self.o).T)
             dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
             cols = POOL.empty((self.threads, self.rows, self.k), self.dtype)
-            _in_threads(self.kernel, self.threads, (dys, wt, dx, self.g), (cols,))
+            _in_chunks(self.kernel, self.threads, self.chunks, (dys, wt, dx, self.g), (cols,))
         return from_nhwc(dx, self.fmt)
 
 
@@ -418,7 +435,6 @@ class Conv2DBackpropFilter(_Gemm):
         x, dy = nhwc_shape(x, fmt), nhwc_shape(dy, fmt)
         super().__init__(node, x, node.types[0].shape, int(np.prod(dy[:3])),
                          window_geometry(x, tuple(node.types[0].shape[:2]), node.attr_dict))
-        self.rows = _block_rows(self.k, self.dtype.itemsize, self.pixels, FILTER_BLOCK_BYTES)
         self.source = _filter_source()
         self.kernel = _compiled("conv_backprop_filter", self.source)
 
@@ -427,7 +443,7 @@ class Conv2DBackpropFilter(_Gemm):
             return np.zeros(self.f_shape, self.dtype)
         dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
         parts = np.zeros((self.threads, self.k, self.o), self.dtype)
-        _in_threads(self.kernel, self.threads, (to_nhwc(x, self.fmt), dys, self.g, self.pointwise),
+        _in_chunks(self.kernel, self.threads, self.chunks, (to_nhwc(x, self.fmt), dys, self.g, self.pointwise),
                     (self._columns(), parts))
         df = parts[0] if self.threads == 1 else parts.sum(axis=0)
         return df.reshape(self.f_shape)
@@ -469,7 +485,7 @@ class FusedConv:
         self._picks = [results.index(r) for r in body.results]
         self._types = [r.type.dtype.np_dtype for r in results]
         direct = conv.out in results
-        target = f"out{results.index(conv.out)}[p0:p0 + m]" if direct else "acc[t, :m]"
+        target = f"out{results.index(conv.out)}[p0:p0 + m]" if direct else "acc[slot, :m]"
         self.direct = direct
         ins = [f"in{i}" for i in range(len(inputs))]
         outs = [f"out{j}" for j in range(len(results))]
@@ -487,7 +503,7 @@ class FusedConv:
         outs = [POOL.empty(plan.out_nhwc, t) for t in self._types]
         shapes = {SCALAR: (), CHANNEL: (plan.o,), FULL: (plan.pixels, plan.o)}
         ins = [np.ascontiguousarray(args[i]).reshape(shapes[kind]) for i, kind in self._inputs]
-        _in_threads(self.kernel, plan.threads, (*xs, w, plan.g, plan.pointwise),
+        _in_chunks(self.kernel, plan.threads, plan.chunks, (*xs, w, plan.g, plan.pointwise),
                     (*plan.scratch(self.direct), plan.pixels, *ins, *(o.reshape(plan.pixels, plan.o) for o in outs)))
         return tuple(outs[k] for k in self._picks)
 
