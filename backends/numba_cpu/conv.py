@@ -63,30 +63,8 @@ def window_kernel(signature: str, spatial: str, setup: str, tap: str, before: st
     return f"\ndef {signature}:\n" + indent(head + dedent(setup) + loops, " " * 4)
 
 
-_IM2COL = """
-
-@njit(cache=True, error_model='numpy', nogil=True)
-def im2col(x, g, p0, m, col):
-    """ + GEOMETRY + """
-    h, w, c = x.shape[1], x.shape[2], x.shape[3]
-    for r in range(m):
-        p = p0 + r
-        n = p // (oh * ow)
-        a = (p // ow) % oh
-        b = p % ow
-        for i in range(kh):
-            ih = a * sh - pt + i * dh
-            for j in range(kw):
-                iw = b * sw - pl + j * dw
-                base = (i * kw + j) * c
-                if 0 <= ih < h and 0 <= iw < w:
-                    for k in range(c):
-                        col[r, base + k] = x[n, ih, iw, k]
-                else:
-                    for k in range(c):
-                        col[r, base + k] = 0
-"""
-_PRELUDE = "from tfjit.backends.numba_cpu.gemm import matmul\n\n\n"
+_PRELUDE = ("from tfjit.backends.numba_cpu.gemm import matmul\n"
+            "from tfjit.backends.numba_cpu.im2col import im2col\n\n\n")
 
 # Each GEMM kernel splits its output pixels into `chunks` contiguous ranges (whole images for
 # the col2im input gradient, whose scatter-add crosses block edges); a call runs range q, block
@@ -122,13 +100,15 @@ def forward_source(ins: list[str], outs: list[str], target: str, epilogue: list[
             body += [f"matmul({x}.reshape((total, {x}.shape[3]))[p0:p0 + m], w[e:e + {x}.shape[3]], block, "
                      f"{0.0 if i == 0 else 1.0})", f"e += {x}.shape[3]"]
     if epilogue:
+        # Element reads and writes index the C-contiguous arguments, not the `block` view,
+        # so that the channel loop vectorises.
+        value = "acc[slot, r, o]" if target.startswith("acc") else target.split("[")[0] + "[p, o]"
         body += ["for r in range(m):", "    p = p0 + r", "    for o in range(block.shape[1]):",
-                 "        c = block[r, o]"] + ["        " + line for line in epilogue]
+                 f"        c = {value}"] + ["        " + line for line in epilogue]
     signature = ", ".join([*xs, "w", "g", "pointwise", "q", "chunks", "slot", "col", "acc", "total", *ins, *outs])
     loops = _RANGES + indent("\n".join(body), " " * 4)
     head = "".join(line + "\n" for line in ["rows = col.shape[1]", *setup])
-    return (f"\ndef conv_forward({signature}):\n" + indent(head + loops, " " * 4) + "\n"
-            + _IM2COL)
+    return f"\ndef conv_forward({signature}):\n" + indent(head + loops, " " * 4) + "\n"
 
 
 def _filter_source() -> str:
@@ -139,7 +119,7 @@ def _filter_source() -> str:
             "    matmul(col[slot, :m].T, dy[p0:p0 + m], parts[slot], 1.0)\n")
     loops = _RANGES + indent(body, " " * 4)
     return ("\ndef conv_backprop_filter(x, dy, g, pointwise, q, chunks, slot, col, parts):\n"
-            "    total = dy.shape[0]\n    rows = col.shape[1]\n" + indent(loops, " " * 4) + _IM2COL)
+            "    total = dy.shape[0]\n    rows = col.shape[1]\n" + indent(loops, " " * 4))
 
 
 def _input_source() -> str:
