@@ -238,7 +238,7 @@ FUSED_CASES = [  # (input NHWC, filter HWIO, strides, padding, dtype)
 def test_fused_conv_epilogues_match_the_reference(x_shape, f_shape, strides, padding, dtype):
     """Two layers: conv + bias + relu keeping the relu mask; the second layer's input gradient
     through that mask (fused into the input gradient, which at stride 1 runs as a
-    convolution); and a scaled residual on the second layer."""
+    convolution); and a scaled residual on the second layer, whose output is a result too."""
     tdtype = tf.as_dtype(dtype)
     x = tf.placeholder(tdtype, x_shape, name="x")
     f = tf.placeholder(tdtype, f_shape, name="f")
@@ -253,10 +253,11 @@ def test_fused_conv_epilogues_match_the_reference(x_shape, f_shape, strides, pad
     feeds = {x: RNG.standard_normal(x_shape), f: RNG.standard_normal(f_shape), b: RNG.standard_normal(f_shape[3]),
              f2: RNG.standard_normal(f2.shape.as_list()), r: RNG.standard_normal(y2.shape.as_list()),
              res: RNG.standard_normal(y2.shape.as_list())}
-    got, want, exe = both([y, dx, df, db, df2, out], feeds)
+    got, want, exe = both([y, dx, df, db, df2, out, y2], feeds)
     assert_same(got, want, dtype)
     fused = [k for n, k in exe.kernels if isinstance(k, conv.FusedConv)]
     assert len(fused) >= 2
+    assert any(k.direct for k in fused)  # y2 is a result too: its GEMM writes it, the epilogue reads it
     assert any(k.plan.transposed for k in fused) == (strides == (1, 1))  # strided: col2im, then the select
 
 
