@@ -14,11 +14,8 @@ def im2col(x, g, p0, m, col):
     padding), as KH*KW*C values in (i, j, channel) order; `g` is conv.py's geometry vector."""
     kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9]
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    n, a, b = p0 // (oh * ow), (p0 // ow) % oh, p0 % ow  # pixel r's position, stepped below
     for r in range(m):
-        p = p0 + r
-        n = p // (oh * ow)
-        a = (p // ow) % oh
-        b = p % ow
         for i in range(kh):
             ih = a * sh - pt + i * dh
             for j in range(kw):
@@ -30,3 +27,10 @@ def im2col(x, g, p0, m, col):
                 else:
                     for k in range(c):
                         col[r, base + k] = 0
+        b += 1
+        if b == ow:
+            b = 0
+            a += 1
+            if a == oh:
+                a = 0
+                n += 1
