@@ -66,12 +66,14 @@ def window_kernel(signature: str, spatial: str, setup: str, tap: str, before: st
 _PRELUDE = ("from tfjit.backends.numba_cpu.gemm import matmul\n"
             "from tfjit.backends.numba_cpu.im2col import im2col\n\n\n")
 
-# Each GEMM kernel splits its output pixels into `chunks` contiguous ranges (whole images for
-# the col2im input gradient, whose scatter-add crosses block edges); a call runs range q, block
-# by block, with the scratch buffers of the thread running it (`slot`; see `_in_chunks`).
+# Each GEMM kernel splits its output pixels into `chunks` contiguous ranges of whole blocks
+# (whole images for the col2im input gradient, whose scatter-add crosses block edges); a call
+# runs range q, block by block, with the scratch buffers of the thread running it (`slot`;
+# see `_in_chunks`).
 _RANGES = """\
-start = total * q // chunks
-end = total * (q + 1) // chunks
+blocks = (total + rows - 1) // rows
+start = min(total, blocks * q // chunks * rows)
+end = min(total, blocks * (q + 1) // chunks * rows)
 for p0 in range(start, end, rows):
     m = min(rows, end - p0)
 """
@@ -142,8 +144,9 @@ for r in range(m):
                     for k in range(c):
                         dx[n, ih, iw, k] += col[slot, r, base + k]
 """)
-    loops = (_RANGES.replace("start = total * q // chunks", "start = images * q // chunks * oh * ow")
-             .replace("end = total * (q + 1) // chunks", "end = images * (q + 1) // chunks * oh * ow")
+    loops = (_RANGES.replace("blocks = (total + rows - 1) // rows\n", "")
+             .replace("start = min(total, blocks * q // chunks * rows)", "start = images * q // chunks * oh * ow")
+             .replace("end = min(total, blocks * (q + 1) // chunks * rows)", "end = images * (q + 1) // chunks * oh * ow")
              + indent(body, " " * 4))
     return ("\ndef conv_backprop_input(dy, wt, dx, g, q, chunks, slot, col):\n"
             f"    {GEOMETRY}\n    images, h, w, c = dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]\n"
