@@ -403,9 +403,17 @@ class Conv2DBackpropInput(_Gemm):
 
 
 def input_gradient(node: Node) -> Conv2D | Conv2DBackpropInput:
-    """The input gradient's kernel: a forward convolution at stride 1, col2im otherwise."""
-    strides = node.attr("strides")
-    return Conv2D(node) if all(s == 1 for s in strides) else Conv2DBackpropInput(node)
+    """The input gradient's kernel: a forward convolution where that pays, col2im otherwise."""
+    return Conv2D(node) if as_convolution(node) else Conv2DBackpropInput(node)
+
+
+def as_convolution(node: Node) -> bool:
+    """Whether a conv2d_backprop_input runs as a convolution of dy: only at stride 1, and only
+    when dx has at least dy's channels. The convolution's GEMM is [pixels, KH*KW*O] @
+    [KH*KW*O, C], col2im's [pixels, O] @ [O, KH*KW*C]: with C < O the former is the narrow
+    one (a 3x3, 64 -> 32 channel gradient took 4.1 ms against col2im's 3.7, measured)."""
+    f = node.inputs[0].type.shape
+    return all(s == 1 for s in node.attr("strides")) and f is not None and f[2] >= f[3]
 
 
 class Conv2DBackpropFilter(_Gemm):
@@ -506,7 +514,7 @@ def build_fused(node: Node) -> FusedConv | None:
     skip = {conv} if pieces is None else {conv, conv.inputs[0].node}
     if (conv.attr("data_format") != "NHWC" or len(conv.inputs) != 2 or not static_shapes(conv)
             or conv.types[0].dtype.np_dtype not in DTYPES
-            or (conv.op == "conv2d_backprop_input" and any(s != 1 for s in conv.attr("strides")))):
+            or (conv.op == "conv2d_backprop_input" and not as_convolution(conv))):
         return None
     rest = Graph(body.name, body.params, [n for n in body.nodes if n not in skip], [])
     if any(get_op(n.op).stateful for n in rest.nodes) or not supported(rest):
