@@ -86,6 +86,8 @@ CONV_CASES = [  # (input NHWC, filter HWIO, strides, padding, dilations)
     ((2, 3, 4, 2), (1, 1, 2, 3), (1, 1), ((0, 1), (0, 2)), (1, 1)),  # 1x1 padded below/right
     ((1, 3, 3, 2), (3, 3, 2, 2), (1, 1), "VALID", (1, 1)),  # a single output pixel
     ((1, 5, 4, 3), (2, 3, 3, 2), (1, 1), ((3, 0), (1, 4)), (1, 1)),  # padding beyond the window
+    ((2, 5, 6, 3), (3, 3, 3, 3), (1, 1), ((2, 0), (1, 3)), (1, 1)),  # 3x3 stride 1: Winograd, odd sizes
+    ((1, 4, 4, 3), (3, 3, 3, 2), (1, 1), ((3, 1), (0, 4)), (1, 1)),  # Winograd, padding beyond the window
 ]
 
 
@@ -98,6 +100,8 @@ def test_conv2d_and_its_gradients_match_the_reference(x_shape, f_shape, strides,
     # at stride 1 with dx's channels >= dy's the input gradient runs as a convolution of dy
     as_convolution = strides == (1, 1) and f_shape[2] >= f_shape[3]
     assert isinstance(kernels["conv2d_backprop_input"], conv.Conv2D) == as_convolution
+    winograd = f_shape[:2] == (3, 3) and strides == (1, 1) and dilations == (1, 1)
+    assert kernels["conv2d"].plan.winograd == winograd
 
 
 @pytest.mark.parametrize("x_shape,f_shape,strides,padding,dilations", [CONV_CASES[1], CONV_CASES[4], CONV_CASES[5]])
@@ -235,6 +239,7 @@ FUSED_CASES = [  # (input NHWC, filter HWIO, strides, padding, dtype)
     ((2, 6, 5, 3), (3, 3, 3, 5), (1, 1), "SAME", np.float32),
     ((1, 7, 6, 2), (2, 3, 2, 3), (2, 1), "VALID", np.float64),
     ((3, 4, 5, 7), (1, 1, 7, 5), (1, 1), "SAME", np.float32),  # pointwise
+    ((1, 5, 7, 4), (3, 3, 4, 4), (1, 1), "VALID", np.float64),  # Winograd, both layers
 ]
 
 
@@ -266,9 +271,12 @@ def test_fused_conv_epilogues_match_the_reference(x_shape, f_shape, strides, pad
 
 
 def test_fused_conv_split_across_threads(monkeypatch):
+    """Chunks of blocks of pixels (im2col) and of 2x2 tiles (Winograd: 3 a block here) on threads."""
     monkeypatch.setattr(conv, "PARALLEL_MIN_FLOPS", 0)
     monkeypatch.setattr(conv, "MAX_BLOCK_ROWS", 7)
+    monkeypatch.setattr(conv, "WINOGRAD_BLOCK_BYTES", 16 * 5 * 4 * 3)
     test_fused_conv_epilogues_match_the_reference(*FUSED_CASES[0])
+    test_fused_conv_epilogues_match_the_reference(*FUSED_CASES[1])
 
 
 def test_a_pointwise_convolution_reads_the_pieces_of_its_input_concat():
@@ -331,4 +339,4 @@ def test_the_kernel_dump_shows_the_conv_and_pooling_kernels():
     got, want, exe = both([y], {x: RNG.standard_normal((1, 4, 4, 2))})
     assert_same(got, want, np.float32)
     sources = kernel_sources(exe)
-    assert "def conv_forward(" in sources and "def max_pool(" in sources
+    assert "def conv_winograd(" in sources and "def max_pool(" in sources  # 3x3, stride 1: Winograd

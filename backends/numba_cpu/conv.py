@@ -34,11 +34,14 @@ from tfjit.ops.conv import geometry
 
 from .buffers import POOL
 from .codegen import INDEX_ONLY, ElementWriter, Lines, supported
+from . import winograd
 from .compile import compile_kernel
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 BLOCK_BYTES = 1 << 19     # one block of columns: fits L2 (1 MiB) next to the filter and output rows
 MAX_BLOCK_ROWS = 1024
+WINOGRAD = True
+WINOGRAD_BLOCK_BYTES = 1 << 19  # a block's transformed tiles (V: 16 x tiles x C)
 PARALLEL_MIN_FLOPS = 1 << 24  # a threaded call costs tens of us more (DESIGN.md)
 
 # -- kernel sources (geometry `g`: kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow) --------
@@ -336,6 +339,13 @@ class _Forward(_Gemm):
             g = window_geometry(x, f[:2], node.attr_dict)
         self.out_nhwc = out
         super().__init__(node, x, f, int(np.prod(out[:3])), g)
+        # 3x3, stride 1, undilated: Winograd (winograd.py), a block of 2x2 output tiles at a time
+        self.winograd = WINOGRAD and f[:2] == (3, 3) and all(int(v) == 1 for v in g[2:6])
+        if self.winograd:
+            tiles = out[0] * -(-out[1] // 2) * -(-out[2] // 2)
+            self.rows = max(1, min(tiles, WINOGRAD_BLOCK_BYTES // (16 * max(f[2], f[3], 1) * self.dtype.itemsize)))
+            blocks = -(-tiles // self.rows)
+            self.chunks = 1 if self.threads == 1 else max(1, min(self.threads * CHUNKS_PER_THREAD, blocks))
 
     def operands(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The NHWC input and the [K, O] filter matrix, from the op's operands."""
@@ -344,14 +354,28 @@ class _Forward(_Gemm):
             return to_nhwc(b, self.fmt), w.reshape(self.k, self.o)
         return to_nhwc(a, self.fmt), np.ascontiguousarray(b).reshape(self.k, self.o)
 
-    def scratch(self, direct: bool) -> tuple[np.ndarray, np.ndarray]:
-        """The columns, and each thread's block of results when they do not go to an output."""
+    def run(self, kernel: Callable[..., None], xs: tuple[np.ndarray, ...], w: np.ndarray, direct: bool,
+            ins: list[np.ndarray], outs: list[np.ndarray]) -> None:
+        """`kernel` (from `_forward_kernel`) on the NHWC input(s), the [K, O] filter matrix, the
+        epilogue's inputs and the [pixels, O] outputs (`direct`: the first holds the GEMM's)."""
+        if self.winograd:
+            u = winograd.filter_transform(w.reshape(self.f_shape))
+            v = POOL.empty((self.threads, 16, self.rows, self.f_shape[2]), self.dtype)
+            mm = POOL.empty((self.threads, 16, self.rows, self.o), self.dtype)
+            geometry = (int(self.g[6]), int(self.g[7]), int(self.g[8]), int(self.g[9]))
+            _in_chunks(kernel, self.threads, self.chunks, (*xs, u, *geometry), (v, mm, *ins, *outs))
+            return
         acc = np.empty((1, 1, 1), self.dtype) if direct else POOL.empty((self.threads, self.rows, self.o), self.dtype)
-        return self._columns(), acc
+        _in_chunks(kernel, self.threads, self.chunks, (*xs, w, self.g, self.pointwise),
+                   (self._columns(), acc, self.pixels, *ins, *outs))
 
 
 def _forward_kernel(plan: _Forward, ins: list[str], outs: list[str], target: str, epilogue: list[str],
                     setup: list[str], pieces: int = 1) -> tuple[Callable[..., None], str]:
+    if plan.winograd:
+        direct = None if target.startswith("acc") else target.split("[")[0]
+        source = winograd.source(ins, outs, direct, epilogue, setup)
+        return _compiled("conv_winograd", source), source
     source = forward_source(ins, outs, target, epilogue, setup, pieces)
     return _compiled("conv_forward", source), source
 
@@ -369,8 +393,7 @@ class Conv2D:
         plan = self.plan
         out = POOL.empty(plan.out_nhwc, plan.dtype)
         x, w = plan.operands(a, b)
-        _in_chunks(self.kernel, plan.threads, plan.chunks, (x, w, plan.g, plan.pointwise),
-                    (*plan.scratch(True), plan.pixels, out.reshape(plan.pixels, plan.o)))
+        plan.run(self.kernel, (x,), w, True, [], [out.reshape(plan.pixels, plan.o)])
         return from_nhwc(out, plan.fmt)
 
 
@@ -494,8 +517,7 @@ class FusedConv:
         outs = [POOL.empty(plan.out_nhwc, t) for t in self._types]
         shapes = {SCALAR: (), CHANNEL: (plan.o,), FULL: (plan.pixels, plan.o)}
         ins = [np.ascontiguousarray(args[i]).reshape(shapes[kind]) for i, kind in self._inputs]
-        _in_chunks(self.kernel, plan.threads, plan.chunks, (*xs, w, plan.g, plan.pointwise),
-                    (*plan.scratch(self.direct), plan.pixels, *ins, *(o.reshape(plan.pixels, plan.o) for o in outs)))
+        plan.run(self.kernel, xs, w, self.direct, ins, [o.reshape(plan.pixels, plan.o) for o in outs])
         return tuple(outs[k] for k in self._picks)
 
 
