@@ -21,6 +21,12 @@ TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol
 KERNEL_TYPES = (conv.Conv2D, conv.Conv2DBackpropInput, conv.Conv2DBackpropFilter, conv.Depthwise, pool.Pool)
 
 
+@pytest.fixture(autouse=True)
+def winograd_for_few_channels(monkeypatch):
+    """The small shapes here take the Winograd path too (by default only from 8 channels)."""
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
+
+
 def kernels(exe):
     """(op, kernel) of every node the plan runs, inside fused bodies too."""
     out = []
@@ -277,6 +283,16 @@ def test_fused_conv_split_across_threads(monkeypatch):
     monkeypatch.setattr(conv, "WINOGRAD_BLOCK_BYTES", 16 * 5 * 4 * 3)
     test_fused_conv_epilogues_match_the_reference(*FUSED_CASES[0])
     test_fused_conv_epilogues_match_the_reference(*FUSED_CASES[1])
+
+
+def test_few_input_channels_take_im2col_rather_than_winograd(monkeypatch):
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 8)
+    for channels, winograd in [(3, False), (8, True)]:
+        with tf.Graph().as_default():
+            got, want, exe = conv_and_grads((1, 4, 5, channels), (3, 3, channels, 2), (1, 1), "SAME", (1, 1), "NHWC",
+                                            np.float32)
+        assert_same(got, want, np.float32)
+        assert window_kernels(exe)["conv2d"].plan.winograd == winograd
 
 
 def test_a_pointwise_convolution_reads_the_pieces_of_its_input_concat():

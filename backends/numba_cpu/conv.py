@@ -42,6 +42,8 @@ BLOCK_BYTES = 1 << 19     # one block of columns: fits L2 (1 MiB) next to the fi
 MAX_BLOCK_ROWS = 1024
 WINOGRAD = True
 WINOGRAD_BLOCK_BYTES = 1 << 19  # a block's transformed tiles (V: 16 x tiles x C)
+WINOGRAD_MIN_CHANNELS = 8  # 3x3 to 32 channels, single thread: from 3, 1.7 ms (Winograd) vs 1.5
+                           # (im2col); from 8, 2.3 vs 2.5; from 16, 3.0 vs 4.2
 PARALLEL_MIN_FLOPS = 1 << 24  # a threaded call costs tens of us more (DESIGN.md)
 
 # -- kernel sources (geometry `g`: kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow) --------
@@ -339,8 +341,10 @@ class _Forward(_Gemm):
             g = window_geometry(x, f[:2], node.attr_dict)
         self.out_nhwc = out
         super().__init__(node, x, f, int(np.prod(out[:3])), g)
-        # 3x3, stride 1, undilated: Winograd (winograd.py), a block of 2x2 output tiles at a time
-        self.winograd = WINOGRAD and f[:2] == (3, 3) and all(int(v) == 1 for v in g[2:6])
+        # 3x3, stride 1, undilated: Winograd (winograd.py), a block of 2x2 output tiles at a time;
+        # not for a few input channels (an RGB image), whose 16 GEMMs would be too thin
+        self.winograd = WINOGRAD and f[:2] == (3, 3) and all(int(v) == 1 for v in g[2:6]) \
+            and f[2] >= WINOGRAD_MIN_CHANNELS
         if self.winograd:
             tiles = out[0] * -(-out[1] // 2) * -(-out[2] // 2)
             self.rows = max(1, min(tiles, WINOGRAD_BLOCK_BYTES // (16 * max(f[2], f[3], 1) * self.dtype.itemsize)))
