@@ -39,13 +39,15 @@ def source(ins: list[str], outs: list[str], direct: str | None, epilogue: list[s
     convolution itself goes to (else only the epilogue's outputs are written), `epilogue` is
     conv.py's element code reading `c` at pixel p, channel o."""
     per_output = ([f"{direct}[p, o] = c"] if direct else []) + epilogue
-    writes = []
-    for da in range(2):
-        for db in range(2):
-            writes += [f"if ty * 2 + {da} < oh and tx * 2 + {db} < ow:",
-                       f"    p = (n * oh + ty * 2 + {da}) * ow + tx * 2 + {db}",
-                       "    for o in range(nout):",
-                       f"        c = {_output_sum(da, db)}"] + ["        " + line for line in per_output]
+    # the tile's 4 outputs into ys, then one loop writes them (one copy of the epilogue's code)
+    writes = ["for o in range(nout):"]
+    writes += [f"    ys[{2 * da + db}, o] = {_output_sum(da, db)}" for da in range(2) for db in range(2)]
+    writes += ["for at in range(4):",
+               "    a, b = ty * 2 + at // 2, tx * 2 + at % 2",
+               "    if a < oh and b < ow:",
+               "        p = (n * oh + a) * ow + b",
+               "        for o in range(nout):",
+               "            c = ys[at, o]"] + ["            " + line for line in per_output]
     signature = ", ".join(["x", "u", "pt", "pl", "oh", "ow", "q", "chunks", "slot", "v", "mm", *ins, *outs])
     body = f'''
 def conv_winograd({signature}):
@@ -55,6 +57,7 @@ def conv_winograd({signature}):
     total = x.shape[0] * nty * ntx
     rows = v.shape[2]
 {"".join("    " + line + chr(10) for line in setup)}    d = np.empty((4, 4, c_in), x.dtype)
+    ys = np.empty((4, nout), mm.dtype)
     blocks = (total + rows - 1) // rows
     start = min(total, blocks * q // chunks * rows)
     end = min(total, blocks * (q + 1) // chunks * rows)
