@@ -122,6 +122,7 @@ def test_conv2d_split_across_threads(monkeypatch):
     threads take in turn, each chunk block by block (a last block shorter)."""
     monkeypatch.setattr(conv, "PARALLEL_MIN_FLOPS", 0)
     monkeypatch.setattr(conv, "MAX_BLOCK_ROWS", 7)
+    monkeypatch.setattr(conv, "MIN_CHUNK_ROWS", 1)
     for x_shape, f_shape, strides, padding in [((3, 6, 5, 3), (3, 3, 3, 4), (2, 1), "SAME"),
                                                ((3, 4, 5, 6), (1, 1, 6, 5), (1, 1), "VALID")]:
         got, want, exe = conv_and_grads(x_shape, f_shape, strides, padding, (1, 1), "NHWC", np.float32)
@@ -280,6 +281,7 @@ def test_fused_conv_split_across_threads(monkeypatch):
     """Chunks of blocks of pixels (im2col) and of 2x2 tiles (Winograd: 3 a block here) on threads."""
     monkeypatch.setattr(conv, "PARALLEL_MIN_FLOPS", 0)
     monkeypatch.setattr(conv, "MAX_BLOCK_ROWS", 7)
+    monkeypatch.setattr(conv, "MIN_CHUNK_ROWS", 1)
     monkeypatch.setattr(conv, "WINOGRAD_BLOCK_BYTES", 16 * 5 * 4 * 3)
     test_fused_conv_epilogues_match_the_reference(*FUSED_CASES[0])
     test_fused_conv_epilogues_match_the_reference(*FUSED_CASES[1])

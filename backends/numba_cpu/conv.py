@@ -75,16 +75,17 @@ def window_kernel(signature: str, spatial: str, setup: str, tap: str, before: st
 _PRELUDE = ("from tfjit.backends.numba_cpu.gemm import matmul\n"
             "from tfjit.backends.numba_cpu.im2col import im2col\n\n\n")
 
-# Each GEMM kernel splits its output pixels into `chunks` contiguous ranges of whole blocks
-# (whole images for the col2im input gradient, whose scatter-add crosses block edges); a call
-# runs range q, block by block, with the scratch buffers of the thread running it (`slot`;
-# see `_in_chunks`).
+# Each GEMM kernel splits its output pixels into `chunks` equal contiguous ranges (whole
+# images for the col2im input gradient, whose scatter-add crosses block edges); a call runs
+# range q in equal blocks of at most `rows` (no one-row remainder), with the scratch buffers
+# of the thread running it (`slot`; see `_in_chunks`).
 _RANGES = """\
-blocks = (total + rows - 1) // rows
-start = min(total, blocks * q // chunks * rows)
-end = min(total, blocks * (q + 1) // chunks * rows)
-for p0 in range(start, end, rows):
-    m = min(rows, end - p0)
+start = total * q // chunks
+end = total * (q + 1) // chunks
+blocks = max(1, (end - start + rows - 1) // rows)
+step = max(1, (end - start + blocks - 1) // blocks)  # equal blocks of at most `rows`
+for p0 in range(start, end, step):
+    m = min(step, end - p0)
 """
 
 
@@ -153,9 +154,8 @@ for r in range(m):
                     for k in range(c):
                         dx[n, ih, iw, k] += col[slot, r, base + k]
 """)
-    loops = (_RANGES.replace("blocks = (total + rows - 1) // rows\n", "")
-             .replace("start = min(total, blocks * q // chunks * rows)", "start = images * q // chunks * oh * ow")
-             .replace("end = min(total, blocks * (q + 1) // chunks * rows)", "end = images * (q + 1) // chunks * oh * ow")
+    loops = (_RANGES.replace("start = total * q // chunks", "start = images * q // chunks * oh * ow")
+             .replace("end = total * (q + 1) // chunks", "end = images * (q + 1) // chunks * oh * ow")
              + indent(body, " " * 4))
     return ("\ndef conv_backprop_input(dy, wt, dx, g, q, chunks, slot, col):\n"
             f"    {GEOMETRY}\n    images, h, w, c = dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]\n"
@@ -221,7 +221,14 @@ def _compiled(entry: str, source: str) -> Callable[..., None]:
 # only (with one fixed range per thread the step waited for the slowest thread: 3x slower under
 # load, measured).
 CHUNKS_PER_THREAD = 4
+MIN_CHUNK_ROWS = 32
 _WORKERS: list[ThreadPoolExecutor] = []
+
+
+def _chunks(threads: int, rows: int) -> int:
+    """How many ranges to split `rows` GEMM rows into for `threads` threads: a few per thread,
+    each of at least MIN_CHUNK_ROWS rows."""
+    return 1 if threads == 1 else max(1, min(threads * CHUNKS_PER_THREAD, rows // MIN_CHUNK_ROWS))
 
 
 def _in_chunks(kernel: Callable[..., None], threads: int, chunks: int, before: tuple[Any, ...],
@@ -315,8 +322,7 @@ class _Gemm:
         self.rows = _block_rows(self.k, self.dtype.itemsize, pixels)
         big = 2.0 * pixels * self.k * self.o >= PARALLEL_MIN_FLOPS
         self.threads = numba.get_num_threads() if big else 1
-        blocks = -(-pixels // self.rows)
-        self.chunks = 1 if self.threads == 1 else max(1, min(self.threads * CHUNKS_PER_THREAD, blocks))
+        self.chunks = _chunks(self.threads, pixels)
 
     def _columns(self) -> np.ndarray:
         """Each thread's block of columns (empty for pointwise: its shape still gives the rows)."""
@@ -352,8 +358,7 @@ class _Forward(_Gemm):
         if self.winograd:
             tiles = out[0] * -(-out[1] // 2) * -(-out[2] // 2)
             self.rows = max(1, min(tiles, WINOGRAD_BLOCK_BYTES // (16 * max(f[2], f[3], 1) * self.dtype.itemsize)))
-            blocks = -(-tiles // self.rows)
-            self.chunks = 1 if self.threads == 1 else max(1, min(self.threads * CHUNKS_PER_THREAD, blocks))
+            self.chunks = _chunks(self.threads, tiles)
 
     def operands(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The NHWC input and the [K, O] filter matrix, from the op's operands."""

@@ -58,11 +58,12 @@ def conv_winograd({signature}):
     rows = v.shape[2]
 {"".join("    " + line + chr(10) for line in setup)}    d = np.empty((4, 4, c_in), x.dtype)
     ys = np.empty((4, nout), mm.dtype)
-    blocks = (total + rows - 1) // rows
-    start = min(total, blocks * q // chunks * rows)
-    end = min(total, blocks * (q + 1) // chunks * rows)
-    for t0 in range(start, end, rows):
-        m = min(rows, end - t0)
+    start = total * q // chunks
+    end = total * (q + 1) // chunks
+    blocks = max(1, (end - start + rows - 1) // rows)
+    step = max(1, (end - start + blocks - 1) // blocks)  # equal blocks of at most `rows`
+    for t0 in range(start, end, step):
+        m = min(step, end - t0)
         for r in range(m):
             t = t0 + r
             n, ty, tx = t // (nty * ntx), (t // ntx) % nty, t % ntx
