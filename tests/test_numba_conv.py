@@ -21,6 +21,12 @@ TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol
 KERNEL_TYPES = (conv.Conv2D, conv.Conv2DBackpropInput, conv.Conv2DBackpropFilter, conv.Depthwise, pool.Pool)
 
 
+@pytest.fixture(autouse=True)
+def winograd_for_few_channels(monkeypatch):
+    """The small shapes here take the Winograd path too (by default only from 8 channels)."""
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
+
+
 def kernels(exe):
     """(op, kernel) of every node the plan runs, inside fused bodies too."""
     out = []
@@ -79,12 +85,15 @@ CONV_CASES = [  # (input NHWC, filter HWIO, strides, padding, dilations)
     ((2, 6, 5, 3), (3, 3, 3, 4), (1, 1), "SAME", (1, 1)),
     ((2, 7, 6, 3), (3, 3, 3, 2), (2, 2), "SAME", (1, 1)),
     ((1, 7, 6, 2), (2, 3, 2, 3), (2, 1), "VALID", (1, 1)),
-    ((1, 8, 7, 2), (3, 2, 2, 3), (1, 1), "VALID", (2, 3)),
+    ((1, 8, 7, 3), (3, 2, 3, 2), (1, 1), "VALID", (2, 3)),
     ((2, 5, 6, 2), (3, 3, 2, 3), (2, 2), ((1, 2), (0, 3)), (1, 1)),
     ((3, 4, 5, 6), (1, 1, 6, 5), (1, 1), "SAME", (1, 1)),   # pointwise: one GEMM
     ((2, 5, 5, 4), (1, 1, 4, 3), (2, 2), "VALID", (1, 1)),  # 1x1 strided: columns again
     ((2, 3, 4, 2), (1, 1, 2, 3), (1, 1), ((0, 1), (0, 2)), (1, 1)),  # 1x1 padded below/right
     ((1, 3, 3, 2), (3, 3, 2, 2), (1, 1), "VALID", (1, 1)),  # a single output pixel
+    ((1, 5, 4, 3), (2, 3, 3, 2), (1, 1), ((3, 0), (1, 4)), (1, 1)),  # padding beyond the window
+    ((2, 5, 6, 3), (3, 3, 3, 3), (1, 1), ((2, 0), (1, 3)), (1, 1)),  # 3x3 stride 1: Winograd, odd sizes
+    ((1, 4, 4, 3), (3, 3, 3, 2), (1, 1), ((3, 1), (0, 4)), (1, 1)),  # Winograd, padding beyond the window
 ]
 
 
@@ -92,7 +101,13 @@ CONV_CASES = [  # (input NHWC, filter HWIO, strides, padding, dilations)
 def test_conv2d_and_its_gradients_match_the_reference(x_shape, f_shape, strides, padding, dilations):
     got, want, exe = conv_and_grads(x_shape, f_shape, strides, padding, dilations, "NHWC", np.float32)
     assert_same(got, want, np.float32)
-    assert set(window_kernels(exe)) == {"conv2d", "conv2d_backprop_input", "conv2d_backprop_filter"}
+    kernels = window_kernels(exe)
+    assert set(kernels) == {"conv2d", "conv2d_backprop_input", "conv2d_backprop_filter"}
+    # at stride 1 with dx's channels >= dy's the input gradient runs as a convolution of dy
+    as_convolution = strides == (1, 1) and f_shape[2] >= f_shape[3]
+    assert isinstance(kernels["conv2d_backprop_input"], conv.Conv2D) == as_convolution
+    winograd = f_shape[:2] == (3, 3) and strides == (1, 1) and dilations == (1, 1)
+    assert kernels["conv2d"].plan.winograd == winograd
 
 
 @pytest.mark.parametrize("x_shape,f_shape,strides,padding,dilations", [CONV_CASES[1], CONV_CASES[4], CONV_CASES[5]])
@@ -103,13 +118,17 @@ def test_conv2d_nchw_and_float64(x_shape, f_shape, strides, padding, dilations):
 
 
 def test_conv2d_split_across_threads(monkeypatch):
-    """Big convolutions split their pixels (the input gradient: its images) across threads."""
+    """Big convolutions split their pixels (the input gradient: its images) into chunks that
+    threads take in turn, each chunk block by block (a last block shorter)."""
     monkeypatch.setattr(conv, "PARALLEL_MIN_FLOPS", 0)
+    monkeypatch.setattr(conv, "MAX_BLOCK_ROWS", 7)
+    monkeypatch.setattr(conv, "MIN_CHUNK_ROWS", 1)
     for x_shape, f_shape, strides, padding in [((3, 6, 5, 3), (3, 3, 3, 4), (2, 1), "SAME"),
                                                ((3, 4, 5, 6), (1, 1, 6, 5), (1, 1), "VALID")]:
         got, want, exe = conv_and_grads(x_shape, f_shape, strides, padding, (1, 1), "NHWC", np.float32)
         assert_same(got, want, np.float32)
         assert all(k.threads == min(numba.get_num_threads(), 3) for k in window_kernels(exe).values())
+        assert all(k.chunks > k.threads for k in window_kernels(exe).values())
 
 
 @pytest.mark.parametrize("x_shape,f_shape", [((0, 5, 5, 2), (3, 3, 2, 3)), ((2, 5, 5, 0), (3, 3, 0, 3)),
@@ -232,7 +251,80 @@ def test_conv_inside_a_fused_contraction_with_its_epilogue():
                                 b: RNG.standard_normal(4)})
     assert_same(got, want, np.float32)
     assert [n.attr("kind") for n, _ in exe.kernels if n.op == "fused"] == ["contraction"]
-    assert "conv2d" in window_kernels(exe)
+    assert [type(k) for n, k in exe.kernels if n.op == "fused"] == [conv.FusedConv]
+
+
+FUSED_CASES = [  # (input NHWC, filter HWIO, strides, padding, dtype)
+    ((2, 6, 5, 3), (3, 3, 3, 5), (1, 1), "SAME", np.float32),
+    ((1, 7, 6, 2), (2, 3, 2, 3), (2, 1), "VALID", np.float64),
+    ((3, 4, 5, 7), (1, 1, 7, 5), (1, 1), "SAME", np.float32),  # pointwise
+    ((1, 5, 7, 4), (3, 3, 4, 4), (1, 1), "VALID", np.float64),  # Winograd, both layers
+]
+
+
+@pytest.mark.parametrize("x_shape,f_shape,strides,padding,dtype", FUSED_CASES)
+def test_fused_conv_epilogues_match_the_reference(x_shape, f_shape, strides, padding, dtype):
+    """Two layers: conv + bias + relu keeping the relu mask; the second layer's input gradient
+    through that mask (fused into the input gradient, which at stride 1 runs as a
+    convolution); and a scaled residual on the second layer, whose output is a result too."""
+    tdtype = tf.as_dtype(dtype)
+    x = tf.placeholder(tdtype, x_shape, name="x")
+    f = tf.placeholder(tdtype, f_shape, name="f")
+    f2 = tf.placeholder(tdtype, (*f_shape[:2], f_shape[3], f_shape[3]), name="f2")
+    b = tf.placeholder(tdtype, [f_shape[3]], name="b")
+    y = tf.nn.relu(tf.nn.conv2d(x, f, quad(strides, "NHWC"), padding) + b)
+    y2 = tf.nn.conv2d(y, f2, quad(strides, "NHWC"), padding)
+    res = tf.placeholder(tdtype, y2.shape.as_list(), name="res")
+    out = tf.nn.relu(res + 0.25 * y2)
+    r = tf.placeholder(tdtype, y2.shape.as_list(), name="r")
+    dx, df, db, df2 = tf.gradients(y2, [x, f, b, f2], grad_ys=[r])
+    feeds = {x: RNG.standard_normal(x_shape), f: RNG.standard_normal(f_shape), b: RNG.standard_normal(f_shape[3]),
+             f2: RNG.standard_normal(f2.shape.as_list()), r: RNG.standard_normal(y2.shape.as_list()),
+             res: RNG.standard_normal(y2.shape.as_list())}
+    got, want, exe = both([y, dx, df, db, df2, out, y2], feeds)
+    assert_same(got, want, dtype)
+    fused = [k for n, k in exe.kernels if isinstance(k, conv.FusedConv)]
+    assert len(fused) >= 2
+    assert any(k.direct for k in fused)  # y2 is a result too: its GEMM writes it, the epilogue reads it
+    assert any(k.plan.transposed for k in fused) == (strides == (1, 1))  # strided: col2im, then the select
+
+
+def test_fused_conv_split_across_threads(monkeypatch):
+    """Chunks of blocks of pixels (im2col) and of 2x2 tiles (Winograd: 3 a block here) on threads."""
+    monkeypatch.setattr(conv, "PARALLEL_MIN_FLOPS", 0)
+    monkeypatch.setattr(conv, "MAX_BLOCK_ROWS", 7)
+    monkeypatch.setattr(conv, "MIN_CHUNK_ROWS", 1)
+    monkeypatch.setattr(conv, "WINOGRAD_BLOCK_BYTES", 16 * 5 * 4 * 3)
+    test_fused_conv_epilogues_match_the_reference(*FUSED_CASES[0])
+    test_fused_conv_epilogues_match_the_reference(*FUSED_CASES[1])
+
+
+def test_few_input_channels_take_im2col_rather_than_winograd(monkeypatch):
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 8)
+    for channels, winograd in [(3, False), (8, True)]:
+        with tf.Graph().as_default():
+            got, want, exe = conv_and_grads((1, 4, 5, channels), (3, 3, channels, 2), (1, 1), "SAME", (1, 1), "NHWC",
+                                            np.float32)
+        assert_same(got, want, np.float32)
+        assert window_kernels(exe)["conv2d"].plan.winograd == winograd
+
+
+def test_a_pointwise_convolution_reads_the_pieces_of_its_input_concat():
+    net = tf.placeholder(tf.float32, [2, 5, 3, 6], name="net")
+    w0, w1 = tf.placeholder(tf.float32, [1, 1, 6, 3], name="w0"), tf.placeholder(tf.float32, [3, 3, 6, 2], name="w1")
+    wu = tf.placeholder(tf.float32, [1, 1, 5, 6], name="wu")
+    b = tf.placeholder(tf.float32, [6], name="b")
+    mixed = tf.concat([tf.nn.relu(tf.nn.conv2d(net, w0, 1, "SAME")), tf.nn.relu(tf.nn.conv2d(net, w1, 1, "SAME"))], 3)
+    y = tf.nn.relu(net + 0.2 * (tf.nn.conv2d(mixed, wu, 1, "SAME") + b))
+    wide = tf.nn.conv2d(tf.concat([net, net * 2.0], 3), tf.ones([3, 3, 12, 2]), 1, "SAME") + 1.0  # not pointwise
+    kept = tf.concat([net, net], -1)  # also a result: stays a concat
+    z = tf.nn.conv2d(kept, tf.ones([1, 1, 12, 2]), 1, "VALID") + 1.0
+    feeds = {net: RNG.standard_normal((2, 5, 3, 6)), w0: RNG.standard_normal((1, 1, 6, 3)),
+             w1: RNG.standard_normal((3, 3, 6, 2)), wu: RNG.standard_normal((1, 1, 5, 6)), b: RNG.standard_normal(6)}
+    got, want, exe = both([y, wide, z, kept], feeds)
+    assert_same(got, want, np.float32)
+    assert [len(k._pieces) for _, k in exe.kernels if isinstance(k, conv.FusedConv)].count(2) == 1
+    assert [n.op for n, _ in exe.kernels].count("concat") == 2
 
 
 def _train_small_cnn(backend):
@@ -277,4 +369,4 @@ def test_the_kernel_dump_shows_the_conv_and_pooling_kernels():
     got, want, exe = both([y], {x: RNG.standard_normal((1, 4, 4, 2))})
     assert_same(got, want, np.float32)
     sources = kernel_sources(exe)
-    assert "def conv_forward(" in sources and "def max_pool(" in sources
+    assert "def conv_winograd(" in sources and "def max_pool(" in sources  # 3x3, stride 1: Winograd

@@ -23,7 +23,7 @@ from .codegen import strip_comments
 FASTMATH = {"contract", "reassoc"}
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _DEPS = files_digest(*(os.path.join(_HERE, f) for f in sorted(os.listdir(_HERE))
-                       if f in ("scalar_lib.py", "mathlib.py")))
+                       if f in ("scalar_lib.py", "mathlib.py", "gemm.py", "im2col.py")))
 _IMPORTS = (
     "import numpy as np\n"
     "from numba import njit, prange\n"
@@ -31,8 +31,10 @@ _IMPORTS = (
 )
 
 
-def compile_kernel(source: str, entry: str, name: str = "kernel", parallel: bool = False) -> Callable[..., None]:
-    """The numba dispatcher of `entry` in `source` (a function definition without imports).
+def compile_kernel(source: str, entry: str, name: str = "kernel", parallel: bool = False,
+                   prelude: str = "") -> Callable[..., None]:
+    """The numba dispatcher of `entry` in `source` (a function definition without imports);
+    `prelude` holds the extra imports it needs (of modules in the key's deps).
 
     `no_cfunc_wrapper`: kernels are called from Python and from other kernels, never passed
     as first-class functions, so numba need not build that wrapper (8% of the compile time of
@@ -41,6 +43,6 @@ def compile_kernel(source: str, entry: str, name: str = "kernel", parallel: bool
                  "no_cfunc_wrapper=True"
                  f"{', parallel=True' if parallel else ''})\n")
     code = strip_comments(source)
-    module = _IMPORTS + decorator + code
-    key = KernelKey(name=name, ir=code, options={"fastmath": sorted(FASTMATH), "parallel": parallel}, deps=_DEPS)
+    module = _IMPORTS + prelude + decorator + code
+    key = KernelKey(name=name, ir=prelude + code, options={"fastmath": sorted(FASTMATH), "parallel": parallel}, deps=_DEPS)
     return default_cache().load(key, module, entry)

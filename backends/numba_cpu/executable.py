@@ -23,12 +23,15 @@ from tfjit.runtime.state import RuntimeState
 
 from . import contraction, control_flow, conv, gemm_update, layout, loop, pool, reduction
 from .buffers import POOL
+from .sink_concats import sink_concats
 from .sink_reads import sink_reads
 
 
 class NumbaExecutable:
     def __init__(self, graph: Graph):
-        self.graph = graph = sink_reads(graph)  # so optimizer kernels update their slots in place
+        # sink_reads: so optimizer kernels update their slots in place; sink_concats: so a
+        # pointwise convolution reads a concat's pieces instead of a copy of them
+        self.graph = graph = sink_concats(sink_reads(graph))
         self.kernels: list[tuple[Node, Any]] = [(n, _kernel_for(n)) for n in graph.nodes]
         self._step, self._filename = _generate_step(graph, [k for _, k in self.kernels])
 
@@ -111,7 +114,7 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
     elif kind == "reduction":
         generated = reduction.build(node)
     elif kind == "contraction":
-        generated = contraction.build(node) or gemm_update.build(node)
+        generated = contraction.build(node) or gemm_update.build(node) or conv.build_fused(node)
     elif kind is None:  # convolutions, pooling and lone matmuls
         generated = conv.build(node) or pool.build(node) or contraction.build_matmul(node)
     if generated is not None:
