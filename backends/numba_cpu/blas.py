@@ -94,7 +94,7 @@ def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float
             or b.dtype != c.dtype or not c.flags.c_contiguous or 0 in a.shape or 0 in b.shape or c.size == 0 \
             or max(a.size, b.size, c.size) >= 2 ** 31:  # CBLAS takes 32-bit sizes here
         return False
-    gemm = _cblas_gemm(c.dtype.name)
+    gemm = _cblas_gemm(c.dtype.char)
     if gemm is None:
         return False
     single_threaded()
@@ -115,7 +115,7 @@ def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float
     if flops < SMALL_GEMM_FLOPS or _POOL.helpers == 0:
         block(0, m, 0, n)
         return True
-    threaded = _numpy_gemm(c.dtype.name)
+    threaded = _numpy_gemm(c.dtype.char)
     chooser = _CHOOSERS.setdefault((m, n, k, ta, tb, c.dtype.char), _Chooser()) if threaded else None
     way = chooser.pick() if chooser else "blocks"
     start = time.perf_counter()
@@ -143,12 +143,15 @@ def _blocks(block: Callable[[int, int, int, int], None], m: int, n: int, k: int,
 class _Chooser:
     """Picks the faster way to run one product shape, by measurement: NumPy's threaded
     OpenBLAS (fastest on an idle machine) or the block pool (far faster when other processes
-    hold the cores). The way in use keeps a running average of its times; the other is tried
-    again now and then, less often each time it loses, so that a machine becoming idle or
-    busy again is noticed. Unlocked: a race only blurs an estimate."""
+    hold the cores). The way in use keeps a running average of its times. While the threads
+    run at their usual speed (within STALL of their fastest run) the blocks are not tried: on
+    an idle machine each try cost a product 1.5-2x its time (measured). Otherwise the other
+    way is tried again now and then, less often each time it loses, so that a machine
+    becoming busy or idle again is noticed. Unlocked: a race only blurs an estimate."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.fastest = float("inf")  # the threaded way's fastest run
         self.calls = 0
         self.gap = PROBE_GAP
         self.next_probe = PROBE_GAP
@@ -160,11 +163,14 @@ class _Chooser:
                 return way
         self.calls += 1
         best = min(WAYS, key=self.seconds.__getitem__)
-        self.probing = self.calls >= self.next_probe
+        steady = best == "threaded" and self.seconds[best] <= STALL * self.fastest
+        self.probing = self.calls >= self.next_probe and not steady
         return next(w for w in WAYS if w != best) if self.probing else best
 
     def record(self, way: str, seconds: float) -> None:
         old = self.seconds.get(way)
+        if way == "threaded":
+            self.fastest = min(self.fastest, seconds)
         # A try of the slower way replaces its stale time (its first call may have paid for
         # starting threads); the way in use keeps a running average.
         fresh = old is None or self.probing
@@ -179,6 +185,7 @@ class _Chooser:
 WAYS = ("threaded", "blocks")
 PROBE_GAP, MAX_PROBE_GAP = 8, 1024  # calls between tries of the slower way: doubled after each loss
 AVERAGING = 0.25                    # weight of the newest call in a way's running average
+STALL = 1.5                         # threads slower than this times their fastest run: try the blocks
 _CHOOSERS: dict[tuple[Any, ...], _Chooser] = {}
 
 
@@ -284,10 +291,10 @@ def _scipy_openblas() -> Any:
 
 
 @functools.cache
-def _numpy_gemm(dtype: str) -> Any:
-    """NumPy's OpenBLAS `cblas_?gemm` (multi-threaded; 64-bit integers, as NumPy's wheels
-    build it), or None."""
-    letter = {"float32": "s", "float64": "d"}[dtype]
+def _numpy_gemm(char: str) -> Any:
+    """NumPy's OpenBLAS `cblas_?gemm` for a dtype's character code (multi-threaded; 64-bit
+    integers, as NumPy's wheels build it), or None."""
+    letter = {"f": "s", "d": "d"}[char]
     for path in sorted(glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*openblas*"))):
         try:
             lib = ctypes.CDLL(path)
@@ -301,10 +308,11 @@ def _numpy_gemm(dtype: str) -> Any:
 
 
 @functools.cache
-def _cblas_gemm(dtype: str) -> Any:
-    """scipy's OpenBLAS `cblas_?gemm` (32-bit integers, as scipy's wheels build it), or None."""
+def _cblas_gemm(char: str) -> Any:
+    """scipy's OpenBLAS `cblas_?gemm` for a dtype's character code (32-bit integers, as
+    scipy's wheels build it), or None."""
     lib = _scipy_openblas()
-    letter = {"float32": "s", "float64": "d"}[dtype]
+    letter = {"f": "s", "d": "d"}[char]
     gemm = None
     for name in (f"scipy_cblas_{letter}gemm", f"cblas_{letter}gemm"):
         gemm = getattr(lib, name, None) if lib is not None else None
