@@ -2,35 +2,42 @@
 
 numba's own `np.dot` costs 0.5-1 s of compile time per kernel that types it (most of a cold
 CNN step's 10 s went to three convolution kernels) and can neither accumulate into its output
-(`beta`) nor write a strided block. This calls scipy's `sgemm`/`dgemm` (the OpenBLAS that
-`np.dot` uses, set single-threaded by `blas.single_threaded`: kernels thread over blocks
-themselves) through symbols registered with LLVM, so kernels calling it stay cacheable.
+(`beta`) nor write a strided block. This calls the CBLAS `?gemm` of scipy's bundled OpenBLAS
+(the library `np.dot` uses, set single-threaded by `blas.single_threaded`: kernels thread over
+blocks themselves) through symbols registered with LLVM, so kernels calling it stay cacheable.
+The library is found without importing scipy.linalg (0.18 s of a first call, measured).
 """
 from __future__ import annotations
 
+import ctypes
+
 import llvmlite.binding as llvm
-import numpy as np
 from numba import njit, types
-from numba.extending import get_cython_function_address
 
 from . import blas
 
 blas.single_threaded()
-for _name in ("sgemm", "dgemm"):
-    llvm.add_symbol(f"tfjit_{_name}", get_cython_function_address("scipy.linalg.cython_blas", _name))
+for _char, _symbol in (("f", "tfjit_sgemm"), ("d", "tfjit_dgemm")):
+    _function = blas._cblas_gemm(_char)
+    if _function is None:
+        raise ImportError("tfjit's convolution kernels need scipy's bundled OpenBLAS (cblas_?gemm), "
+                          "which was not found: reinstall scipy from its wheels")
+    llvm.add_symbol(_symbol, ctypes.cast(_function, ctypes.c_void_p).value)
 
-# Fortran BLAS takes every argument by address; addresses are passed as intp (the x86-64 and
-# AArch64 ABIs pass both in the same integer registers).
-_SIGNATURE = types.void(*([types.intp] * 13))
-_sgemm = types.ExternalFunction("tfjit_sgemm", _SIGNATURE)
-_dgemm = types.ExternalFunction("tfjit_dgemm", _SIGNATURE)
-_N, _T = 78, 84  # 'N', 'T'
+# cblas_?gemm(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc): enums and
+# sizes are C ints, pointers are passed as intp, alpha and beta in the matrix's precision.
+_i, _p = types.int32, types.intp
+_sgemm = types.ExternalFunction("tfjit_sgemm", types.void(_i, _i, _i, _i, _i, _i, types.float32, _p, _i, _p, _i,
+                                                          types.float32, _p, _i))
+_dgemm = types.ExternalFunction("tfjit_dgemm", types.void(_i, _i, _i, _i, _i, _i, types.float64, _p, _i, _p, _i,
+                                                          types.float64, _p, _i))
+_ROW_MAJOR, _N, _T = 101, 111, 112  # CblasRowMajor, CblasNoTrans, CblasTrans
 
 
 @njit(nogil=True)
 def _operand(x):
-    """(transpose flag, leading dimension) of a row-major 2-D operand as column-major BLAS
-    sees it: a row-major view as is ('N'), a transposed one ('T')."""
+    """(transpose flag, leading dimension) of a 2-D operand for row-major CBLAS: a row-major
+    view as is (NoTrans), a transposed one (Trans)."""
     size = x.itemsize
     if x.shape[1] <= 1 or x.strides[1] == size:
         return _N, max(x.strides[0] // size, x.shape[1], 1)
@@ -47,35 +54,17 @@ def matmul(a, b, c, beta):
             for j in range(n):
                 c[i, j] = c[i, j] * beta if beta != 0 else 0
     elif m > 0 and n > 0:
-        # Row-major c = a @ b is column-major c^T = b^T @ a^T: BLAS gets b first.
-        tb, ldb = _operand(b)
         ta, lda = _operand(a)
+        tb, ldb = _operand(b)
         ldc = max(c.strides[0] // c.itemsize, n)
-        _gemm(c.itemsize == 4, tb, ta, n, m, k, b.ctypes.data, ldb, a.ctypes.data, lda, float(beta),
+        _gemm(c.itemsize == 4, ta, tb, m, n, k, a.ctypes.data, lda, b.ctypes.data, ldb, float(beta),
               c.ctypes.data, ldc)
 
 
 @njit(nogil=True)
 def _gemm(single, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc):
-    """The Fortran call, all arguments scalars (one compile serves every caller)."""
-    ints = np.empty(8, np.int32)
-    ints[0] = ta
-    ints[1] = tb
-    ints[2] = m
-    ints[3] = n
-    ints[4] = k
-    ints[5] = lda
-    ints[6] = ldb
-    ints[7] = ldc
-    f32 = np.empty(2, np.float32)
-    f64 = np.empty(2, np.float64)
-    f32[0] = f64[0] = 1.0
-    f32[1] = f64[1] = beta
-    i = ints.ctypes.data
+    """The CBLAS call, all arguments scalars (one compile serves every caller)."""
     if single:
-        s, step = f32.ctypes.data, 4
-        _sgemm(i, i + 4, i + 8, i + 12, i + 16, s, a, i + 20, b, i + 24, s + step, c, i + 28)
+        _sgemm(_ROW_MAJOR, ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc)
     else:
-        s, step = f64.ctypes.data, 8
-        _dgemm(i, i + 4, i + 8, i + 12, i + 16, s, a, i + 20, b, i + 24, s + step, c, i + 28)
-    ints[0] += f32[0] + f64[0]  # keeps the argument arrays alive until BLAS has read them
+        _dgemm(_ROW_MAJOR, ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc)
