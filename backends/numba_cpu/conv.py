@@ -387,7 +387,7 @@ def _forward_kernel(plan: _Forward, ins: list[str], outs: list[str], target: str
                     setup: list[str], pieces: int = 1) -> tuple[Callable[..., None], str]:
     if plan.winograd:
         direct = None if target.startswith("acc") else target.split("[")[0]
-        source = winograd.source(ins, outs, direct, epilogue, setup)
+        source = winograd.source(ins, outs, direct, epilogue, setup, _RANGES)
         return _compiled("conv_winograd", source), source
     source = forward_source(ins, outs, target, epilogue, setup, pieces)
     return _compiled("conv_forward", source), source

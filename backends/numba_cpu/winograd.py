@@ -10,6 +10,8 @@ fused epilogue to each output as it is written.
 """
 from __future__ import annotations
 
+from textwrap import indent
+
 import numpy as np
 
 # F(2x2, 3x3) (Lavin & Gray, 2015): Y = A^T [(G g G^T) * (B^T d B)] A
@@ -34,10 +36,12 @@ def _output_sum(da: int, db: int) -> str:
     return " ".join(terms).lstrip("+ ")
 
 
-def source(ins: list[str], outs: list[str], direct: str | None, epilogue: list[str], setup: list[str]) -> str:
-    """The kernel: tiles q-th chunk of `chunks`, block by block; `direct` names the output the
-    convolution itself goes to (else only the epilogue's outputs are written), `epilogue` is
-    conv.py's element code reading `c` at pixel p, channel o."""
+def source(ins: list[str], outs: list[str], direct: str | None, epilogue: list[str], setup: list[str],
+           ranges: str) -> str:
+    """The kernel: tiles q-th chunk of `chunks`, block by block (`ranges`: conv.py's loop over
+    a chunk's blocks of `p0`); `direct` names the output the convolution itself goes to (else
+    only the epilogue's outputs are written), `epilogue` is conv.py's element code reading `c`
+    at pixel p, channel o."""
     per_output = ([f"{direct}[p, o] = c"] if direct else []) + epilogue
     # the tile's 4 outputs into ys, then one loop writes them (one copy of the epilogue's code)
     writes = ["for o in range(nout):"]
@@ -58,13 +62,7 @@ def conv_winograd({signature}):
     rows = v.shape[2]
 {"".join("    " + line + chr(10) for line in setup)}    d = np.empty((4, 4, c_in), x.dtype)
     ys = np.empty((4, nout), mm.dtype)
-    start = total * q // chunks
-    end = total * (q + 1) // chunks
-    blocks = max(1, (end - start + rows - 1) // rows)
-    step = max(1, (end - start + blocks - 1) // blocks)  # equal blocks of at most `rows`
-    for t0 in range(start, end, step):
-        m = min(step, end - t0)
-        for r in range(m):
+{indent(ranges.replace("p0", "t0"), "    ")}        for r in range(m):
             t = t0 + r
             n, ty, tx = t // (nty * ntx), (t // ntx) % nty, t % ntx
             for i in range(4):
