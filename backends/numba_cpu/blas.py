@@ -94,7 +94,7 @@ def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float
             or b.dtype != c.dtype or not c.flags.c_contiguous or 0 in a.shape or 0 in b.shape or c.size == 0 \
             or max(a.size, b.size, c.size) >= 2 ** 31:  # CBLAS takes 32-bit sizes here
         return False
-    gemm = _cblas_gemm(c.dtype.char)
+    gemm = cblas_gemm(c.dtype.char)
     if gemm is None:
         return False
     single_threaded()
@@ -308,7 +308,7 @@ def _numpy_gemm(char: str) -> Any:
 
 
 @functools.cache
-def _cblas_gemm(char: str) -> Any:
+def cblas_gemm(char: str) -> Any:
     """scipy's OpenBLAS `cblas_?gemm` for a dtype's character code (32-bit integers, as
     scipy's wheels build it), or None."""
     lib = _scipy_openblas()

@@ -51,7 +51,7 @@ class ContractionKernel:
 
     def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
         a, b = (args[i] for i in self._operands)
-        acc = _product(a, b, self.transpose, self.out_shape, self.dtype)
+        acc = product(a, b, self.transpose, self.out_shape, self.dtype)
         outs = self.epilogue(acc, *args)
         return tuple(acc if k < 0 else outs[k] for k in self._picks)
 
@@ -69,10 +69,10 @@ class MatmulKernel:
         self.transpose = (bool(node.attr("transpose_a")), bool(node.attr("transpose_b")))
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return _product(a, b, self.transpose, self.shape, self.dtype)
+        return product(a, b, self.transpose, self.shape, self.dtype)
 
 
-def _product(a: np.ndarray, b: np.ndarray, transpose: tuple[bool, bool], shape: tuple[int, ...],
+def product(a: np.ndarray, b: np.ndarray, transpose: tuple[bool, bool], shape: tuple[int, ...],
              dtype: np.dtype) -> np.ndarray:
     """a @ b (each transposed as asked, as a view) into a recycled buffer."""
     out = POOL.empty(shape, dtype)
@@ -83,7 +83,7 @@ def _product(a: np.ndarray, b: np.ndarray, transpose: tuple[bool, bool], shape: 
 
 def build_matmul(node: Node) -> MatmulKernel | None:
     """A kernel for a lone float matmul of static shapes, or None (the reference runs it)."""
-    return MatmulKernel(node) if node.op == "matmul" and _covered(node) else None
+    return MatmulKernel(node) if node.op == "matmul" and covered(node) else None
 
 
 def _epilogue_body(body: Graph, matmul: Node) -> tuple[Graph, dict[Value, Value]]:
@@ -108,7 +108,7 @@ def build(node: Node) -> ContractionKernel | None:
     the body is not one it covers."""
     body = node.attr("body")
     matmuls = [n for n in body.nodes if n.op == "matmul"]
-    if len(matmuls) != 1 or not _covered(matmuls[0]):
+    if len(matmuls) != 1 or not covered(matmuls[0]):
         return None
     matmul = matmuls[0]
     rest = Graph(body.name, body.params, [n for n in body.nodes if n is not matmul], [])
@@ -125,7 +125,7 @@ def build(node: Node) -> ContractionKernel | None:
         return None
 
 
-def _covered(matmul: Node) -> bool:
+def covered(matmul: Node) -> bool:
     (out,) = matmul.types
     a, b = (v.type for v in matmul.inputs)
     if out.dtype.np_dtype.name not in BLAS_DTYPES or not all(t.is_fully_defined for t in (out, a, b)):
@@ -142,7 +142,7 @@ def split_assignments(body: Graph) -> Graph:
     one inner `contraction` kernel (so the assignment applies a finished update in place);
     the body itself when that does not apply."""
     matmuls = [n for n in body.nodes if n.op == "matmul"]
-    if len(matmuls) != 1 or not any(get_op(n.op).stateful for n in body.nodes) or not _covered(matmuls[0]):
+    if len(matmuls) != 1 or not any(get_op(n.op).stateful for n in body.nodes) or not covered(matmuls[0]):
         return body
     matmul = matmuls[0]
     size = int(np.prod(matmul.types[0].shape))

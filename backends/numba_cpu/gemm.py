@@ -18,7 +18,7 @@ from . import blas
 
 blas.single_threaded()
 for _char, _symbol in (("f", "tfjit_sgemm"), ("d", "tfjit_dgemm")):
-    _function = blas._cblas_gemm(_char)
+    _function = blas.cblas_gemm(_char)
     if _function is None:
         raise ImportError("tfjit's convolution kernels need scipy's bundled OpenBLAS (cblas_?gemm), "
                           "which was not found: reinstall scipy from its wheels")

@@ -21,7 +21,7 @@ import numpy as np
 from tfjit.ir.graph import Graph, Node, Value
 
 from .blas import add_product_into
-from .contraction import _covered, _product
+from .contraction import covered, product
 
 _SIGNS = {"assign_sub": -1.0, "assign_add": 1.0}
 
@@ -68,8 +68,8 @@ class GemmUpdateKernel:
 
     def _reference_update(self, args: tuple[np.ndarray, ...], scale: float, state: Any) -> np.ndarray:
         a, b = (args[i] for i in self.operands)
-        product = _product(a, b, self.transpose, self.shape, self.dtype)
-        value = product * self.dtype.type(scale) if self.scale is not None else product
+        ab = product(a, b, self.transpose, self.shape, self.dtype)
+        value = ab * self.dtype.type(scale) if self.scale is not None else ab
         return state.update(self.var, value, np.subtract if self.sign < 0 else np.add)
 
 
@@ -82,7 +82,7 @@ def build(node: Node) -> GemmUpdateKernel | None:
         return None
     matmul, assign = nodes[0], nodes[-1]
     (out,) = matmul.types
-    if not _covered(matmul) or len(out.shape) != 2:
+    if not covered(matmul) or len(out.shape) != 2:
         return None
     if not all(v in body.params for v in matmul.inputs):
         return None
