@@ -44,7 +44,8 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("cse", in_bodies(cse), "compute each pure expression once"),
     Pass("dce", in_bodies(dce), "drop what neither the results nor a state write needs", level=0),
     Pass("decompose", decompose, "spell softmax, log_softmax and softmax cross-entropy as max-exp-sum steps "
-                                 "so they fuse into one row kernel", level=2),
+                                 "so they fuse into one row kernel; reduce scattered axes block by block",
+         level=2),
     Pass("place", Place(), "give every node a device (after decompose: the steps are what runs); colocate "
                            "updates with variables; copy across devices", level=0),
     Pass("merge_matmuls", merge_matmuls, "run independent matmuls sharing their right operand (an unrolled RNN's "

@@ -333,6 +333,26 @@ def test_decompose_spells_softmax_as_steps_that_fuse_into_one_row_kernel():
     assert [n.attr("kind") for n in optimized.nodes if n.op == "fused"] == ["reduction", "reduction"]
 
 
+@pytest.mark.parametrize("dtype, shape, axes, steps", [
+    (tf.float32, [3, 4, 5], [0, 2], [(2,), (0,)]),
+    (tf.float32, [2, 1, 3, 1, 4], [0, 1, 4], [(4,), (0, 1)]),
+    (tf.float32, [1, 3, 4, 5], [0, 1, 3], [(3,), (0, 1)]),
+    (tf.float32, [1, 4, 5], [0, 2], [(0, 2)]),       # one block once size-1 dims are set aside
+    (tf.float32, [3, 1, 5], [0, 2], [(0, 2)]),
+    (tf.int32, [3, 4, 5], [0, 2], [(0, 2)]),         # an integer mean truncates: kept whole
+    (tf.float16, [3, 4, 5], [0, 2], [(0, 2)]),       # float16 is summed in float32: kept whole
+])
+def test_decompose_reduces_scattered_axes_block_by_block(dtype, shape, axes, steps):
+    from tfjit.passes.decompose import decompose
+
+    x = tf.placeholder(dtype, shape, name="x")
+    out = tf.reduce_mean(x, axes)
+    values = np.random.default_rng(4).integers(-9, 10, shape)
+    program = program_for(out, {x: values})
+    assert [n.attr("axes") for n in decompose(program).nodes if n.op == "mean"] == steps
+    run_both(out, {x: values})
+
+
 def test_softmax_and_layer_norm_block_optimises_to_the_same_numbers_in_one_kernel():
     x = tf.placeholder(tf.float32, [8, 32], name="x")
     mean, var = tf.reduce_mean(x, -1, keepdims=True), None
