@@ -121,11 +121,16 @@ def test_row_kernel_rows_of_nan_and_inf():
     assert_same(got, want)
 
 
-def test_reductions_over_axes_that_are_not_one_block_fall_back_correctly():
-    x = tf.placeholder(tf.float32, [5, 3, 6], name="x")
-    y = tf.reduce_sum(tf.exp(x), axis=[0, 2]) * 2.0
-    got, want, exe = both(y, {x: RNG.standard_normal((5, 3, 6))})
-    assert_same(got, want, rtol=1e-5)
+def test_reductions_over_scattered_axes_that_cannot_split_fall_back_correctly():
+    """An integer mean over axes (0, 2) stays whole (its truncation does not chain); the fused
+    body then runs node by node and still gives TF's truncated mean."""
+    x = tf.placeholder(tf.int32, [5, 3, 6], name="x")
+    y = tf.reduce_mean(x * 3 - 1, axis=[0, 2])
+    values = RNG.integers(-9, 10, (5, 3, 6)).astype(np.int32)
+    got, want, exe = both(y, {x: values})
+    total = (values * 3 - 1).sum((0, 2))
+    assert_same(got, want)
+    assert_same(got, [(np.sign(total) * (np.abs(total) // 30)).astype(np.int32)])
     assert not generated(exe, (reduction.RowKernel, column.ColumnKernel))
 
 
