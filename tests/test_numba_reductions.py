@@ -263,3 +263,19 @@ def test_row_results_of_a_square_input_are_told_from_columns_by_how_they_are_mad
     got, want, exe = both(fetches, feed)
     assert len(generated(exe, KERNELS)) == 2
     assert_same(got, want)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize("axes, keepdims", [((2,), False), ((0,), True), ((0, 2), False), (None, False)])
+def test_logsumexp_runs_as_generated_max_and_sum_steps_matching_scipy(dtype, axes, keepdims):
+    from scipy.special import logsumexp
+
+    values = RNG.normal(0, 30, (3, 4, 5)).astype(dtype.np_dtype)
+    values[0, 0, :] = values[:, 1, 0] = -np.inf     # a row and a column of -inf: stays -inf
+    values[1, 2, 3], values[2, 3, 1] = np.inf, np.nan
+    x = tf.placeholder(dtype, [3, 4, 5], name="x")
+    got, _, exe = both([tf.reduce_logsumexp(x * 2.0, axes, keepdims=keepdims)], {x: values})
+    with np.errstate(all="ignore"):
+        want = logsumexp(values * 2, axis=axes, keepdims=keepdims).astype(dtype.np_dtype)
+    assert_same(got, [want], rtol=1e-5 if dtype == tf.float32 else 1e-12)
+    assert generated(exe, KERNELS)
