@@ -88,3 +88,17 @@ def test_tiny_products_by_numpy_match_for_every_layout_and_edge_size(dtype):
     blas.matmul_into(a, b, out[::2, ::2])
     _check(a, b, out[::2, ::2])
     assert np.isnan(out[1::2]).all() and np.isnan(out[:, 1::2]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_updates_by_tiny_and_larger_products_add_the_scaled_product(dtype):
+    """`add_product_into` on both sides of the tiny limit: NumPy's product, scaled and added
+    (the reference's rounding), or one GEMM with beta = 1."""
+    edge = int(round(blas.TINY_MULADDS ** (1 / 3)))
+    for m, k, n in [(3, 4, 5), (edge, edge, edge), (edge, edge, edge + 1)]:
+        a, b = _operands(m, k, n, dtype, True, False)
+        c = RNG.standard_normal((m, n)).astype(dtype)
+        want = c.astype(np.float64) - 0.25 * (a.astype(np.float64) @ b.astype(np.float64))
+        blas.add_product_into(c, a, b, -0.25)
+        tol = 1e-4 if dtype == np.float32 else 1e-11
+        np.testing.assert_allclose(c, want, rtol=tol, atol=tol * np.sqrt(k))

@@ -9,7 +9,7 @@ themselves. This touches scipy's OpenBLAS only (NumPy's, used by the reference b
 separate library).
 
 The products the backend runs itself (`matmul_into`, `add_product_into`) call CBLAS `?gemm`
-through ctypes (which releases the GIL). A tiny product (`matmul_into`) is NumPy's `np.dot`:
+through ctypes (which releases the GIL). A tiny product is NumPy's `np.dot`:
 its OpenBLAS runs such sizes on one thread, and the call costs 0.5 us of Python against 7.4 us
 through ctypes (a 2x2 product, measured). A small product is one call on scipy's library. A
 large one runs one of two ways, whichever its measured times favour (`_Chooser`): NumPy's
@@ -74,9 +74,7 @@ def single_threaded() -> None:
 
 def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """`out[...] = a @ b` (operands may be transposed views)."""
-    if a.ndim == 2 and b.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] <= TINY_MULADDS \
-            and a.size < TINY_ELEMENTS and b.size < TINY_ELEMENTS and out.flags.c_contiguous \
-            and a.dtype == out.dtype and b.dtype == out.dtype:
+    if _tiny(a, b, out):
         np.dot(a, b, out=out)  # for 2-D operands the same product as np.matmul
     elif not _gemm(a, b, out, 1.0, 0.0):
         np.matmul(a, b, out=out)
@@ -85,16 +83,23 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 def add_product_into(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float) -> None:
     """`c += alpha * (a @ b)` for a C-contiguous float32/float64 matrix `c` (the operands may
-    be transposed views), as one GEMM with beta = 1; where scipy's CBLAS is not found, the
-    product goes to a scratch buffer and NumPy scales and adds it (the reference's rounding
-    of `c - lr * product`)."""
-    if _gemm(a, b, c, alpha, 1.0):
+    be transposed views), as one GEMM with beta = 1; for a tiny product, or where scipy's
+    CBLAS is not found, the product goes to a scratch buffer and NumPy scales and adds it (the
+    reference's rounding of `c - lr * product`)."""
+    if not _tiny(a, b, c) and _gemm(a, b, c, alpha, 1.0):
         return
     from .buffers import POOL
 
     product = np.matmul(a, b, out=POOL.empty(c.shape, c.dtype))
     np.multiply(product, c.dtype.type(alpha), out=product)
     np.add(c, product, out=c)
+
+
+def _tiny(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
+    """Whether `out = a @ b` is a tiny 2-D product for `np.dot` (see TINY_MULADDS)."""
+    return a.ndim == 2 and b.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] <= TINY_MULADDS \
+        and a.size < TINY_ELEMENTS and b.size < TINY_ELEMENTS and out.flags.c_contiguous \
+        and a.dtype == out.dtype and b.dtype == out.dtype
 
 
 def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float) -> bool:
