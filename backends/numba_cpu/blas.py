@@ -124,6 +124,8 @@ def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float
         key = (m, n, k, ta, tb, c.dtype.char)
         chooser = _CHOOSERS.get(key) or _CHOOSERS.setdefault(key, _Chooser())
     way = chooser.pick() if chooser else "blocks"
+    if way == "blocks" and flops >= SMALL_GEMM_FLOPS:
+        _POOL.start()  # not timed: starting the threads would count against the blocks' first run
     start = time.perf_counter()
     if way == "threaded" and alpha == 1.0 and beta == 0.0:
         np.dot(a, b, out=c)  # the same threaded call, with less Python around it than ctypes
@@ -236,7 +238,7 @@ class _BlockPool:
             job.drain()
             return
         try:
-            self._start()
+            self.start()
             self._job = job
             for _ in range(self.helpers):
                 self._wake.release()
@@ -246,8 +248,9 @@ class _BlockPool:
             self._job = None
             self._busy.release()
 
-    def _start(self) -> None:
-        if not self._started:  # started on first use, so importing the backend starts no thread
+    def start(self) -> None:
+        """Start the helper threads (once; on first use, so importing the backend starts none)."""
+        if not self._started:
             self._started = True
             for i in range(self.helpers):
                 threading.Thread(target=self._serve, name=f"tfjit-blas-{i}", daemon=True).start()
