@@ -120,7 +120,8 @@ def _merge(graph: Graph, members: list[Node]) -> Graph:
     position = {n: index[n] for n in kept}
     position.update({stacked: index[first], product: index[first], pieces: index[first]})
     preds = _predecessors(graph)
-    preds.update({stacked: [v.node for v in stacked.inputs], product: [stacked, first.inputs[1].node], pieces: [product]})
+    preds.update({stacked: [v.node for v in stacked.inputs], product: [stacked, first.inputs[1].node],
+                  pieces: [product]})
     deps = {n: {pieces if p in dropped else p for p in preds[n]} & position.keys() for n in position}
     order = _schedule(list(position), deps, position)
     body: list[Node] = []
@@ -137,8 +138,8 @@ def _merge(graph: Graph, members: list[Node]) -> Graph:
     results = [mapping.get(r, r) for r in graph.results]
     if stacked.op == "reshape":  # the pieces' source, now unused: dropped
         source = nodes[lefts[0].node]
-        if not any(v in source.outputs for v in results) and \
-                not any(v.node is source for n in body for v in n.inputs) and not any(source in n.control_inputs for n in body):
+        used = {v.node for n in body for v in n.inputs} | {c for n in body for c in n.control_inputs}
+        if source not in used and not any(v in source.outputs for v in results):
             body.remove(source)
     return Graph(graph.name, list(graph.params), body, results)
 

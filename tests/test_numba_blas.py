@@ -38,8 +38,9 @@ def test_products_match_numpy_for_every_transpose_and_size(monkeypatch, way, dty
     _check(a, b, out)
 
 
-def test_strided_reversed_and_broadcast_operands_and_nan_inf(monkeypatch):
-    monkeypatch.setattr(blas._Chooser, "pick", lambda self: "blocks")  # NumPy's way is NumPy
+@pytest.mark.parametrize("way", blas.WAYS)
+def test_strided_reversed_and_broadcast_operands_and_nan_inf(monkeypatch, way):
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
     wide = RNG.standard_normal((128, 1024)).astype(np.float32)
     w = RNG.standard_normal((256, 200)).astype(np.float32)
     w[3, 4], w[5, 6] = np.nan, np.inf
