@@ -9,10 +9,10 @@ themselves. This touches scipy's OpenBLAS only (NumPy's, used by the reference b
 separate library).
 
 The products the backend runs itself (`matmul_into`, `add_product_into`) call CBLAS `?gemm`
-through ctypes (which releases the GIL). A tiny product is NumPy's `np.dot`:
-its OpenBLAS runs such sizes on one thread, and the call costs 0.5 us of Python against 7.4 us
-through ctypes (a 2x2 product, measured). A small product is one call on scipy's library. A
-large one runs one of two ways, whichever its measured times favour (`_Chooser`): NumPy's
+through ctypes (which releases the GIL). A tiny product is NumPy's `np.dot`: its OpenBLAS
+runs such sizes on one thread, and the call costs 0.5 us of Python against 7.4 us through
+ctypes (a 2x2 product, measured). A small product is one call on scipy's library. A large
+one runs one of two ways, whichever its measured times favour (`_Chooser`): NumPy's
 multi-threaded OpenBLAS, one call; or blocks of rows or columns that the calling thread and
 a helper thread per further core take in turn from a shared counter, each a single-threaded
 call on scipy's library (`_BlockPool`). NumPy's OpenBLAS splits the work in fixed halves and
