@@ -6,7 +6,9 @@ another's result. Computed as one matmul over the row-stacked left operands
 (`concat([x_0, .., x_T]) @ Wx`, then split back into the steps' rows), they run as a single
 large GEMM, which a BLAS runs far closer to its peak than T small ones (the weights are
 packed once, not T times), and the step function makes one call instead of T. XLA's
-DotMerger does the same.
+DotMerger does the same. Where the left operands are all the axis-0 pieces of one tensor, in
+order (`tf.unstack(x)` of a static RNN's input), the stacked rows are a reshape of that tensor
+(a view) instead of a concat (a copy of it).
 
 Only matmuls of rank-2 operands with static shapes and an untransposed left operand are
 merged (rows then stack along axis 0); a set is merged only when no member depends on
@@ -90,11 +92,24 @@ def _new_node(op: str, inputs: tuple[Value, ...], attrs: dict, like: Node, suffi
                 name=f"{like.name or like.op}/{suffix}")
 
 
+def _stacked(lefts: tuple[Value, ...], like: Node) -> Node:
+    """The left operands stacked by rows: a reshape of the tensor they are the axis-0 pieces
+    of, all in order (a static RNN's inputs from `unstack`: a view, where a concat copies
+    them), else their concat."""
+    source = lefts[0].node
+    whole = source.inputs[0] if source.inputs else None
+    if source.op in ("unstack", "split") and source.outputs == lefts and whole.type.shape is not None \
+            and source.attr("axis") % len(whole.type.shape) == 0:
+        rows = sum(v.type.shape[0] for v in lefts) if source.op == "split" else len(lefts) * lefts[0].type.shape[0]
+        return _new_node("reshape", (whole,), {"shape": (rows, lefts[0].type.shape[1])}, like, "merged_rows")
+    return _new_node("concat", lefts, {"axis": 0}, like, "merged_rows")
+
+
 def _merge(graph: Graph, members: list[Node]) -> Graph:
     first = members[0]
     lefts = tuple(m.inputs[0] for m in members)
     rows = tuple(v.type.shape[0] for v in lefts)
-    stacked = _new_node("concat", lefts, {"axis": 0}, first, "merged_rows")
+    stacked = _stacked(lefts, first)
     product = _new_node("matmul", (stacked.out, first.inputs[1]), first.attr_dict, first, "merged")
     pieces = _new_node("split", (product.out,), {"axis": 0, "num": len(members), "sizes": rows}, first,
                        "merged_split")
@@ -105,7 +120,8 @@ def _merge(graph: Graph, members: list[Node]) -> Graph:
     position = {n: index[n] for n in kept}
     position.update({stacked: index[first], product: index[first], pieces: index[first]})
     preds = _predecessors(graph)
-    preds.update({stacked: [v.node for v in lefts], product: [stacked, first.inputs[1].node], pieces: [product]})
+    preds.update({stacked: [v.node for v in stacked.inputs], product: [stacked, first.inputs[1].node],
+                  pieces: [product]})
     deps = {n: {pieces if p in dropped else p for p in preds[n]} & position.keys() for n in position}
     order = _schedule(list(position), deps, position)
     body: list[Node] = []
@@ -119,7 +135,13 @@ def _merge(graph: Graph, members: list[Node]) -> Graph:
         nodes[node] = new
         mapping.update((a, b) for a, b in zip(node.outputs, new.outputs) if a != b)
         body.append(new)
-    return Graph(graph.name, list(graph.params), body, [mapping.get(r, r) for r in graph.results])
+    results = [mapping.get(r, r) for r in graph.results]
+    if stacked.op == "reshape":  # the pieces' source, now unused: dropped
+        source = nodes[lefts[0].node]
+        used = {v.node for n in body for v in n.inputs} | {c for n in body for c in n.control_inputs}
+        if source not in used and not any(v in source.outputs for v in results):
+            body.remove(source)
+    return Graph(graph.name, list(graph.params), body, results)
 
 
 def _schedule(nodes: list[Node], deps: dict[Node, set[Node]], position: dict[Node, int]) -> list[Node]:

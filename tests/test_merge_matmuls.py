@@ -92,3 +92,45 @@ def test_independent_products_of_different_row_counts_split_back_exactly():
         assert g.shape == w_.shape
         np.testing.assert_allclose(g, w_, rtol=1e-6, atol=1e-6)
     assert any(n.inputs[0].type.shape == (9, 4) for n in matmuls(merged))  # a and b; c is transposed
+
+
+def _stacked_lefts(graph):
+    """The ops producing the left operands of the merged products."""
+    return sorted(n.inputs[0].node.op for n in matmuls(graph) if n.name and n.name.endswith("/merged"))
+
+
+def test_all_unstacked_or_split_rows_in_order_are_a_reshape_of_their_source_not_a_concat():
+    w = tf.placeholder(tf.float32, [4, 5], name="w")
+    v = tf.placeholder(tf.float32, [4, 3], name="v")
+    x = tf.placeholder(tf.float32, [3, 2, 4], name="x")  # steps of an RNN's input
+    y = tf.placeholder(tf.float32, [6, 4], name="y")
+    outs = [tf.tanh(tf.matmul(x_t, w)) for x_t in tf.unstack(x)] + \
+        [tf.matmul(y_i, v) for y_i in tf.split(y, [1, 2, 3], axis=-2)]
+    feeds = {w: RNG.standard_normal((4, 5)), v: RNG.standard_normal((4, 3)), x: RNG.standard_normal((3, 2, 4)),
+             y: RNG.standard_normal((6, 4))}
+    merged, apart, args = programs(outs, feeds)
+    verify(merged)
+    for g, w_ in zip(run_graph(merged, args, RuntimeState()), run_graph(apart, args, RuntimeState())):
+        assert g.shape == w_.shape
+        np.testing.assert_allclose(g, w_, rtol=1e-6, atol=1e-6)
+    assert _stacked_lefts(merged) == ["reshape", "reshape"]
+    assert not any(n.op in ("unstack", "split") and n.inputs[0].node.op == "param" for n in merged.nodes)
+
+
+def test_pieces_used_elsewhere_or_merged_in_part_or_out_of_order_keep_their_source_and_a_concat():
+    w = tf.placeholder(tf.float32, [4, 5], name="w")
+    v = tf.placeholder(tf.float32, [4, 3], name="v")
+    x = tf.placeholder(tf.float32, [3, 2, 4], name="x")
+    z = tf.placeholder(tf.float32, [3, 2, 4], name="z")
+    pieces = tf.unstack(x)
+    used_elsewhere = [tf.matmul(p, w) for p in pieces] + [pieces[1] * 2.0]
+    zs = tf.unstack(z)
+    partial = [tf.matmul(zs[2], v), tf.matmul(zs[0], v)]  # two of three pieces, in reverse order
+    feeds = {w: RNG.standard_normal((4, 5)), v: RNG.standard_normal((4, 3)), x: RNG.standard_normal((3, 2, 4)),
+             z: RNG.standard_normal((3, 2, 4))}
+    merged, apart, args = programs(used_elsewhere + partial, feeds)
+    verify(merged)
+    for g, w_ in zip(run_graph(merged, args, RuntimeState()), run_graph(apart, args, RuntimeState())):
+        np.testing.assert_allclose(g, w_, rtol=1e-6, atol=1e-6)
+    assert _stacked_lefts(merged) == ["concat", "reshape"]
+    assert sum(n.op == "unstack" for n in merged.nodes) == 2  # x's: a piece is still read

@@ -38,8 +38,9 @@ def test_products_match_numpy_for_every_transpose_and_size(monkeypatch, way, dty
     _check(a, b, out)
 
 
-def test_strided_reversed_and_broadcast_operands_and_nan_inf(monkeypatch):
-    monkeypatch.setattr(blas._Chooser, "pick", lambda self: "blocks")  # NumPy's way is NumPy
+@pytest.mark.parametrize("way", blas.WAYS)
+def test_strided_reversed_and_broadcast_operands_and_nan_inf(monkeypatch, way):
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
     wide = RNG.standard_normal((128, 1024)).astype(np.float32)
     w = RNG.standard_normal((256, 200)).astype(np.float32)
     w[3, 4], w[5, 6] = np.nan, np.inf
@@ -61,3 +62,44 @@ def test_uncovered_products_go_to_numpy():
     np.testing.assert_array_equal(blas.matmul_into(ints, ints.T, np.empty((3, 3), np.int32)), ints @ ints.T)
     with pytest.raises(ValueError):  # shapes BLAS would read past: NumPy's error, never a BLAS call
         blas.matmul_into(np.ones((4, 5), np.float32), np.ones((6, 7), np.float32), np.empty((4, 7), np.float32))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # inf * 0, as the callers silence it
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiny_products_by_numpy_match_for_every_layout_and_edge_size(dtype):
+    """Products up to OpenBLAS's one-thread limits go to `np.dot`: every operand layout, the
+    size limits on both sides, vector-shaped results, NaN/inf, and an output that is not
+    C-contiguous (which takes the CBLAS or NumPy path instead)."""
+    wide = RNG.standard_normal((64, 64)).astype(dtype)
+    wide[1, 2], wide[3, 4] = np.nan, np.inf
+    edge = int(round(blas.TINY_MULADDS ** (1 / 3)))
+    shapes = [(1, 1, 1), (3, 1, 5), (1, 64, 1), (9, 4, 1), (1, 4, 9), (edge, edge, edge), (edge, edge, edge + 1),
+              (blas.TINY_ELEMENTS // 2 - 1, 2, 1), (blas.TINY_ELEMENTS // 2, 2, 1)]
+    for m, k, n in shapes:
+        for transpose_a, transpose_b in [(False, False), (True, True)]:
+            a, b = _operands(m, k, n, dtype, transpose_a, transpose_b)
+            out = np.full((m, n), np.nan, dtype)
+            assert blas.matmul_into(a, b, out) is out
+            _check(a, b, out)
+    for a in (wide[:8, 16:40], wide[:8, ::3][:, :8], wide[7::-1, :24]):
+        b = wide[:a.shape[1], ::-1][:, :5]
+        _check(a, b, blas.matmul_into(a, b, np.empty((a.shape[0], 5), dtype)))
+    out = np.full((16, 10), np.nan, dtype)
+    a, b = wide[:8, :6], wide[6:12, :5]
+    blas.matmul_into(a, b, out[::2, ::2])
+    _check(a, b, out[::2, ::2])
+    assert np.isnan(out[1::2]).all() and np.isnan(out[:, 1::2]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_updates_by_tiny_and_larger_products_add_the_scaled_product(dtype):
+    """`add_product_into` on both sides of the tiny limit: NumPy's product, scaled and added
+    (the reference's rounding), or one GEMM with beta = 1."""
+    edge = int(round(blas.TINY_MULADDS ** (1 / 3)))
+    for m, k, n in [(3, 4, 5), (edge, edge, edge), (edge, edge, edge + 1)]:
+        a, b = _operands(m, k, n, dtype, True, False)
+        c = RNG.standard_normal((m, n)).astype(dtype)
+        want = c.astype(np.float64) - 0.25 * (a.astype(np.float64) @ b.astype(np.float64))
+        blas.add_product_into(c, a, b, -0.25)
+        tol = 1e-4 if dtype == np.float32 else 1e-11
+        np.testing.assert_allclose(c, want, rtol=tol, atol=tol * np.sqrt(k))

@@ -9,8 +9,10 @@ themselves. This touches scipy's OpenBLAS only (NumPy's, used by the reference b
 separate library).
 
 The products the backend runs itself (`matmul_into`, `add_product_into`) call CBLAS `?gemm`
-through ctypes (which releases the GIL). A small product is one call on scipy's library. A
-large one runs one of two ways, whichever its measured times favour (`_Chooser`): NumPy's
+through ctypes (which releases the GIL). A tiny product is NumPy's `np.dot`: its OpenBLAS
+runs such sizes on one thread, and the call costs 0.5 us of Python against 7.4 us through
+ctypes (a 2x2 product, measured). A small product is one call on scipy's library. A large
+one runs one of two ways, whichever its measured times favour (`_Chooser`): NumPy's
 multi-threaded OpenBLAS, one call; or blocks of rows or columns that the calling thread and
 a helper thread per further core take in turn from a shared counter, each a single-threaded
 call on scipy's library (`_BlockPool`). NumPy's OpenBLAS splits the work in fixed halves and
@@ -39,6 +41,11 @@ from typing import Any, Callable
 import numpy as np
 
 SMALL_GEMM_FLOPS = 8e6  # below this a product is one single-threaded call
+# Below both of these a product is `np.dot`: OpenBLAS's own limits for running a product on
+# one thread (interface/gemm.c: m*n*k <= 65536 * 4; gemv.c, which NumPy calls when a result
+# dim is 1: m*n < 2304 * 4), so no tiny product waits for a descheduled BLAS thread.
+TINY_MULADDS = 65536 * 4
+TINY_ELEMENTS = 2304 * 4
 # A large product's blocks: about this big (0.25 ms on one core), at most MAX_ROUNDS per thread,
 # and a multiple of the thread count (so that on an idle machine every thread does as much).
 # Each block re-packs one operand: cut in 2/4/8/16 blocks run in turn, the MLP's 784x256x512
@@ -67,23 +74,32 @@ def single_threaded() -> None:
 
 def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """`out[...] = a @ b` (operands may be transposed views)."""
-    if not _gemm(a, b, out, 1.0, 0.0):
+    if _tiny(a, b, out):
+        np.dot(a, b, out=out)  # for 2-D operands the same product as np.matmul
+    elif not _gemm(a, b, out, 1.0, 0.0):
         np.matmul(a, b, out=out)
     return out
 
 
 def add_product_into(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float) -> None:
     """`c += alpha * (a @ b)` for a C-contiguous float32/float64 matrix `c` (the operands may
-    be transposed views), as one GEMM with beta = 1; where scipy's CBLAS is not found, the
-    product goes to a scratch buffer and NumPy scales and adds it (the reference's rounding
-    of `c - lr * product`)."""
-    if _gemm(a, b, c, alpha, 1.0):
+    be transposed views), as one GEMM with beta = 1; for a tiny product, or where scipy's
+    CBLAS is not found, the product goes to a scratch buffer and NumPy scales and adds it (the
+    reference's rounding of `c - lr * product`)."""
+    if not _tiny(a, b, c) and _gemm(a, b, c, alpha, 1.0):
         return
     from .buffers import POOL
 
     product = np.matmul(a, b, out=POOL.empty(c.shape, c.dtype))
     np.multiply(product, c.dtype.type(alpha), out=product)
     np.add(c, product, out=c)
+
+
+def _tiny(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
+    """Whether `out = a @ b` is a tiny 2-D product for `np.dot` (see TINY_MULADDS)."""
+    return a.ndim == 2 and b.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] <= TINY_MULADDS \
+        and a.size < TINY_ELEMENTS and b.size < TINY_ELEMENTS and out.flags.c_contiguous \
+        and a.dtype == out.dtype and b.dtype == out.dtype
 
 
 def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float) -> bool:
@@ -101,28 +117,36 @@ def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float
     m, n = c.shape
     k = a.shape[1]
     (ta, lda, a), (tb, ldb, b) = _row_major(a), _row_major(b)
-    item = c.itemsize
-    pa, pb, pc = a.ctypes.data, b.ctypes.data, c.ctypes.data
-    ldc = c.strides[0] // item if m > 1 else n
-
-    def block(i0: int, i1: int, j0: int, j1: int) -> None:
-        """Rows i0:i1 and columns j0:j1 of c."""
-        a0 = pa + (i0 * lda if ta == _NO_TRANS else i0) * item
-        b0 = pb + (j0 if tb == _NO_TRANS else j0 * ldb) * item
-        gemm(_ROW_MAJOR, ta, tb, i1 - i0, j1 - j0, k, alpha, a0, lda, b0, ldb, beta, pc + (i0 * ldc + j0) * item, ldc)
-
     flops = 2.0 * m * n * k
-    if flops < SMALL_GEMM_FLOPS or _POOL.helpers == 0:
-        block(0, m, 0, n)
-        return True
-    threaded = _numpy_gemm(c.dtype.char)
-    chooser = _CHOOSERS.setdefault((m, n, k, ta, tb, c.dtype.char), _Chooser()) if threaded else None
+    threaded = _numpy_gemm(c.dtype.char) if flops >= SMALL_GEMM_FLOPS and _POOL.helpers else None
+    chooser = None
+    if threaded:
+        key = (m, n, k, ta, tb, c.dtype.char)
+        chooser = _CHOOSERS.get(key) or _CHOOSERS.setdefault(key, _Chooser())
     way = chooser.pick() if chooser else "blocks"
+    if way == "blocks" and flops >= SMALL_GEMM_FLOPS:
+        _POOL.start()  # not timed: starting the threads would count against the blocks' first run
     start = time.perf_counter()
-    if way == "threaded":
-        threaded(_ROW_MAJOR, ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc)
+    if way == "threaded" and alpha == 1.0 and beta == 0.0:
+        np.matmul(a, b, out=c)  # the same threaded call, less Python around it (np.dot copies strided operands)
     else:
-        _POOL.run(_blocks(block, m, n, k, flops))
+        item = c.itemsize
+        pa, pb, pc = a.ctypes.data, b.ctypes.data, c.ctypes.data
+        ldc = c.strides[0] // item if m > 1 else n
+
+        def block(i0: int, i1: int, j0: int, j1: int) -> None:
+            """Rows i0:i1 and columns j0:j1 of c."""
+            a0 = pa + (i0 * lda if ta == _NO_TRANS else i0) * item
+            b0 = pb + (j0 if tb == _NO_TRANS else j0 * ldb) * item
+            gemm(_ROW_MAJOR, ta, tb, i1 - i0, j1 - j0, k, alpha, a0, lda, b0, ldb, beta,
+                 pc + (i0 * ldc + j0) * item, ldc)
+
+        if way == "threaded":
+            threaded(_ROW_MAJOR, ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc)
+        elif flops < SMALL_GEMM_FLOPS or _POOL.helpers == 0:
+            block(0, m, 0, n)
+        else:
+            _POOL.run(_blocks(block, m, n, k, flops))
     if chooser:
         chooser.record(way, time.perf_counter() - start)
     return True
@@ -214,7 +238,7 @@ class _BlockPool:
             job.drain()
             return
         try:
-            self._start()
+            self.start()
             self._job = job
             for _ in range(self.helpers):
                 self._wake.release()
@@ -224,8 +248,9 @@ class _BlockPool:
             self._job = None
             self._busy.release()
 
-    def _start(self) -> None:
-        if not self._started:  # started on first use, so importing the backend starts no thread
+    def start(self) -> None:
+        """Start the helper threads (once; on first use, so importing the backend starts none)."""
+        if not self._started:
             self._started = True
             for i in range(self.helpers):
                 threading.Thread(target=self._serve, name=f"tfjit-blas-{i}", daemon=True).start()
