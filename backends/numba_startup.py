@@ -106,18 +106,22 @@ def define_hash_secret() -> None:
         llvm.add_symbol(f"_numba_hashsecret_{name}", ctypes.addressof(value))
 
 
+def array_type(val: Any) -> Any:
+    """numba's type of the array `val`, as numba's rule for arrays gives it, minus that rule's
+    masked-array check."""
+    try:
+        dtype = numpy_support.from_dtype(val.dtype)
+    except errors.NumbaNotImplementedError:
+        raise errors.NumbaValueError(f"Unsupported array dtype: {val.dtype}") from None
+    layout = numpy_support.map_layout(val)
+    return types.Array(dtype, val.ndim, layout, readonly=not val.flags.writeable)
+
+
 def _type_arrays_without_numpy_ma() -> None:
     numba_rule = numba_typeof.typeof_impl.dispatch(numpy_support.np.ndarray)
 
     def typeof_array(val: Any, c: Any) -> Any:
-        """numba's rule for arrays, minus its masked-array check while numpy.ma is not imported."""
-        if "numpy.ma" in sys.modules:
-            return numba_rule(val, c)
-        try:
-            dtype = numpy_support.from_dtype(val.dtype)
-        except errors.NumbaNotImplementedError:
-            raise errors.NumbaValueError(f"Unsupported array dtype: {val.dtype}") from None
-        layout = numpy_support.map_layout(val)
-        return types.Array(dtype, val.ndim, layout, readonly=not val.flags.writeable)
+        """numba's rule while numpy.ma is imported (a masked array may exist), else `array_type`."""
+        return numba_rule(val, c) if "numpy.ma" in sys.modules else array_type(val)
 
     numba_typeof.typeof_impl.register(numpy_support.np.ndarray)(typeof_array)
