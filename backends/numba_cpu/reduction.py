@@ -115,7 +115,7 @@ class RowKernel:
                 row_names[p] = f"in{i}[r, 0]" if self.kinds[p] == ROW else f"in{i}[0, 0]"
         for n in self.early:
             k = self._index[n]
-            self._extreme(lines, n, f"red_{k}", f"in{params.index(n.inputs[0])}[r]")
+            self._extreme(lines, n, f"red_{k}", f"in{params.index(n.inputs[0])}[r]", f"in{params.index(n.inputs[0])}[r, {{}}]")
             row_names[n.out] = f"red_{k}"
         last_phase = max(self.phase.values(), default=0)
         for phase in range(last_phase + 1):
@@ -127,16 +127,16 @@ class RowKernel:
                 lines.add(f"{o}[r, 0] = {row_names[r]}")
         return lines.source()
 
-    def _extreme(self, lines: Lines, node: Node, name: str, row: str) -> None:
-        """`name` = the max or min of the array `row`: scalar_lib's several-accumulator
-        function, or for a narrow row a plain loop."""
+    def _extreme(self, lines: Lines, node: Node, name: str, row: str, element: str) -> None:
+        """`name` = the max or min of the row `row` (`element` formats one of its elements):
+        scalar_lib's several-accumulator function, or for a narrow row a plain loop."""
         comment = node.loc.short if node.loc else None
         if not self.narrow:
             lines.add(f"{name} = _row_{node.op}({row})", comment)
             return
-        lines.add(f"{name} = {row}[0]", comment)
+        lines.add(f"{name} = {element.format(0)}", comment)
         lines.add("for j in range(1, COLS):")
-        lines.add(f"    {name} = {reducers.combine(node, name, f'{row}[j]')}")
+        lines.add(f"    {name} = {reducers.combine(node, name, element.format('j'))}")
 
     def _stored_values(self) -> list[Value]:
         """Full values computed in one phase and read in a later one."""
@@ -205,7 +205,7 @@ class RowKernel:
             k = self._index[n]
             row_names[n.out] = f"red_{k}"
             if n.op in _VIA_ROW:
-                self._extreme(lines, n, f"red_{k}", f"row_{k}")
+                self._extreme(lines, n, f"red_{k}", f"row_{k}", f"row_{k}[{{}}]")
             else:
                 lines.add(f"red_{k} = {reducers.result(n, f'acc_{k}', f'idx_{k}', 'COLS')}",
                           n.loc.short if n.loc else None)
