@@ -165,6 +165,17 @@ def test_softmax_cross_entropy_rows_narrower_than_a_vector_call_libm(width):
     assert "_f32_log_libm(" in kernel.source and "_f32_log(" not in kernel.source
 
 
+@pytest.mark.parametrize("width", [6, 20])
+def test_a_per_row_value_a_later_pass_reads_is_read_again_not_kept_in_a_scratch_row(width):
+    x = tf.placeholder(tf.float32, [5, width], name="x")
+    g = tf.placeholder(tf.float32, [5, 1], name="g")  # broadcast along the row, read in the last pass
+    y = tf.nn.softmax(x) * tf.broadcast_to(g, [5, width])
+    got, want, exe = both([y], {x: RNG.standard_normal((5, width)), g: RNG.standard_normal((5, 1))})
+    assert_same(got, want, rtol=1e-5, atol=1e-7)
+    (kernel,) = generated(exe, reduction.RowKernel)
+    assert len(kernel.scratch) == 1, kernel.source  # the row of exp values only
+
+
 def test_big_row_kernels_run_in_parallel_blocks():
     x = tf.placeholder(tf.float32, [1030, 1024], name="x")
     values = RNG.standard_normal((1030, 1024)) * 3

@@ -26,7 +26,7 @@ from tfjit.ir.graph import Graph, Node, Value
 from . import reducers
 from .buffers import POOL, scratch_maker
 from .column import ColumnKernel
-from .codegen import ElementWriter, Lines, supported
+from .codegen import INDEX_ONLY, ElementWriter, Lines, supported
 from .compile import compile_kernel
 from .loop import PARALLEL_MIN_ELEMENTS
 
@@ -139,14 +139,21 @@ class RowKernel:
         lines.add(f"    {name} = {reducers.combine(node, name, element.format('j'))}")
 
     def _stored_values(self) -> list[Value]:
-        """Full values computed in one phase and read in a later one."""
+        """Full values computed in one phase and read in a later one (not broadcasts of a
+        per-row value: a later phase reads that value itself)."""
         out = []
         for node in self.body.nodes:
             for v in node.inputs:
                 if self.kinds.get(v) == FULL and v.node.op != "param" and self.phase[v] < self.phase.get(node.out, 0) \
-                        and v not in out and node.op not in reducers.OPS:
+                        and v not in out and node.op not in reducers.OPS and not self._broadcast_row(v):
                     out.append(v)
         return out
+
+    def _broadcast_row(self, v: Value) -> bool:
+        """Whether full value `v` only re-indexes a per-row or scalar value."""
+        while v.node.op in INDEX_ONLY:
+            v = v.node.inputs[0]
+        return self.kinds[v] in (ROW, SCALAR)
 
     def _row_values(self, lines: Lines, names: dict[Value, str], phase: int) -> None:
         """Per-row scalars whose inputs are ready before phase `phase`'s loop."""
