@@ -56,7 +56,10 @@ from numba.core.caching import Cache as NumbaCache
 from numba.core.caching import UserProvidedCacheLocator
 from numba.core.dispatcher import Dispatcher
 
+from . import numba_startup
+
 log = logging.getLogger("tfjit.cache")
+numba_startup.install()
 
 HEADER = "# tfjit-kernel sha256="
 _ENTRY = re.compile(r"^[0-9a-f]{64}\.(py|json)$")
@@ -292,7 +295,7 @@ def _prepare_for_cached_code(target_context: Any) -> None:
     from numba.core.runtime import nrt
 
     nrt.rtsys.initialize(target_context)
-    import numba.cpython.hashing  # noqa: F401 - registers the _numba_hashsecret_* symbols
+    numba_startup.define_hash_secret()
 
 
 def _numba_cache_dirs(path: Path) -> list[Path]:

@@ -56,6 +56,40 @@ def test_one_trace_per_signature_and_a_report_of_why_it_retraced(caplog):
     assert scale.retrace_reasons[0] in caplog.text
 
 
+def test_calls_of_plain_arrays_find_their_trace_by_dtype_and_shape_and_still_report_retraces():
+    """Such calls skip binding the arguments (Function._arrays_key); alternating signatures,
+    dtypes, array subclasses and defaults must still find the right trace and retrace reasons."""
+    @tfjit.function
+    def shift(x, y):
+        return x + y * 2.0
+
+    a, b = f32(3, 4), f32(3, 4, seed=1)
+    for _ in range(2):
+        np.testing.assert_allclose(shift(a, b), a + b * 2, rtol=1e-6)
+        np.testing.assert_allclose(shift(a[:2], b[:2]), a[:2] + b[:2] * 2, rtol=1e-6)
+    assert shift.experimental_get_tracing_count() == 2
+    wide = shift(a.astype(np.float64), b.astype(np.float64))
+    assert wide.dtype == np.float64 and shift.experimental_get_tracing_count() == 3
+    shift(a[:2], b[:2])  # known: no retrace ...
+    shift(f32(5, 4), f32(5, 4))  # ... so this one is reported as changed from the call before it
+    assert shift.retrace_reasons[-1] == "retraced `shift` because argument `x` changed from f32[2,4] to f32[5,4]; " \
+                                        "argument `y` changed from f32[2,4] to f32[5,4]"
+    class Sub(np.ndarray):
+        pass
+
+    np.testing.assert_allclose(shift(a.view(Sub), b), a + b * 2, rtol=1e-6)  # a subclass: the slow path
+    assert shift.experimental_get_tracing_count() == 4
+
+    @tfjit.function
+    def scaled(x, factor=3.0):
+        return x * factor
+
+    np.testing.assert_allclose(scaled(a), a * 3, rtol=1e-6)
+    np.testing.assert_allclose(scaled(a, 2.0), a * 2, rtol=1e-6)
+    np.testing.assert_allclose(scaled(a), a * 3, rtol=1e-6)
+    assert scaled.experimental_get_tracing_count() == 2
+
+
 def test_repeated_retraces_warn_naming_the_argument_and_caller_line():
     @tfjit.function
     def square(x):

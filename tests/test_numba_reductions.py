@@ -97,10 +97,10 @@ def test_any_and_all(axes):
     assert generated(exe, KERNELS)
 
 
-@pytest.mark.parametrize("axis", [0, 1])
-def test_nan_and_inf_propagate_as_in_numpy(axis):
-    x = tf.placeholder(tf.float32, [4, 6], name="x")
-    values = RNG.standard_normal((4, 6)).astype(np.float32)
+@pytest.mark.parametrize("axis, width", [(0, 6), (1, 6), (1, 17)])
+def test_nan_and_inf_propagate_as_in_numpy(axis, width):
+    x = tf.placeholder(tf.float32, [4, width], name="x")
+    values = RNG.standard_normal((4, width)).astype(np.float32)
     values[1, 0] = values[3, 0] = np.nan   # column 0: NaN twice; row 1: NaN first
     values[2, 1] = np.inf                  # column 1 and row 2: +inf
     values[:, 2] = -np.inf                 # column 2: all -inf (argmax 0)
@@ -111,8 +111,10 @@ def test_nan_and_inf_propagate_as_in_numpy(axis):
     got, want, exe = both(outs, {x: values})
     assert_same(got, want)
     (kernel,) = generated(exe, KERNELS)
-    if axis == 1:  # a row max of computed values goes through a row scratch
-        assert "_row_max(row_" in kernel.source and "_row_min(row_" in kernel.source
+    if axis == 1:  # a row max of computed values goes through a row scratch ...
+        wide = width >= reduction.VECTOR_LANES  # ... and scalar_lib's function, or a loop over a narrow one
+        assert ("_row_max(row_" in kernel.source and "_row_min(row_" in kernel.source) == wide
+        assert ("_row_max(" not in kernel.source and "_maximum(red_" in kernel.source) == (not wide)
 
 
 def test_size_one_dims_around_the_reduced_axes():
@@ -176,6 +178,36 @@ def test_row_max_and_min_of_an_input_with_several_accumulators(dtype):
     got, want, exe = both(outs, {x: values})
     assert_same(got, want)
     assert "_row_max(" in generated(exe, reduction.RowKernel)[0].source
+
+
+@pytest.mark.parametrize("width", [10, 16])
+def test_softmax_cross_entropy_rows_narrower_than_a_vector_call_libm(width):
+    """A narrow row's loops cannot vectorise: its max is a plain loop and its exp libm's; the
+    log of each row's sum is libm's in every kernel. Both widths give the reference's values,
+    NaN and inf included."""
+    x = tf.placeholder(tf.float32, [5, width], name="x")
+    labels = tf.placeholder(tf.float32, [5, width], name="labels")
+    values = RNG.standard_normal((5, width)).astype(np.float32) * 4
+    values[1, 3], values[2, 0], values[3, :] = np.nan, np.inf, -np.inf
+    loss = tf.nn.softmax_cross_entropy_with_logits_v2(labels=labels, logits=x)
+    hot = np.eye(width, dtype=np.float32)[RNG.integers(0, width, 5)]
+    got, want, exe = both([loss], {x: values, labels: hot})
+    assert_same(got, want, rtol=1e-5, atol=1e-6)
+    (kernel,) = generated(exe, reduction.RowKernel)
+    narrow = width < reduction.VECTOR_LANES
+    assert ("_f32_exp_libm(" in kernel.source) == narrow and ("_f32_exp(" in kernel.source) == (not narrow)
+    assert "_f32_log_libm(" in kernel.source and "_f32_log(" not in kernel.source
+
+
+@pytest.mark.parametrize("width", [6, 20])
+def test_a_per_row_value_a_later_pass_reads_is_read_again_not_kept_in_a_scratch_row(width):
+    x = tf.placeholder(tf.float32, [5, width], name="x")
+    g = tf.placeholder(tf.float32, [5, 1], name="g")  # broadcast along the row, read in the last pass
+    y = tf.nn.softmax(x) * tf.broadcast_to(g, [5, width])
+    got, want, exe = both([y], {x: RNG.standard_normal((5, width)), g: RNG.standard_normal((5, 1))})
+    assert_same(got, want, rtol=1e-5, atol=1e-7)
+    (kernel,) = generated(exe, reduction.RowKernel)
+    assert len(kernel.scratch) == 1, kernel.source  # the row of exp values only
 
 
 def test_big_row_kernels_run_in_parallel_blocks():

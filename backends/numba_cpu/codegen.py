@@ -55,12 +55,14 @@ def strip_comments(source: str) -> str:
 
 
 class ElementWriter:
-    """Writes the scalar computation of body values, each once, as named locals."""
+    """Writes the scalar computation of body values, each once, as named locals; `vector=False`
+    where the code cannot vectorise (float32 transcendentals then call libm, `scalar.expression`)."""
 
-    def __init__(self, lines: Lines, load: Callable[[Value], str], prefix: str = "v"):
+    def __init__(self, lines: Lines, load: Callable[[Value], str], prefix: str = "v", vector: bool = True):
         self.lines = lines
         self.load = load
         self.prefix = prefix
+        self.vector = vector
         self.names: dict[Value, str] = {}
 
     def value(self, v: Value) -> str:
@@ -75,7 +77,7 @@ class ElementWriter:
             name = self.value(node.inputs[0])
         else:
             args = [self.value(i) for i in node.inputs]
-            expr = element_expression(node, args)
+            expr = element_expression(node, args, self.vector)
             if expr is None:
                 raise NotImplementedError(f"no element expression for {node.op}")
             name = f"{self.prefix}{len(self.names)}"
@@ -93,14 +95,14 @@ class ElementWriter:
         return f"_{dtype.short}({literal})"
 
 
-def element_expression(node: Node, args: list[str]) -> str | None:
+def element_expression(node: Node, args: list[str], vector: bool = True) -> str | None:
     operand = next((v.type.dtype for v in node.inputs if not v.type.dtype.is_bool), None)
     if node.op == "select":
         operand = node.inputs[1].type.dtype
     dtype = operand or (node.inputs[0].type.dtype if node.inputs else node.types[0].dtype)
     if node.types[0].dtype.short not in scalar.SUPPORTED_DTYPES:
         return None
-    return scalar.expression(node.op, args, node.attr_dict, dtype)
+    return scalar.expression(node.op, args, node.attr_dict, dtype, vector)
 
 
 def supported(body: Graph) -> bool:

@@ -8,6 +8,10 @@ softmax (max, then sum of exp, then divide) and layer norm are one kernel with a
 over a row that stays in cache. A full-shape value a later phase needs is kept in a row-sized
 scratch buffer instead of being recomputed. A max or min straight over an input is taken
 before the first pass with several accumulators (it vectorises, and leaves the row in cache).
+Rows narrower than one vector (a classifier's ten logits) cannot vectorise: their kernels take
+maxima in a plain loop and call libm's float32 exp & co., and so need none of the helpers that
+cost 0.15-0.3 s each to compile in a fresh process (measured); per-row scalars (the log of a
+softmax's sum) call libm in every kernel.
 Big kernels run blocks of rows in parallel. Reductions over leading or middle axes become
 column kernels (column.py); `build` picks the kind from the reduced axes.
 """
@@ -22,7 +26,7 @@ from tfjit.ir.graph import Graph, Node, Value
 from . import reducers
 from .buffers import POOL, scratch_maker
 from .column import ColumnKernel
-from .codegen import ElementWriter, Lines, supported
+from .codegen import INDEX_ONLY, ElementWriter, Lines, supported
 from .compile import compile_kernel
 from .loop import PARALLEL_MIN_ELEMENTS
 
@@ -35,6 +39,8 @@ PARALLEL_BLOCKS = 16
 # several accumulators: in the element loop, one NaN-propagating accumulator is a serial
 # chain (measured: softmax of x * a + b, 6.6 ms against 3 ms for softmax of x).
 _VIA_ROW = {"max", "min"}
+# Rows narrower than this (float32 lanes of an AVX-512 vector) run their element loops scalar.
+VECTOR_LANES = 16
 
 
 class RowKernel:
@@ -55,6 +61,7 @@ class RowKernel:
         self.phase = reducers.phases(body, frozenset(self.early))
         self._index = {n: i for i, n in enumerate(body.nodes)}  # stable names in the source
         self.parallel = rows >= 2 and rows * cols >= PARALLEL_MIN_ELEMENTS
+        self.narrow = cols < VECTOR_LANES
         self.blocks = min(rows, PARALLEL_BLOCKS)
         self.scratch = self._scratch()
         blocks = self.blocks if self.parallel else 1
@@ -108,7 +115,7 @@ class RowKernel:
                 row_names[p] = f"in{i}[r, 0]" if self.kinds[p] == ROW else f"in{i}[0, 0]"
         for n in self.early:
             k = self._index[n]
-            lines.add(f"red_{k} = _row_{n.op}(in{params.index(n.inputs[0])}[r])", n.loc.short if n.loc else None)
+            self._extreme(lines, n, f"red_{k}", f"in{params.index(n.inputs[0])}[r]", f"in{params.index(n.inputs[0])}[r, {{}}]")
             row_names[n.out] = f"red_{k}"
         last_phase = max(self.phase.values(), default=0)
         for phase in range(last_phase + 1):
@@ -120,19 +127,37 @@ class RowKernel:
                 lines.add(f"{o}[r, 0] = {row_names[r]}")
         return lines.source()
 
+    def _extreme(self, lines: Lines, node: Node, name: str, row: str, element: str) -> None:
+        """`name` = the max or min of the row `row` (`element` formats one of its elements):
+        scalar_lib's several-accumulator function, or for a narrow row a plain loop."""
+        comment = node.loc.short if node.loc else None
+        if not self.narrow:
+            lines.add(f"{name} = _row_{node.op}({row})", comment)
+            return
+        lines.add(f"{name} = {element.format(0)}", comment)
+        lines.add("for j in range(1, COLS):")
+        lines.add(f"    {name} = {reducers.combine(node, name, element.format('j'))}")
+
     def _stored_values(self) -> list[Value]:
-        """Full values computed in one phase and read in a later one."""
+        """Full values computed in one phase and read in a later one (not broadcasts of a
+        per-row value: a later phase reads that value itself)."""
         out = []
         for node in self.body.nodes:
             for v in node.inputs:
                 if self.kinds.get(v) == FULL and v.node.op != "param" and self.phase[v] < self.phase.get(node.out, 0) \
-                        and v not in out and node.op not in reducers.OPS:
+                        and v not in out and node.op not in reducers.OPS and not self._broadcast_row(v):
                     out.append(v)
         return out
 
+    def _broadcast_row(self, v: Value) -> bool:
+        """Whether full value `v` only re-indexes a per-row or scalar value."""
+        while v.node.op in INDEX_ONLY:
+            v = v.node.inputs[0]
+        return self.kinds[v] in (ROW, SCALAR)
+
     def _row_values(self, lines: Lines, names: dict[Value, str], phase: int) -> None:
         """Per-row scalars whose inputs are ready before phase `phase`'s loop."""
-        writer = ElementWriter(lines, lambda v: names[v], prefix=f"w{phase}_")
+        writer = ElementWriter(lines, lambda v: names[v], prefix=f"w{phase}_", vector=False)
         writer.names.update(names)
         for node in self.body.nodes:
             v = node.out
@@ -163,7 +188,7 @@ class RowKernel:
             i = position[v]
             return f"in{i}[r, j]" if self.kinds[v] == FULL else f"in{i}[0, j]"
 
-        writer = ElementWriter(lines, load, prefix=f"e{phase}_")
+        writer = ElementWriter(lines, load, prefix=f"e{phase}_", vector=not self.narrow)
         writer.names.update(row_names)  # per-row scalars ready before this loop
         for v, buffer in store_name.items():
             if self.phase[v] < phase:
@@ -187,10 +212,10 @@ class RowKernel:
             k = self._index[n]
             row_names[n.out] = f"red_{k}"
             if n.op in _VIA_ROW:
-                value = f"_row_{n.op}(row_{k})"
+                self._extreme(lines, n, f"red_{k}", f"row_{k}", f"row_{k}[{{}}]")
             else:
-                value = reducers.result(n, f"acc_{k}", f"idx_{k}", "COLS")
-            lines.add(f"red_{k} = {value}", n.loc.short if n.loc else None)
+                lines.add(f"red_{k} = {reducers.result(n, f'acc_{k}', f'idx_{k}', 'COLS')}",
+                          n.loc.short if n.loc else None)
 
 
 def _kinds(body: Graph, full: tuple[int, ...], rows: int, cols: int) -> dict[Value, str]:

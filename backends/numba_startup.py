@@ -1,0 +1,127 @@
+"""numba's one-time start-up in a process, without the parts tfjit's kernels never use.
+
+A first call pays numba's start-up once per process; three parts of it serve features the
+generated kernels do not have (measured on a first call of the MLP training step):
+
+- Before its first compilation numba imports all of its typing and lowering registries. One,
+  `numba.np.arraymath`, imports scipy.linalg while it is imported, only to learn whether
+  `np.dot` may call BLAS (0.08-0.2 s: scipy.linalg pulls in numpy.f2py and scipy's array API
+  layer). `before_first_compile` imports that module with the question answered by whether
+  scipy is installed. A function that does use `np.dot` still imports scipy.linalg when it is
+  compiled (numba.np.linalg's own check, left as it is).
+- Code loaded from numba's cache links against numba's hash-secret symbols, which numba
+  defines when `numba.cpython.hashing` is imported (11 ms, with its random-number module).
+  `define_hash_secret` defines the same symbols from the same CPython struct.
+- Typing an array argument asks whether it is a `numpy.ma.MaskedArray`, and so imports
+  numpy.ma (15 ms) on the process's first call with each new array type. Where numpy.ma was
+  never imported no masked array can exist, so `install` types arrays without asking then.
+
+Each step falls back to numba's own way where numba's internals differ from these (another
+numba version): it can then cost time, never change a result.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import sys
+from typing import Any
+
+from numba.core import errors, event, types
+from numba.core.typing import typeof as numba_typeof
+from numba.np import numpy_support
+
+_installed = False
+
+
+def install() -> None:
+    """Set up the trimmed start-up for this process (once; cheap)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    event.register("numba:compile", _FirstCompile())
+    _type_arrays_without_numpy_ma()
+
+
+class _FirstCompile(event.Listener):
+    """Runs `before_first_compile` when numba starts its first compilation, before its
+    registries are loaded."""
+
+    def on_start(self, ev: event.Event) -> None:
+        before_first_compile()
+
+    def on_end(self, ev: event.Event) -> None:
+        pass
+
+
+def before_first_compile() -> None:
+    """Import numba.np.arraymath without importing scipy.linalg (see the module's docstring)."""
+    if "numba.np.arraymath" in sys.modules:
+        return
+    try:
+        from numba.np import linalg
+    except ImportError:
+        return
+    check = getattr(linalg, "ensure_blas", None)
+    if check is None:
+        return
+    linalg.ensure_blas = _scipy_is_installed
+    try:
+        import numba.np.arraymath  # noqa: F401 - it binds ensure_blas while being imported
+    finally:
+        linalg.ensure_blas = check
+
+
+def _scipy_is_installed() -> None:
+    """numba's `ensure_blas` minus the import: raises ImportError where scipy is missing."""
+    if importlib.util.find_spec("scipy") is None:
+        raise ImportError("scipy 0.16+ is required for linear algebra")
+
+
+class _HashSecret(ctypes.Structure):
+    """The leading members of CPython's `_Py_HashSecret_t` union that numba reads (siphash's
+    two keys; djbx33a's suffix after 16 bytes of padding)."""
+
+    _fields_ = [("k0", ctypes.c_uint64), ("k1", ctypes.c_uint64), ("djbx33a_suffix", ctypes.c_size_t)]
+
+
+_secret_values: list[Any] = []  # the symbols point into these, so they must stay alive
+
+
+def define_hash_secret() -> None:
+    """Define numba's `_numba_hashsecret_*` symbols as `numba.cpython.hashing` does (the same
+    names and values), without importing it; nothing to do once it is imported."""
+    if "numba.cpython.hashing" in sys.modules or _secret_values:
+        return
+    try:
+        import llvmlite.binding as llvm
+
+        secret = _HashSecret.in_dll(ctypes.pythonapi, "_Py_HashSecret")
+    except (ImportError, ValueError, AttributeError):
+        import numba.cpython.hashing  # noqa: F401 - numba's own way
+        return
+    for name in ("djbx33a_suffix", "siphash_k0", "siphash_k1"):
+        value = ctypes.c_uint64(getattr(secret, name.replace("siphash_", "")))
+        _secret_values.append(value)
+        llvm.add_symbol(f"_numba_hashsecret_{name}", ctypes.addressof(value))
+
+
+def array_type(val: Any) -> Any:
+    """numba's type of the array `val`, as numba's rule for arrays gives it, minus that rule's
+    masked-array check."""
+    try:
+        dtype = numpy_support.from_dtype(val.dtype)
+    except errors.NumbaNotImplementedError:
+        raise errors.NumbaValueError(f"Unsupported array dtype: {val.dtype}") from None
+    layout = numpy_support.map_layout(val)
+    return types.Array(dtype, val.ndim, layout, readonly=not val.flags.writeable)
+
+
+def _type_arrays_without_numpy_ma() -> None:
+    numba_rule = numba_typeof.typeof_impl.dispatch(numpy_support.np.ndarray)
+
+    def typeof_array(val: Any, c: Any) -> Any:
+        """numba's rule while numpy.ma is imported (a masked array may exist), else `array_type`."""
+        return numba_rule(val, c) if "numpy.ma" in sys.modules else array_type(val)
+
+    numba_typeof.typeof_impl.register(numpy_support.np.ndarray)(typeof_array)
