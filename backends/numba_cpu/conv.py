@@ -13,7 +13,8 @@ col2im). The filter gradient accumulates
 columns^T @ dy over the blocks in BLAS. A 1x1, stride-1, unpadded convolution needs no
 columns: its GEMMs read the input. A 3x3 stride-1 convolution (forward, or an input gradient
 run as one) of 8 or more input channels goes by Winograd F(2x2, 3x3) instead (winograd.py:
-2.25x fewer multiplies, 1.5-1.7x faster on the CNN's layers). Kernels are serial numba
+2.25x fewer multiplies, 1.5-1.7x faster on the CNN's layers), and a 1xK or Kx1 one (K = 3, 5,
+7) by 1-D Winograd F(2, K) (winograd_1d.py: 1.75x fewer at K = 7). Kernels are serial numba
 functions that release the GIL; Python threads take chunks of their blocks (`_in_chunks`).
 Depthwise convolutions have no GEMM; they run as direct loops with the channel innermost.
 
@@ -38,7 +39,7 @@ from tfjit.ops.conv import geometry
 
 from .buffers import POOL
 from .codegen import INDEX_ONLY, ElementWriter, Lines, supported
-from . import winograd
+from . import winograd, winograd_1d
 from .compile import compile_kernel
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -48,6 +49,7 @@ WINOGRAD = True
 WINOGRAD_BLOCK_BYTES = 1 << 19  # a block's transformed tiles (V: 16 x tiles x C)
 WINOGRAD_MIN_CHANNELS = 8  # 3x3 to 32 channels, single thread: from 3, 1.7 ms (Winograd) vs 1.5
                            # (im2col); from 8, 2.3 vs 2.5; from 16, 3.0 vs 4.2
+LINE_GRADIENT_MIN_CHANNELS = 32  # see as_convolution
 PARALLEL_MIN_FLOPS = 1 << 24  # a threaded call costs tens of us more (DESIGN.md)
 
 # -- kernel sources (geometry `g`: kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow) --------
@@ -359,6 +361,9 @@ class _Forward(_Gemm):
             tiles = out[0] * -(-out[1] // 2) * -(-out[2] // 2)
             self.rows = max(1, min(tiles, WINOGRAD_BLOCK_BYTES // (16 * max(f[2], f[3], 1) * self.dtype.itemsize)))
             self.chunks = _chunks(self.threads, tiles)
+        self.line = winograd_1d.plan(x, out, f, g, self.dtype, WINOGRAD_MIN_CHANNELS) if WINOGRAD else None
+        if self.line:  # 1x7, 7x1 & co: 1-D Winograd (winograd_1d.py)
+            self.rows, self.chunks = self.line.rows, _chunks(self.threads, self.line.tiles)
 
     def operands(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The NHWC input and the [K, O] filter matrix, from the op's operands."""
@@ -371,6 +376,10 @@ class _Forward(_Gemm):
             ins: list[np.ndarray], outs: list[np.ndarray]) -> None:
         """`kernel` (from `_forward_kernel`) on the NHWC input(s), the [K, O] filter matrix, the
         epilogue's inputs and the [pixels, O] outputs (`direct`: the first holds the GEMM's)."""
+        if self.line:
+            _in_chunks(kernel, self.threads, self.chunks, self.line.operands(xs[0], w),
+                       (*self.line.scratch(self.threads), *ins, *outs))
+            return
         if self.winograd:
             u = winograd.filter_transform(w.reshape(self.f_shape))
             v = POOL.empty((self.threads, 16, self.rows, self.f_shape[2]), self.dtype)
@@ -385,8 +394,11 @@ class _Forward(_Gemm):
 
 def _forward_kernel(plan: _Forward, ins: list[str], outs: list[str], target: str, epilogue: list[str],
                     setup: list[str], pieces: int = 1) -> tuple[Callable[..., None], str]:
+    direct = None if target.startswith("acc") else target.split("[")[0]
+    if plan.line:
+        source = winograd_1d.source(plan.line.k, ins, outs, direct, epilogue, setup, _RANGES)
+        return _compiled("conv_winograd_1d", source), source
     if plan.winograd:
-        direct = None if target.startswith("acc") else target.split("[")[0]
         source = winograd.source(ins, outs, direct, epilogue, setup, _RANGES)
         return _compiled("conv_winograd", source), source
     source = forward_source(ins, outs, target, epilogue, setup, pieces)
@@ -447,9 +459,13 @@ def as_convolution(node: Node) -> bool:
     """Whether a conv2d_backprop_input runs as a convolution of dy: only at stride 1, and only
     when dx has at least dy's channels. The convolution's GEMM is [pixels, KH*KW*O] @
     [KH*KW*O, C], col2im's [pixels, O] @ [O, KH*KW*C]: with C < O the former is the narrow
-    one (a 3x3, 64 -> 32 channel gradient took 4.1 ms against col2im's 3.7, measured)."""
+    one (a 3x3, 64 -> 32 channel gradient took 4.1 ms against col2im's 3.7, measured). A 1xK
+    or Kx1 one by 1-D Winograd pays from 32 dx channels on (1x7, 160 -> 128: 5.4 ms against
+    col2im's 7.6; 128 -> 32: 1.2 against 1.5; 64 -> 16: even, measured)."""
     f = node.inputs[0].type.shape
-    return all(s == 1 for s in node.attr("strides")) and f is not None and f[2] >= f[3]
+    if not all(s == 1 for s in node.attr("strides")) or f is None:
+        return False
+    return f[2] >= f[3] or (f[2] >= LINE_GRADIENT_MIN_CHANNELS and _Forward(node).line is not None)
 
 
 class Conv2DBackpropFilter(_Gemm):
