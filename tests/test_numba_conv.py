@@ -108,9 +108,11 @@ def test_conv2d_and_its_gradients_match_the_reference(x_shape, f_shape, strides,
     assert isinstance(kernels["conv2d_backprop_input"], conv.Conv2D) == as_convolution
     winograd = f_shape[:2] == (3, 3) and strides == (1, 1) and dilations == (1, 1)
     assert kernels["conv2d"].plan.winograd == winograd
+    assert kernels["conv2d_backprop_filter"].winograd == winograd
 
 
-@pytest.mark.parametrize("x_shape,f_shape,strides,padding,dilations", [CONV_CASES[1], CONV_CASES[4], CONV_CASES[5]])
+@pytest.mark.parametrize("x_shape,f_shape,strides,padding,dilations",
+                         [CONV_CASES[1], CONV_CASES[4], CONV_CASES[5], CONV_CASES[10]])
 def test_conv2d_nchw_and_float64(x_shape, f_shape, strides, padding, dilations):
     got, want, exe = conv_and_grads(x_shape, f_shape, strides, padding, dilations, "NCHW", np.float64)
     assert_same(got, want, np.float64)
@@ -123,8 +125,10 @@ def test_conv2d_split_across_threads(monkeypatch):
     monkeypatch.setattr(conv, "PARALLEL_MIN_FLOPS", 0)
     monkeypatch.setattr(conv, "MAX_BLOCK_ROWS", 7)
     monkeypatch.setattr(conv, "MIN_CHUNK_ROWS", 1)
+    monkeypatch.setattr(conv, "WINOGRAD_BLOCK_BYTES", 16 * 5 * 4 * 3)  # 3 tiles a block
     for x_shape, f_shape, strides, padding in [((3, 6, 5, 3), (3, 3, 3, 4), (2, 1), "SAME"),
-                                               ((3, 4, 5, 6), (1, 1, 6, 5), (1, 1), "VALID")]:
+                                               ((3, 4, 5, 6), (1, 1, 6, 5), (1, 1), "VALID"),
+                                               ((3, 7, 5, 5), (3, 3, 5, 4), (1, 1), "SAME")]:  # Winograd
         got, want, exe = conv_and_grads(x_shape, f_shape, strides, padding, (1, 1), "NHWC", np.float32)
         assert_same(got, want, np.float32)
         assert all(k.threads == min(numba.get_num_threads(), 3) for k in window_kernels(exe).values())

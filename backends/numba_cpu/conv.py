@@ -301,6 +301,21 @@ def _is_pointwise(g: np.ndarray, x_nhwc: tuple[int, ...]) -> bool:
                 and g[8] == x_nhwc[1] and g[9] == x_nhwc[2])
 
 
+def _winograd(f_shape: tuple[int, ...], g: np.ndarray) -> bool:
+    """3x3, stride 1, undilated: Winograd (winograd.py), a block of 2x2 output tiles at a time;
+    not for a few input channels (an RGB image), whose 16 GEMMs would be too thin."""
+    return WINOGRAD and tuple(f_shape[:2]) == (3, 3) and all(int(v) == 1 for v in g[2:6]) \
+        and f_shape[2] >= WINOGRAD_MIN_CHANNELS
+
+
+def _winograd_blocks(out_nhwc: tuple[int, ...], f_shape: tuple[int, ...], dtype: np.dtype,
+                     threads: int) -> tuple[int, int]:
+    """(tiles a block, chunks) of a Winograd kernel over the 2x2 tiles of `out_nhwc`."""
+    tiles = out_nhwc[0] * -(-out_nhwc[1] // 2) * -(-out_nhwc[2] // 2)
+    rows = max(1, min(tiles, WINOGRAD_BLOCK_BYTES // (16 * max(f_shape[2], f_shape[3], 1) * dtype.itemsize)))
+    return rows, _chunks(threads, tiles)
+
+
 # -- the ops -------------------------------------------------------------------------------
 class _Gemm:
     """The shared set-up of the GEMM kernels: geometry, block rows, threads, scratch.
@@ -351,14 +366,9 @@ class _Forward(_Gemm):
             g = window_geometry(x, f[:2], node.attr_dict)
         self.out_nhwc = out
         super().__init__(node, x, f, int(np.prod(out[:3])), g)
-        # 3x3, stride 1, undilated: Winograd (winograd.py), a block of 2x2 output tiles at a time;
-        # not for a few input channels (an RGB image), whose 16 GEMMs would be too thin
-        self.winograd = WINOGRAD and f[:2] == (3, 3) and all(int(v) == 1 for v in g[2:6]) \
-            and f[2] >= WINOGRAD_MIN_CHANNELS
+        self.winograd = _winograd(f, g)
         if self.winograd:
-            tiles = out[0] * -(-out[1] // 2) * -(-out[2] // 2)
-            self.rows = max(1, min(tiles, WINOGRAD_BLOCK_BYTES // (16 * max(f[2], f[3], 1) * self.dtype.itemsize)))
-            self.chunks = _chunks(self.threads, tiles)
+            self.rows, self.chunks = _winograd_blocks(out, f, self.dtype, self.threads)
 
     def operands(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The NHWC input and the [K, O] filter matrix, from the op's operands."""
@@ -454,23 +464,40 @@ def as_convolution(node: Node) -> bool:
 
 class Conv2DBackpropFilter(_Gemm):
     """dW = sum over blocks of columns(x)^T @ dy; each thread sums its blocks into its own
-    part (BLAS accumulates), the parts are added at the end."""
+    part (BLAS accumulates), the parts are added at the end. A 3x3 stride-1 filter gradient
+    goes by Winograd instead (winograd.filter_gradient_source: 1.6-1.8x faster on the CNN's
+    layers, single thread, measured), its parts the 16 transformed positions' [C, O]."""
 
     def __init__(self, node: Node):
         fmt = node.attr("data_format")
         x, dy = (tuple(v.type.shape) for v in node.inputs)
-        x, dy = nhwc_shape(x, fmt), nhwc_shape(dy, fmt)
-        super().__init__(node, x, node.types[0].shape, int(np.prod(dy[:3])),
+        x, self.dy_shape = nhwc_shape(x, fmt), nhwc_shape(dy, fmt)
+        super().__init__(node, x, node.types[0].shape, int(np.prod(self.dy_shape[:3])),
                          window_geometry(x, tuple(node.types[0].shape[:2]), node.attr_dict))
-        self.source = _filter_source()
-        self.kernel = _compiled("conv_backprop_filter", self.source)
+        self.winograd = _winograd(self.f_shape, self.g)
+        if self.winograd:
+            self.rows, self.chunks = _winograd_blocks(self.dy_shape, self.f_shape, self.dtype, self.threads)
+            self.source = winograd.filter_gradient_source(_RANGES)
+            self.kernel = _compiled("conv_winograd_filter", self.source)
+        else:
+            self.source = _filter_source()
+            self.kernel = _compiled("conv_backprop_filter", self.source)
 
     def __call__(self, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         if self.pixels == 0 or self.k * self.o == 0:
             return np.zeros(self.f_shape, self.dtype)
+        xs = to_nhwc(x, self.fmt)
+        if self.winograd:
+            c = self.f_shape[2]
+            parts = np.zeros((self.threads, 16, c, self.o), self.dtype)
+            v = POOL.empty((self.threads, 16, self.rows, c), self.dtype)
+            mm = POOL.empty((self.threads, 16, self.rows, self.o), self.dtype)
+            _in_chunks(self.kernel, self.threads, self.chunks, (xs, to_nhwc(dy, self.fmt), int(self.g[6]),
+                                                                int(self.g[7])), (v, mm, parts))
+            return winograd.filter_gradient(parts[0] if self.threads == 1 else parts.sum(axis=0))
         dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
         parts = np.zeros((self.threads, self.k, self.o), self.dtype)
-        _in_chunks(self.kernel, self.threads, self.chunks, (to_nhwc(x, self.fmt), dys, self.g, self.pointwise),
+        _in_chunks(self.kernel, self.threads, self.chunks, (xs, dys, self.g, self.pointwise),
                     (self._columns(), parts))
         df = parts[0] if self.threads == 1 else parts.sum(axis=0)
         return df.reshape(self.f_shape)
