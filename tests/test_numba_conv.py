@@ -103,10 +103,11 @@ def test_conv2d_and_its_gradients_match_the_reference(x_shape, f_shape, strides,
     assert_same(got, want, np.float32)
     kernels = window_kernels(exe)
     assert set(kernels) == {"conv2d", "conv2d_backprop_input", "conv2d_backprop_filter"}
-    # at stride 1 with dx's channels >= dy's the input gradient runs as a convolution of dy
-    as_convolution = strides == (1, 1) and f_shape[2] >= f_shape[3]
-    assert isinstance(kernels["conv2d_backprop_input"], conv.Conv2D) == as_convolution
+    # at stride 1 with dx's channels >= dy's, or by Winograd, the input gradient runs as a
+    # convolution of dy
     winograd = f_shape[:2] == (3, 3) and strides == (1, 1) and dilations == (1, 1)
+    as_convolution = strides == (1, 1) and (f_shape[2] >= f_shape[3] or winograd)
+    assert isinstance(kernels["conv2d_backprop_input"], conv.Conv2D) == as_convolution
     assert kernels["conv2d"].plan.winograd == winograd
     assert kernels["conv2d_backprop_filter"].winograd == winograd
 
