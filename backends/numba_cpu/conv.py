@@ -38,7 +38,7 @@ from tfjit.ops.conv import geometry
 
 from .buffers import POOL
 from .codegen import INDEX_ONLY, ElementWriter, Lines, supported
-from . import winograd
+from . import winograd, winograd_tiles
 from .compile import compile_kernel
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -73,7 +73,8 @@ def window_kernel(signature: str, spatial: str, setup: str, tap: str, before: st
 
 
 _PRELUDE = ("from tfjit.backends.numba_cpu.gemm import matmul\n"
-            "from tfjit.backends.numba_cpu.im2col import im2col\n\n\n")
+            "from tfjit.backends.numba_cpu.im2col import im2col\n"
+            "from tfjit.backends.numba_cpu.winograd_tiles import input_tiles, output_gradient_tiles, output_tiles\n\n\n")
 
 # Each GEMM kernel splits its output pixels into `chunks` equal contiguous ranges (whole
 # images for the col2im input gradient, whose scatter-add crosses block edges); a call runs
@@ -370,6 +371,7 @@ class _Forward(_Gemm):
         self.winograd = _winograd(f, g[2:6])
         if self.winograd:
             self.rows, self.chunks = _winograd_blocks(out, f, self.dtype, self.threads)
+            winograd_tiles.register(self.dtype)
 
     def operands(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The NHWC input and the [K, O] filter matrix, from the op's operands."""
@@ -386,8 +388,9 @@ class _Forward(_Gemm):
             u = winograd.filter_transform(w.reshape(self.f_shape))
             v = POOL.empty((self.threads, 16, self.rows, self.f_shape[2]), self.dtype)
             mm = POOL.empty((self.threads, 16, self.rows, self.o), self.dtype)
+            ys = POOL.empty((self.threads, 4, self.rows, self.o), self.dtype)
             geometry = (int(self.g[6]), int(self.g[7]), int(self.g[8]), int(self.g[9]))
-            _in_chunks(kernel, self.threads, self.chunks, (*xs, u, *geometry), (v, mm, *ins, *outs))
+            _in_chunks(kernel, self.threads, self.chunks, (*xs, u, *geometry), (v, mm, ys, *ins, *outs))
             return
         acc = np.empty((1, 1, 1), self.dtype) if direct else POOL.empty((self.threads, self.rows, self.o), self.dtype)
         _in_chunks(kernel, self.threads, self.chunks, (*xs, w, self.g, self.pointwise),
@@ -481,6 +484,7 @@ class Conv2DBackpropFilter(_Gemm):
         self.winograd = _winograd(self.f_shape, self.g[2:6])
         if self.winograd:
             self.rows, self.chunks = _winograd_blocks(self.dy_shape, self.f_shape, self.dtype, self.threads)
+            winograd_tiles.register(self.dtype)
             self.source = winograd.filter_gradient_source(_RANGES)
             self.kernel = _compiled("conv_winograd_filter", self.source)
         else:
