@@ -12,7 +12,7 @@ import pytest
 
 import tfjit as tf
 from tfjit import config
-from tfjit.backends.numba_cpu import conv, pool
+from tfjit.backends.numba_cpu import conv, pool, winograd_tiles
 
 from test_numba_backend import both
 
@@ -312,6 +312,25 @@ def test_few_input_channels_take_im2col_rather_than_winograd(monkeypatch):
                                             np.float32)
         assert_same(got, want, np.float32)
         assert window_kernels(exe)["conv2d"].plan.winograd == winograd
+
+
+def test_winograd_transforms_refuse_strided_arrays():
+    """The transforms get raw addresses: a view that is not C-contiguous fails to compile
+    rather than being read as if it were."""
+    winograd_tiles.register(np.float32, "input")
+
+    @numba.njit
+    def transform(x, v):
+        winograd_tiles.input_tiles(x, 1, 1, 2, 2, 0, 1, v)
+
+    x = RNG.standard_normal((1, 4, 4, 2)).astype(np.float32)
+    v = np.zeros((16, 1, 2), np.float32)
+    transform(x, v)  # tile 0: rows and columns -1..2, the first of each padding
+    d = np.pad(x[0], ((1, 0), (1, 0), (0, 0)))[:4, :4]
+    b_t = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
+    np.testing.assert_allclose(v.reshape(4, 4, 2), np.einsum("ai,ijc,bj->abc", b_t, d, b_t), rtol=1e-6, atol=1e-6)
+    with pytest.raises(numba.core.errors.TypingError, match="C-contiguous"):
+        transform(x[:, :, :, ::-1], np.zeros((16, 1, 2), np.float32))
 
 
 def test_a_pointwise_convolution_reads_the_pieces_of_its_input_concat():

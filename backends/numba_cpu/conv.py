@@ -371,7 +371,7 @@ class _Forward(_Gemm):
         self.winograd = _winograd(f, g[2:6])
         if self.winograd:
             self.rows, self.chunks = _winograd_blocks(out, f, self.dtype, self.threads)
-            winograd_tiles.register(self.dtype)
+            winograd_tiles.register(self.dtype, "input", "output")
 
     def operands(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The NHWC input and the [K, O] filter matrix, from the op's operands."""
@@ -484,7 +484,7 @@ class Conv2DBackpropFilter(_Gemm):
         self.winograd = _winograd(self.f_shape, self.g[2:6])
         if self.winograd:
             self.rows, self.chunks = _winograd_blocks(self.dy_shape, self.f_shape, self.dtype, self.threads)
-            winograd_tiles.register(self.dtype)
+            winograd_tiles.register(self.dtype, "input", "output_gradient")
             self.source = winograd.filter_gradient_source(_RANGES)
             self.kernel = _compiled("conv_winograd_filter", self.source)
         else:

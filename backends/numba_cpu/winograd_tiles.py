@@ -14,6 +14,9 @@ of the block's arrays; tiles run image by image, row of tiles by row, `nty` x `n
 """
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import llvmlite.binding as llvm
 import numpy as np
 from numba import carray, cfunc, njit, types
@@ -143,23 +146,25 @@ def _output_gradient_d(dp, n, oh, ow, o, nty, ntx, t0, m, mp, rows):
 _CALLBACKS = {("input", "f"): _input_f, ("input", "d"): _input_d, ("output", "f"): _output_f,
               ("output", "d"): _output_d, ("output_gradient", "f"): _output_gradient_f,
               ("output_gradient", "d"): _output_gradient_d}
-_REGISTERED: set[str] = set()
+_REGISTERED: dict[tuple[str, str], Any] = {}  # the compiled callbacks: kept alive, their code is called
+_LOCK = threading.Lock()
 
 
 def _symbol(name: str, char: str) -> str:
     return f"tfjit_winograd_{name}_{char}"
 
 
-def register(dtype: np.dtype) -> None:
-    """Compile (or load from numba's cache) the callbacks of `dtype` (float32/float64) and
-    register their addresses: before any kernel calling them is compiled or loaded."""
+def register(dtype: np.dtype, *names: str) -> None:
+    """Compile (or load from numba's cache) the callbacks `names` ("input", "output",
+    "output_gradient") of `dtype` (float32/float64) and register their addresses: before any
+    kernel calling them is compiled or loaded."""
     char = np.dtype(dtype).char
-    if char in _REGISTERED:
-        return
-    for name, signature in _SIGNATURES.items():
-        callback = cfunc(signature, cache=True, error_model="numpy", nogil=True)(_CALLBACKS[name, char])
-        llvm.add_symbol(_symbol(name, char), callback.address)
-    _REGISTERED.add(char)
+    with _LOCK:
+        for name in names:
+            if (name, char) not in _REGISTERED:
+                callback = cfunc(_SIGNATURES[name], cache=True, error_model="numpy", nogil=True)(_CALLBACKS[name, char])
+                llvm.add_symbol(_symbol(name, char), callback.address)
+                _REGISTERED[name, char] = callback
 
 
 _EXTERNAL = {(name, char): types.ExternalFunction(_symbol(name, char), signature)
