@@ -7,13 +7,13 @@ called from inside the kernel) writes its rows of the output straight away; the 
 matrix (9x the input for 3x3) never exists. A fused contraction body of a convolution and its
 elementwise epilogue (bias, relu, relu mask, residual) runs the epilogue on each block right
 after its GEMM (`FusedConv`). The input gradient of a stride-1 convolution with at least as
-many input as output channels is itself such a convolution (of dy with the flipped filter);
-others run the loop backwards (dy @ W^T into a block of columns, then scatter-added into dx:
-col2im). The filter gradient accumulates
-columns^T @ dy over the blocks in BLAS. A 1x1, stride-1, unpadded convolution needs no
-columns: its GEMMs read the input. A 3x3 stride-1 convolution (forward, or an input gradient
-run as one) of 8 or more input channels goes by Winograd F(2x2, 3x3) instead (winograd.py:
-2.25x fewer multiplies, 1.5-1.7x faster on the CNN's layers). Kernels are serial numba
+many input as output channels, or one going by Winograd, is itself such a convolution (of dy
+with the flipped filter); others run the loop backwards (dy @ W^T into a block of columns,
+then scatter-added into dx: col2im). The filter gradient accumulates columns^T @ dy over the
+blocks in BLAS. A 1x1, stride-1, unpadded convolution needs no columns: its GEMMs read the
+input. A 3x3 stride-1 convolution (forward, an input gradient run as one, or a filter
+gradient) of 8 or more input channels goes by Winograd F(2x2, 3x3) instead (winograd.py:
+2.25x fewer multiplies, 1.5-1.8x faster on the CNN's layers). Kernels are serial numba
 functions that release the GIL; Python threads take chunks of their blocks (`_in_chunks`).
 Depthwise convolutions have no GEMM; they run as direct loops with the channel innermost.
 
