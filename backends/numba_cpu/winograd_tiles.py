@@ -183,7 +183,11 @@ def register(dtype: np.dtype, *names: str) -> None:
     with _LOCK:
         for name in names:
             if (name, char) not in _REGISTERED:
-                callback = cfunc(_SIGNATURES[name], cache=True, error_model="numpy", nogil=True)(_CALLBACKS[name, char])
+                try:
+                    callback = cfunc(_SIGNATURES[name], cache=True, error_model="numpy", nogil=True)(
+                        _CALLBACKS[name, char])
+                except RuntimeError:  # numba found no writable cache directory: compile uncached
+                    callback = cfunc(_SIGNATURES[name], error_model="numpy", nogil=True)(_CALLBACKS[name, char])
                 llvm.add_symbol(_symbol(name, char), callback.address)
                 _REGISTERED[name, char] = callback
 
