@@ -10,8 +10,8 @@ fused epilogue to each output as it is written.
 
 The filter gradient runs the same algebra backwards: dM = A dY A^T per tile, dU[i, j] =
 V[i, j]^T @ dM[i, j] summed over the tiles (16 GEMMs a block, accumulating), and once at the
-end dW = G^T dU G. The transforms are shared numba functions (winograd_tiles.py); this module
-writes the kernels around them.
+end dW = G^T dU G. The transforms are C callbacks compiled once (winograd_tiles.py); this
+module writes the kernels around them: the GEMMs and the epilogue.
 """
 from __future__ import annotations
 
