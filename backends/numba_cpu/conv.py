@@ -74,7 +74,8 @@ def window_kernel(signature: str, spatial: str, setup: str, tap: str, before: st
 
 _PRELUDE = ("from tfjit.backends.numba_cpu.gemm import matmul\n"
             "from tfjit.backends.numba_cpu.im2col import im2col\n"
-            "from tfjit.backends.numba_cpu.winograd_tiles import input_tiles, output_gradient_tiles, output_tiles\n\n\n")
+            "from tfjit.backends.numba_cpu.winograd_tiles import (input_tiles, output_gradient_tiles,\n"
+            "                                                    output_tiles)\n\n\n")
 
 # Each GEMM kernel splits its output pixels into `chunks` equal contiguous ranges (whole
 # images for the col2im input gradient, whose scatter-add crosses block edges); a call runs

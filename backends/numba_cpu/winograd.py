@@ -40,13 +40,14 @@ def source(ins: list[str], outs: list[str], direct: str | None, epilogue: list[s
     p, channel o."""
     per_output = ([f"{direct}[p, o] = c"] if direct else []) + epilogue
     signature = ", ".join(["x", "u", "pt", "pl", "oh", "ow", "q", "chunks", "slot", "v", "mm", "ys", *ins, *outs])
+    setup_lines = "".join("    " + line + "\n" for line in setup)
     body = f'''
 def conv_winograd({signature}):
     nout = u.shape[2]
     nty, ntx = (oh + 1) // 2, (ow + 1) // 2
     total = x.shape[0] * nty * ntx
     rows = v.shape[2]
-{"".join("    " + line + chr(10) for line in setup)}{indent(ranges.replace("p0", "t0"), "    ")}        input_tiles(x, pt, pl, nty, ntx, t0, m, v[slot])
+{setup_lines}{indent(ranges.replace("p0", "t0"), "    ")}        input_tiles(x, pt, pl, nty, ntx, t0, m, v[slot])
         for s in range(16):
             matmul(v[slot, s, :m], u[s], mm[slot, s, :m], 0.0)
         output_tiles(mm[slot], m, ys[slot])
