@@ -12,7 +12,7 @@ import pytest
 
 import tfjit as tf
 from tfjit import config
-from tfjit.backends.numba_cpu import conv, pool
+from tfjit.backends.numba_cpu import conv, pool, winograd_tiles
 
 from test_numba_backend import both
 
@@ -103,14 +103,17 @@ def test_conv2d_and_its_gradients_match_the_reference(x_shape, f_shape, strides,
     assert_same(got, want, np.float32)
     kernels = window_kernels(exe)
     assert set(kernels) == {"conv2d", "conv2d_backprop_input", "conv2d_backprop_filter"}
-    # at stride 1 with dx's channels >= dy's the input gradient runs as a convolution of dy
-    as_convolution = strides == (1, 1) and f_shape[2] >= f_shape[3]
-    assert isinstance(kernels["conv2d_backprop_input"], conv.Conv2D) == as_convolution
+    # at stride 1 with dx's channels >= dy's, or by Winograd, the input gradient runs as a
+    # convolution of dy
     winograd = f_shape[:2] == (3, 3) and strides == (1, 1) and dilations == (1, 1)
+    as_convolution = strides == (1, 1) and (f_shape[2] >= f_shape[3] or winograd)
+    assert isinstance(kernels["conv2d_backprop_input"], conv.Conv2D) == as_convolution
     assert kernels["conv2d"].plan.winograd == winograd
+    assert kernels["conv2d_backprop_filter"].winograd == winograd
 
 
-@pytest.mark.parametrize("x_shape,f_shape,strides,padding,dilations", [CONV_CASES[1], CONV_CASES[4], CONV_CASES[5]])
+@pytest.mark.parametrize("x_shape,f_shape,strides,padding,dilations",
+                         [CONV_CASES[1], CONV_CASES[4], CONV_CASES[5], CONV_CASES[10]])
 def test_conv2d_nchw_and_float64(x_shape, f_shape, strides, padding, dilations):
     got, want, exe = conv_and_grads(x_shape, f_shape, strides, padding, dilations, "NCHW", np.float64)
     assert_same(got, want, np.float64)
@@ -123,8 +126,10 @@ def test_conv2d_split_across_threads(monkeypatch):
     monkeypatch.setattr(conv, "PARALLEL_MIN_FLOPS", 0)
     monkeypatch.setattr(conv, "MAX_BLOCK_ROWS", 7)
     monkeypatch.setattr(conv, "MIN_CHUNK_ROWS", 1)
+    monkeypatch.setattr(conv, "WINOGRAD_BLOCK_BYTES", 16 * 5 * 4 * 3)  # 3 tiles a block
     for x_shape, f_shape, strides, padding in [((3, 6, 5, 3), (3, 3, 3, 4), (2, 1), "SAME"),
-                                               ((3, 4, 5, 6), (1, 1, 6, 5), (1, 1), "VALID")]:
+                                               ((3, 4, 5, 6), (1, 1, 6, 5), (1, 1), "VALID"),
+                                               ((3, 7, 5, 5), (3, 3, 5, 4), (1, 1), "SAME")]:  # Winograd
         got, want, exe = conv_and_grads(x_shape, f_shape, strides, padding, (1, 1), "NHWC", np.float32)
         assert_same(got, want, np.float32)
         assert all(k.threads == min(numba.get_num_threads(), 3) for k in window_kernels(exe).values())
@@ -307,6 +312,25 @@ def test_few_input_channels_take_im2col_rather_than_winograd(monkeypatch):
                                             np.float32)
         assert_same(got, want, np.float32)
         assert window_kernels(exe)["conv2d"].plan.winograd == winograd
+
+
+def test_winograd_transforms_refuse_strided_arrays():
+    """The transforms get raw addresses: a view that is not C-contiguous fails to compile
+    rather than being read as if it were."""
+    winograd_tiles.register(np.float32, "input")
+
+    @numba.njit
+    def transform(x, v):
+        winograd_tiles.input_tiles(x, 1, 1, 2, 2, 0, 1, v)
+
+    x = RNG.standard_normal((1, 4, 4, 2)).astype(np.float32)
+    v = np.zeros((16, 1, 2), np.float32)
+    transform(x, v)  # tile 0: rows and columns -1..2, the first of each padding
+    d = np.pad(x[0], ((1, 0), (1, 0), (0, 0)))[:4, :4]
+    b_t = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
+    np.testing.assert_allclose(v.reshape(4, 4, 2), np.einsum("ai,ijc,bj->abc", b_t, d, b_t), rtol=1e-6, atol=1e-6)
+    with pytest.raises(numba.core.errors.TypingError, match="C-contiguous"):
+        transform(x[:, :, :, ::-1], np.zeros((16, 1, 2), np.float32))
 
 
 def test_a_pointwise_convolution_reads_the_pieces_of_its_input_concat():

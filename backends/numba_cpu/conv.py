@@ -7,13 +7,13 @@ called from inside the kernel) writes its rows of the output straight away; the 
 matrix (9x the input for 3x3) never exists. A fused contraction body of a convolution and its
 elementwise epilogue (bias, relu, relu mask, residual) runs the epilogue on each block right
 after its GEMM (`FusedConv`). The input gradient of a stride-1 convolution with at least as
-many input as output channels is itself such a convolution (of dy with the flipped filter);
-others run the loop backwards (dy @ W^T into a block of columns, then scatter-added into dx:
-col2im). The filter gradient accumulates
-columns^T @ dy over the blocks in BLAS. A 1x1, stride-1, unpadded convolution needs no
-columns: its GEMMs read the input. A 3x3 stride-1 convolution (forward, or an input gradient
-run as one) of 8 or more input channels goes by Winograd F(2x2, 3x3) instead (winograd.py:
-2.25x fewer multiplies, 1.5-1.7x faster on the CNN's layers), and a 1xK or Kx1 one (K = 3, 5,
+many input as output channels, or one going by Winograd, is itself such a convolution (of dy
+with the flipped filter); others run the loop backwards (dy @ W^T into a block of columns,
+then scatter-added into dx: col2im). The filter gradient accumulates columns^T @ dy over the
+blocks in BLAS. A 1x1, stride-1, unpadded convolution needs no columns: its GEMMs read the
+input. A 3x3 stride-1 convolution (forward, an input gradient run as one, or a filter
+gradient) of 8 or more input channels goes by Winograd F(2x2, 3x3) instead (winograd.py:
+2.25x fewer multiplies, 1.5-1.8x faster on the CNN's layers), and a 1xK or Kx1 one (K = 3, 5,
 7) by 1-D Winograd F(2, K) (winograd_1d.py: 1.75x fewer at K = 7). Kernels are serial numba
 functions that release the GIL; Python threads take chunks of their blocks (`_in_chunks`).
 Depthwise convolutions have no GEMM; they run as direct loops with the channel innermost.
@@ -39,7 +39,7 @@ from tfjit.ops.conv import geometry
 
 from .buffers import POOL
 from .codegen import INDEX_ONLY, ElementWriter, Lines, supported
-from . import winograd, winograd_1d
+from . import winograd, winograd_1d, winograd_tiles
 from .compile import compile_kernel
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -75,7 +75,9 @@ def window_kernel(signature: str, spatial: str, setup: str, tap: str, before: st
 
 
 _PRELUDE = ("from tfjit.backends.numba_cpu.gemm import matmul\n"
-            "from tfjit.backends.numba_cpu.im2col import im2col\n\n\n")
+            "from tfjit.backends.numba_cpu.im2col import im2col\n"
+            "from tfjit.backends.numba_cpu.winograd_tiles import (input_tiles, output_gradient_tiles,\n"
+            "                                                    output_tiles)\n\n\n")
 
 # Each GEMM kernel splits its output pixels into `chunks` equal contiguous ranges (whole
 # images for the col2im input gradient, whose scatter-add crosses block edges); a call runs
@@ -303,6 +305,22 @@ def _is_pointwise(g: np.ndarray, x_nhwc: tuple[int, ...]) -> bool:
                 and g[8] == x_nhwc[1] and g[9] == x_nhwc[2])
 
 
+def _winograd(f_shape: tuple[int, ...], steps: Any) -> bool:
+    """3x3, all strides and dilations (`steps`) 1: Winograd (winograd.py), a block of 2x2 output
+    tiles at a time; not for a few input channels (an RGB image), whose 16 GEMMs would be too
+    thin."""
+    return WINOGRAD and tuple(f_shape[:2]) == (3, 3) and all(int(v) == 1 for v in steps) \
+        and f_shape[2] >= WINOGRAD_MIN_CHANNELS
+
+
+def _winograd_blocks(out_nhwc: tuple[int, ...], f_shape: tuple[int, ...], dtype: np.dtype,
+                     threads: int) -> tuple[int, int]:
+    """(tiles a block, chunks) of a Winograd kernel over the 2x2 tiles of `out_nhwc`."""
+    tiles = out_nhwc[0] * -(-out_nhwc[1] // 2) * -(-out_nhwc[2] // 2)
+    rows = max(1, min(tiles, WINOGRAD_BLOCK_BYTES // (16 * max(f_shape[2], f_shape[3], 1) * dtype.itemsize)))
+    return rows, _chunks(threads, tiles)
+
+
 # -- the ops -------------------------------------------------------------------------------
 class _Gemm:
     """The shared set-up of the GEMM kernels: geometry, block rows, threads, scratch.
@@ -353,14 +371,10 @@ class _Forward(_Gemm):
             g = window_geometry(x, f[:2], node.attr_dict)
         self.out_nhwc = out
         super().__init__(node, x, f, int(np.prod(out[:3])), g)
-        # 3x3, stride 1, undilated: Winograd (winograd.py), a block of 2x2 output tiles at a time;
-        # not for a few input channels (an RGB image), whose 16 GEMMs would be too thin
-        self.winograd = WINOGRAD and f[:2] == (3, 3) and all(int(v) == 1 for v in g[2:6]) \
-            and f[2] >= WINOGRAD_MIN_CHANNELS
+        self.winograd = _winograd(f, g[2:6])
         if self.winograd:
-            tiles = out[0] * -(-out[1] // 2) * -(-out[2] // 2)
-            self.rows = max(1, min(tiles, WINOGRAD_BLOCK_BYTES // (16 * max(f[2], f[3], 1) * self.dtype.itemsize)))
-            self.chunks = _chunks(self.threads, tiles)
+            self.rows, self.chunks = _winograd_blocks(out, f, self.dtype, self.threads)
+            winograd_tiles.register(self.dtype, "input", "output")
         self.line = winograd_1d.plan(x, out, f, g, self.dtype, WINOGRAD_MIN_CHANNELS) if WINOGRAD else None
         if self.line:  # 1x7, 7x1 & co: 1-D Winograd (winograd_1d.py)
             self.rows, self.chunks = self.line.rows, _chunks(self.threads, self.line.tiles)
@@ -384,8 +398,9 @@ class _Forward(_Gemm):
             u = winograd.filter_transform(w.reshape(self.f_shape))
             v = POOL.empty((self.threads, 16, self.rows, self.f_shape[2]), self.dtype)
             mm = POOL.empty((self.threads, 16, self.rows, self.o), self.dtype)
+            ys = POOL.empty((self.threads, 4, self.rows, self.o), self.dtype)
             geometry = (int(self.g[6]), int(self.g[7]), int(self.g[8]), int(self.g[9]))
-            _in_chunks(kernel, self.threads, self.chunks, (*xs, u, *geometry), (v, mm, *ins, *outs))
+            _in_chunks(kernel, self.threads, self.chunks, (*xs, u, *geometry), (v, mm, ys, *ins, *outs))
             return
         acc = np.empty((1, 1, 1), self.dtype) if direct else POOL.empty((self.threads, self.rows, self.o), self.dtype)
         _in_chunks(kernel, self.threads, self.chunks, (*xs, w, self.g, self.pointwise),
@@ -457,36 +472,56 @@ def input_gradient(node: Node) -> Conv2D | Conv2DBackpropInput:
 
 def as_convolution(node: Node) -> bool:
     """Whether a conv2d_backprop_input runs as a convolution of dy: only at stride 1, and only
-    when dx has at least dy's channels. The convolution's GEMM is [pixels, KH*KW*O] @
-    [KH*KW*O, C], col2im's [pixels, O] @ [O, KH*KW*C]: with C < O the former is the narrow
-    one (a 3x3, 64 -> 32 channel gradient took 4.1 ms against col2im's 3.7, measured). A 1xK
-    or Kx1 one by 1-D Winograd pays from 32 dx channels on (1x7, 160 -> 128: 5.4 ms against
+    when dx has at least dy's channels or the convolution goes by Winograd. The im2col
+    convolution's GEMM is [pixels, KH*KW*O] @ [KH*KW*O, C], col2im's [pixels, O] @ [O, KH*KW*C]:
+    with C < O the former is the narrow one (a 3x3, 64 -> 32 channel gradient took 4.1 ms
+    against col2im's 3.7, measured); Winograd's 16 GEMMs do 2.25x fewer FLOPs than either. A
+    1xK or Kx1 one by 1-D Winograd pays from 32 dx channels on (1x7, 160 -> 128: 5.4 ms against
     col2im's 7.6; 128 -> 32: 1.2 against 1.5; 64 -> 16: even, measured)."""
     f = node.inputs[0].type.shape
     if not all(s == 1 for s in node.attr("strides")) or f is None:
         return False
-    return f[2] >= f[3] or (f[2] >= LINE_GRADIENT_MIN_CHANNELS and _Forward(node).line is not None)
+    return (f[2] >= f[3] or _winograd((f[0], f[1], f[3], f[2]), node.attr_dict.get("dilations", (1, 1, 1, 1)))
+            or (f[2] >= LINE_GRADIENT_MIN_CHANNELS and _Forward(node).line is not None))
 
 
 class Conv2DBackpropFilter(_Gemm):
     """dW = sum over blocks of columns(x)^T @ dy; each thread sums its blocks into its own
-    part (BLAS accumulates), the parts are added at the end."""
+    part (BLAS accumulates), the parts are added at the end. A 3x3 stride-1 filter gradient
+    goes by Winograd instead (winograd.filter_gradient_source: 1.6-1.8x faster on the CNN's
+    layers, single thread, measured), its parts the 16 transformed positions' [C, O]."""
 
     def __init__(self, node: Node):
         fmt = node.attr("data_format")
         x, dy = (tuple(v.type.shape) for v in node.inputs)
-        x, dy = nhwc_shape(x, fmt), nhwc_shape(dy, fmt)
-        super().__init__(node, x, node.types[0].shape, int(np.prod(dy[:3])),
+        x, self.dy_shape = nhwc_shape(x, fmt), nhwc_shape(dy, fmt)
+        super().__init__(node, x, node.types[0].shape, int(np.prod(self.dy_shape[:3])),
                          window_geometry(x, tuple(node.types[0].shape[:2]), node.attr_dict))
-        self.source = _filter_source()
-        self.kernel = _compiled("conv_backprop_filter", self.source)
+        self.winograd = _winograd(self.f_shape, self.g[2:6])
+        if self.winograd:
+            self.rows, self.chunks = _winograd_blocks(self.dy_shape, self.f_shape, self.dtype, self.threads)
+            winograd_tiles.register(self.dtype, "input", "output_gradient")
+            self.source = winograd.filter_gradient_source(_RANGES)
+            self.kernel = _compiled("conv_winograd_filter", self.source)
+        else:
+            self.source = _filter_source()
+            self.kernel = _compiled("conv_backprop_filter", self.source)
 
     def __call__(self, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         if self.pixels == 0 or self.k * self.o == 0:
             return np.zeros(self.f_shape, self.dtype)
+        xs = to_nhwc(x, self.fmt)
+        if self.winograd:
+            c = self.f_shape[2]
+            parts = np.zeros((self.threads, 16, c, self.o), self.dtype)
+            v = POOL.empty((self.threads, 16, self.rows, c), self.dtype)
+            mm = POOL.empty((self.threads, 16, self.rows, self.o), self.dtype)
+            _in_chunks(self.kernel, self.threads, self.chunks, (xs, to_nhwc(dy, self.fmt), int(self.g[6]),
+                                                                int(self.g[7])), (v, mm, parts))
+            return winograd.filter_gradient(parts[0] if self.threads == 1 else parts.sum(axis=0))
         dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
         parts = np.zeros((self.threads, self.k, self.o), self.dtype)
-        _in_chunks(self.kernel, self.threads, self.chunks, (to_nhwc(x, self.fmt), dys, self.g, self.pointwise),
+        _in_chunks(self.kernel, self.threads, self.chunks, (xs, dys, self.g, self.pointwise),
                     (self._columns(), parts))
         df = parts[0] if self.threads == 1 else parts.sum(axis=0)
         return df.reshape(self.f_shape)

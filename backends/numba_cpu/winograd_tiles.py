@@ -1,0 +1,263 @@
+"""The transforms of Winograd F(2x2, 3x3) over a block of 2x2 output tiles (winograd.py's kernels).
+
+Compiled once, apart from the kernels that call them: each transform is a numba C callback
+(`cfunc`, cached on disk as numba caches library code) whose address is registered with LLVM,
+and kernels call it through `input_tiles` & co., which pass the arrays' addresses and sizes
+(as gemm.py calls BLAS). A plain njit function called from a kernel is linked into the
+kernel's module and optimised again there: that made each Winograd kernel 1.5-2x slower to
+compile, measured, where the callbacks take the transforms (about half a kernel's compile
+time) out of every kernel.
+
+Each loop stores a few rows at a time, vectorised over the channels (one loop storing all 16
+rows of a tile did not vectorise: 3-9x slower, measured). Tile t of a block is row r = t - t0
+of the block's arrays; tiles run image by image, row of tiles by row, `nty` x `ntx` an image.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import llvmlite.binding as llvm
+import numpy as np
+from numba import carray, cfunc, njit, types
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.extending import intrinsic, overload
+
+
+@njit(error_model="numpy", nogil=True, inline="always")
+def _input(x, pt, pl, nty, ntx, t0, m, v):
+    """v[4*i + j, r] = (B^T d B)[i, j] for the 4x4 patch d of the NHWC `x` under tile t0 + r
+    (zeros on the padding: `pt` rows above, `pl` columns left)."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    d = np.empty((4, 4, c), x.dtype)
+    for r in range(m):
+        t = t0 + r
+        n, ty, tx = t // (nty * ntx), (t // ntx) % nty, t % ntx
+        ih0, iw0 = ty * 2 - pt, tx * 2 - pl
+        if ih0 >= 0 and iw0 >= 0 and ih0 + 4 <= h and iw0 + 4 <= w:
+            for j in range(4):  # B^T d, reading d from x (an inner tile: 23% faster, measured)
+                for k in range(c):
+                    d0, d1, d2, d3 = x[n, ih0, iw0 + j, k], x[n, ih0 + 1, iw0 + j, k], \
+                        x[n, ih0 + 2, iw0 + j, k], x[n, ih0 + 3, iw0 + j, k]
+                    d[0, j, k] = d0 - d2
+                    d[1, j, k] = d1 + d2
+                    d[2, j, k] = d2 - d1
+                    d[3, j, k] = d1 - d3
+        else:
+            for i in range(4):
+                ih = ih0 + i
+                for j in range(4):
+                    iw = iw0 + j
+                    if 0 <= ih < h and 0 <= iw < w:
+                        for k in range(c):
+                            d[i, j, k] = x[n, ih, iw, k]
+                    else:
+                        for k in range(c):
+                            d[i, j, k] = 0
+            for j in range(4):  # B^T d
+                for k in range(c):
+                    d0, d1, d2, d3 = d[0, j, k], d[1, j, k], d[2, j, k], d[3, j, k]
+                    d[0, j, k] = d0 - d2
+                    d[1, j, k] = d1 + d2
+                    d[2, j, k] = d2 - d1
+                    d[3, j, k] = d1 - d3
+        for i in range(4):  # (B^T d) B
+            for k in range(c):
+                e0, e1, e2, e3 = d[i, 0, k], d[i, 1, k], d[i, 2, k], d[i, 3, k]
+                v[4 * i, r, k] = e0 - e2
+                v[4 * i + 1, r, k] = e1 + e2
+                v[4 * i + 2, r, k] = e2 - e1
+                v[4 * i + 3, r, k] = e1 - e3
+
+
+@njit(error_model="numpy", nogil=True, inline="always")
+def _output(mm, m, ys):
+    """ys[2*a + b, r] = (A^T M A)[a, b] for M = mm[:, r]: tile r's 4 outputs."""
+    z = np.empty((2, 4, mm.shape[2]), mm.dtype)
+    for r in range(m):
+        for j in range(4):  # A^T M: rows m0 + m1 + m2, m1 - m2 - m3
+            for o in range(mm.shape[2]):
+                m0, m1, m2, m3 = mm[j, r, o], mm[4 + j, r, o], mm[8 + j, r, o], mm[12 + j, r, o]
+                z[0, j, o] = m0 + m1 + m2
+                z[1, j, o] = m1 - m2 - m3
+        for a in range(2):  # (A^T M) A
+            for o in range(mm.shape[2]):
+                z0, z1, z2, z3 = z[a, 0, o], z[a, 1, o], z[a, 2, o], z[a, 3, o]
+                ys[2 * a, r, o] = z0 + z1 + z2
+                ys[2 * a + 1, r, o] = z1 - z2 - z3
+
+
+@njit(error_model="numpy", nogil=True, inline="always")
+def _output_gradient(dy, nty, ntx, t0, m, mm):
+    """mm[4*i + j, r] = (A dY A^T)[i, j] for tile t0 + r's 2x2 block dY of the NHWC `dy`
+    (zeros past its edge): the filter gradient's transform of the outputs' gradient."""
+    oh, ow, o_ = dy.shape[1], dy.shape[2], dy.shape[3]
+    z = np.empty((4, 2, o_), dy.dtype)
+    for r in range(m):
+        t = t0 + r
+        n, ty, tx = t // (nty * ntx), (t // ntx) % nty, t % ntx
+        a0, b0 = ty * 2, tx * 2
+        if a0 + 2 <= oh and b0 + 2 <= ow:
+            for b in range(2):  # A dY: rows y0, y0 + y1, y0 - y1, -y1; dY read from dy
+                for o in range(o_):
+                    y0, y1 = dy[n, a0, b0 + b, o], dy[n, a0 + 1, b0 + b, o]
+                    z[0, b, o] = y0
+                    z[1, b, o] = y0 + y1
+                    z[2, b, o] = y0 - y1
+                    z[3, b, o] = -y1
+        else:  # past the edge: dY into z[:2] (zeros outside), then the same transform
+            for a in range(2):
+                for b in range(2):
+                    if a0 + a < oh and b0 + b < ow:
+                        for o in range(o_):
+                            z[a, b, o] = dy[n, a0 + a, b0 + b, o]
+                    else:
+                        for o in range(o_):
+                            z[a, b, o] = 0
+            for b in range(2):
+                for o in range(o_):
+                    y0, y1 = z[0, b, o], z[1, b, o]
+                    z[0, b, o] = y0
+                    z[1, b, o] = y0 + y1
+                    z[2, b, o] = y0 - y1
+                    z[3, b, o] = -y1
+        for i in range(4):  # (A dY) A^T
+            for o in range(o_):
+                y0, y1 = z[i, 0, o], z[i, 1, o]
+                mm[4 * i, r, o] = y0
+                mm[4 * i + 1, r, o] = y0 + y1
+                mm[4 * i + 2, r, o] = y0 - y1
+                mm[4 * i + 3, r, o] = -y1
+
+
+# -- the callbacks: pointers as void*, sizes as intp; one per transform and dtype ---------------
+_P, _I = types.voidptr, types.intp
+_SIGNATURES = {
+    "input": types.void(_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I),
+    "output": types.void(_P, _I, _I, _I, _P),
+    "output_gradient": types.void(_P, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I),
+}
+
+
+def _input_f(xp, n, h, w, c, pt, pl, nty, ntx, t0, m, vp, rows):
+    _input(carray(xp, (n, h, w, c), np.float32), pt, pl, nty, ntx, t0, m, carray(vp, (16, rows, c), np.float32))
+
+
+def _input_d(xp, n, h, w, c, pt, pl, nty, ntx, t0, m, vp, rows):
+    _input(carray(xp, (n, h, w, c), np.float64), pt, pl, nty, ntx, t0, m, carray(vp, (16, rows, c), np.float64))
+
+
+def _output_f(mp, m, rows, o, yp):
+    _output(carray(mp, (16, rows, o), np.float32), m, carray(yp, (4, rows, o), np.float32))
+
+
+def _output_d(mp, m, rows, o, yp):
+    _output(carray(mp, (16, rows, o), np.float64), m, carray(yp, (4, rows, o), np.float64))
+
+
+def _output_gradient_f(dp, n, oh, ow, o, nty, ntx, t0, m, mp, rows):
+    _output_gradient(carray(dp, (n, oh, ow, o), np.float32), nty, ntx, t0, m, carray(mp, (16, rows, o), np.float32))
+
+
+def _output_gradient_d(dp, n, oh, ow, o, nty, ntx, t0, m, mp, rows):
+    _output_gradient(carray(dp, (n, oh, ow, o), np.float64), nty, ntx, t0, m, carray(mp, (16, rows, o), np.float64))
+
+
+_CALLBACKS = {("input", "f"): _input_f, ("input", "d"): _input_d, ("output", "f"): _output_f,
+              ("output", "d"): _output_d, ("output_gradient", "f"): _output_gradient_f,
+              ("output_gradient", "d"): _output_gradient_d}
+_REGISTERED: dict[tuple[str, str], Any] = {}  # the compiled callbacks: kept alive, their code is called
+_LOCK = threading.Lock()
+
+
+def _symbol(name: str, char: str) -> str:
+    return f"tfjit_winograd_{name}_{char}"
+
+
+def register(dtype: np.dtype, *names: str) -> None:
+    """Compile (or load from numba's cache) the callbacks `names` ("input", "output",
+    "output_gradient") of `dtype` (float32/float64) and register their addresses: before any
+    kernel calling them is compiled or loaded."""
+    char = np.dtype(dtype).char
+    with _LOCK:
+        for name in names:
+            if (name, char) not in _REGISTERED:
+                try:
+                    callback = cfunc(_SIGNATURES[name], cache=True, error_model="numpy", nogil=True)(
+                        _CALLBACKS[name, char])
+                except RuntimeError:  # numba found no writable cache directory: compile uncached
+                    callback = cfunc(_SIGNATURES[name], error_model="numpy", nogil=True)(_CALLBACKS[name, char])
+                llvm.add_symbol(_symbol(name, char), callback.address)
+                _REGISTERED[name, char] = callback
+
+
+_EXTERNAL = {(name, char): types.ExternalFunction(_symbol(name, char), signature)
+             for name, signature in _SIGNATURES.items() for char in "fd"}
+
+
+def _external(name: str, dtype: types.Type) -> types.ExternalFunction:
+    """The callback for arrays of `dtype` (typed at compile time: a kernel references only the
+    symbol of its dtype, which `register` has defined)."""
+    return _EXTERNAL[name, "f" if dtype == types.float32 else "d"]
+
+
+@intrinsic
+def _address(typingctx, a):
+    """A C-contiguous array's data pointer as a void*."""
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.bitcast(array.data, cgutils.voidptr_t)
+    return types.voidptr(a), codegen
+
+
+# -- what kernels call (C-contiguous arrays; register(dtype) first) ------------------------------
+def input_tiles(x, pt, pl, nty, ntx, t0, m, v):
+    """v[4*i + j, r] = (B^T d B)[i, j] for the 4x4 patch d of the NHWC `x` under tile t0 + r;
+    v: [16, rows, C]."""
+
+
+def output_tiles(mm, m, ys):
+    """ys[2*a + b, r] = (A^T M A)[a, b] for M = mm[:, r], r < m; mm: [16, rows, O], ys: [4, rows, O]."""
+
+
+def output_gradient_tiles(dy, nty, ntx, t0, m, mm):
+    """mm[4*i + j, r] = (A dY A^T)[i, j] for tile t0 + r's 2x2 block dY of the NHWC `dy`;
+    mm: [16, rows, O]."""
+
+
+def _contiguous(*arrays: types.Array) -> None:
+    if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays):
+        raise TypingError(f"Winograd tile transforms take C-contiguous arrays, got {arrays}")
+
+
+@overload(input_tiles, nogil=True)
+def _input_tiles(x, pt, pl, nty, ntx, t0, m, v):
+    _contiguous(x, v)
+    call = _external("input", x.dtype)
+
+    def impl(x, pt, pl, nty, ntx, t0, m, v):
+        n, h, w, c = x.shape
+        call(_address(x), n, h, w, c, pt, pl, nty, ntx, t0, m, _address(v), v.shape[1])
+    return impl
+
+
+@overload(output_tiles, nogil=True)
+def _output_tiles(mm, m, ys):
+    _contiguous(mm, ys)
+    call = _external("output", mm.dtype)
+
+    def impl(mm, m, ys):
+        call(_address(mm), m, mm.shape[1], mm.shape[2], _address(ys))
+    return impl
+
+
+@overload(output_gradient_tiles, nogil=True)
+def _output_gradient_tiles(dy, nty, ntx, t0, m, mm):
+    _contiguous(dy, mm)
+    call = _external("output_gradient", dy.dtype)
+
+    def impl(dy, nty, ntx, t0, m, mm):
+        n, oh, ow, o = dy.shape
+        call(_address(dy), n, oh, ow, o, nty, ntx, t0, m, _address(mm), mm.shape[1])
+    return impl
