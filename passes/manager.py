@@ -25,6 +25,7 @@ from .nested import in_bodies
 from .place import Place
 from .plan_memory import plan_memory
 from .simplify import simplify
+from .split_reductions import split_reductions
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,12 @@ PIPELINE: tuple[Pass, ...] = (
          "drop exact no-ops (x*1, x+0, identity, double negation, same-dtype casts)"),
     Pass("cse", in_bodies(cse), "compute each pure expression once"),
     Pass("dce", in_bodies(dce), "drop what neither the results nor a state write needs", level=0),
-    Pass("decompose", decompose, "spell softmax, log_softmax and softmax cross-entropy as max-exp-sum steps "
-                                 "so they fuse into one row kernel; reduce scattered axes block by block",
-         level=2),
+    Pass("decompose", decompose, "spell softmax, log_softmax, softmax cross-entropy and logsumexp as max-exp-sum "
+                                 "steps so they fuse into one row kernel", level=2),
     Pass("place", Place(), "give every node a device (after decompose: the steps are what runs); colocate "
                            "updates with variables; copy across devices", level=0),
+    Pass("split_reductions", split_reductions, "reduce scattered axes on the CPU block by block, each block a "
+                                               "row or column kernel", level=2),
     Pass("merge_matmuls", merge_matmuls, "run independent matmuls sharing their right operand (an unrolled RNN's "
                                          "input projections) as one large matmul", level=2),
     Pass("fuse", fuse, "turn chains of elementwise ops, reductions with their producers and consumers, "

@@ -57,6 +57,15 @@ class Rewriter:
                     self._values[a] = b
         return new
 
+    def derive(self, node: Node, op: str, inputs: list[Value], suffix: str, **attrs: object) -> Value:
+        """Append one step of what `node` is spelled as: an `op` node at its device and source
+        line, named after it; its result."""
+        frozen = tuple(sorted(attrs.items()))
+        types = get_op(op).infer(tuple(v.type for v in inputs), dict(frozen))
+        new = Node(op, tuple(inputs), frozen, types, device=node.device, loc=node.loc, name=f"{node.name}/{suffix}")
+        self.emit(None, new)
+        return new.out
+
     def replace(self, node: Node, values: Iterable[Value]) -> None:
         """Drop `node`; its results are now `values` (already in the new graph). A control
         edge on `node` moves to the node producing its replacement."""

@@ -290,7 +290,7 @@ def test_pass_manager_levels_switches_timing_and_errors(capsys):
     def broken(graph):
         raise ValueError("boom")
 
-    with pytest.raises(PassError, match=r"pass `fuse` failed on @softmax \(passes before it: .*dce, decompose, place, merge_matmuls\): boom"):
+    with pytest.raises(PassError, match=r"pass `fuse` failed on @softmax \(passes before it: .*dce, decompose, place, split_reductions, merge_matmuls\): boom"):
         PassManager(overrides={"fuse": broken}).run(g)
 
 
@@ -342,15 +342,26 @@ def test_decompose_spells_softmax_as_steps_that_fuse_into_one_row_kernel():
     (tf.int32, [3, 4, 5], [0, 2], [(0, 2)]),         # an integer mean truncates: kept whole
     (tf.float16, [3, 4, 5], [0, 2], [(0, 2)]),       # float16 is summed in float32: kept whole
 ])
-def test_decompose_reduces_scattered_axes_block_by_block(dtype, shape, axes, steps):
-    from tfjit.passes.decompose import decompose
+def test_split_reductions_reduces_scattered_axes_block_by_block(dtype, shape, axes, steps):
+    from tfjit.passes.split_reductions import split_reductions
 
     x = tf.placeholder(dtype, shape, name="x")
     out = tf.reduce_mean(x, axes)
     values = np.random.default_rng(4).integers(-9, 10, shape)
     program = program_for(out, {x: values})
-    assert [n.attr("axes") for n in decompose(program).nodes if n.op == "mean"] == steps
+    assert [n.attr("axes") for n in split_reductions(program).nodes if n.op == "mean"] == steps
     run_both(out, {x: values})
+
+
+def test_split_reductions_leaves_gpu_reductions_whole():
+    """The CUDA backend reduces any axes in one kernel."""
+    from tfjit.passes.split_reductions import split_reductions
+
+    x = tf.placeholder(tf.float32, [3, 4, 5], name="x")
+    with tf.device("/gpu:0"):
+        y = tf.reduce_max(x, [0, 2])
+    program = program_for(y, {x: np.zeros((3, 4, 5))})
+    assert [n.attr("axes") for n in split_reductions(program).nodes if n.op == "max"] == [(0, 2)]
 
 
 def test_softmax_and_layer_norm_block_optimises_to_the_same_numbers_in_one_kernel():

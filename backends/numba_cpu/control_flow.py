@@ -30,12 +30,14 @@ def build(node: Node, compile_graph: Callable[[Graph], Any]) -> Any:
 
 
 def prepared(graph: Graph) -> Graph:
-    """A sub-graph as the pipeline leaves top-level graphs: softmax decomposed, kernels fused.
-    (The pipeline's other passes already ran inside bodies: passes/nested.py.)"""
+    """A sub-graph as the pipeline leaves top-level graphs: softmax decomposed, scattered
+    reductions split, kernels fused. (The pipeline's other passes already ran inside bodies:
+    passes/nested.py.)"""
     from tfjit.passes.decompose import decompose
     from tfjit.passes.fuse import fuse
+    from tfjit.passes.split_reductions import split_reductions
 
-    return fuse(decompose(graph))
+    return fuse(split_reductions(decompose(graph)))
 
 
 class WhileKernel:
