@@ -5,7 +5,9 @@ to an input (expand_dims, unreduce, broadcast_to, ...) is done on the array as a
 inputs with as many elements as the space are reshaped to it, size-1 inputs become scalars
 and the rest are broadcast (NumPy's trailing rule, which is what broadcasting ops mean).
 Without broadcast inputs the kernel is one flat loop (which LLVM vectorises); otherwise it
-loops over the space's dims.
+loops over the space's dims. Inputs that are views with strided rows (a split along the last
+axis: an LSTM's four gates) are not copied into a flat array: the kernel then loops over rows,
+each row a contiguous 1-D array, so the inner loop still vectorises.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from .codegen import INDEX_ONLY, ElementWriter, Lines
 from .compile import compile_kernel
 
 FULL, SCALAR, BROADCAST = "full", "scalar", "broadcast"
+# Loop forms: one flat loop; rows of a 2-D (rows, row length) view; one loop per space dim.
+FLAT, ROWS, DIMS = "flat", "rows", "dims"
 # A parallel loop costs 16-33 us a call more (DESIGN.md): worth it only for big loops.
 PARALLEL_MIN_ELEMENTS = 1 << 20
 
@@ -59,11 +63,12 @@ class LoopKernel:
         (result index, array), which the kernel then writes (a slice of a concat's result)."""
         plan = self._plans.get(tuple(a.shape for a in args))
         if plan is not None:
-            kernel, inputs, out_shapes = plan
-            outs = self._outputs(into)
-            kernel(*[np.asarray(args[i]).reshape(shape) for i, shape in inputs],  # a NumPy scalar too
-                   *[o.reshape(s) for o, s in zip(outs, out_shapes)])
-            return tuple(outs)
+            kernel, inputs, out_shapes, rows = plan
+            arrays = [np.asarray(args[i]).reshape(shape) for i, shape in inputs]  # a NumPy scalar too
+            if _rows_contiguous(arrays, rows):  # else these views differ from the plan's: fit again
+                outs = self._outputs(into)
+                kernel(*arrays, *[o.reshape(s) for o, s in zip(outs, out_shapes)])
+                return tuple(outs)
         values: dict[Value, np.ndarray] = {p: np.asarray(a) for p, a in zip(self.body.params, args)}
         for node, positions in self.prepared.steps:
             opdef = get_op(node.op)  # a view where the op has one: the loop only reads it
@@ -76,20 +81,23 @@ class LoopKernel:
             a, kind = _fit(values[v], space, size)
             arrays.append(a)
             kinds.append(kind)
-        flat = all(k in (FULL, SCALAR) for k in kinds)
-        views = [o.reshape(-1) if flat or o.size != size else o.reshape(space) for o in outs]
-        if flat:
-            arrays = [a.reshape(-1) if k == FULL else a for a, k in zip(arrays, kinds)]
-        parallel = flat and size >= PARALLEL_MIN_ELEMENTS
-        key = (flat, len(space), tuple(kinds), parallel)
+        form, shape = DIMS, space
+        if all(k in (FULL, SCALAR) for k in kinds):
+            row = _row_length([a for a, k in zip(arrays, kinds) if k == FULL])
+            form, shape = (FLAT, (size,)) if row is None else (ROWS, (size // row, row))
+            arrays = [a.reshape(shape) if k == FULL else a for a, k in zip(arrays, kinds)]
+        views = [o.reshape(shape) if o.size == size else o.reshape(-1) for o in outs]
+        parallel = form != DIMS and size >= PARALLEL_MIN_ELEMENTS
+        key = (form, len(space), tuple(kinds), parallel)
         kernel = self._compiled.get(key)
         if kernel is None:
-            kernel = compile_kernel(self._source(flat, len(space), kinds, parallel), "kernel", parallel=parallel)
+            kernel = compile_kernel(self._source(*key), "kernel", parallel=parallel)
             self._compiled[key] = kernel
         kernel(*arrays, *views)
         if not self.prepared.steps:
             inputs = tuple((self._param_index[v], a.shape) for v, a in zip(self.prepared.inputs, arrays))
-            self._plans[tuple(a.shape for a in args)] = (kernel, inputs, tuple(v.shape for v in views))
+            rows = tuple(i for i, k in enumerate(kinds) if k == FULL) if form == ROWS else ()
+            self._plans[tuple(a.shape for a in args)] = (kernel, inputs, tuple(v.shape for v in views), rows)
         return tuple(outs)
 
     def _outputs(self, into: tuple[tuple[int, np.ndarray], ...]) -> list[np.ndarray]:
@@ -98,10 +106,10 @@ class LoopKernel:
 
     def source(self) -> str:
         """The source of each variant compiled so far (else the flat-loop form)."""
-        keys = list(self._compiled) or [(True, 1, tuple([FULL] * len(self.prepared.inputs)), False)]
+        keys = list(self._compiled) or [(FLAT, 1, tuple([FULL] * len(self.prepared.inputs)), False)]
         return f"# {self.name}\n" + "\n".join(self._source(*key) for key in keys)
 
-    def _source(self, flat: bool, rank: int, kinds: Sequence[Any], parallel: bool = False) -> str:
+    def _source(self, form: str, rank: int, kinds: Sequence[Any], parallel: bool = False) -> str:
         lines = Lines()
         ins = [f"in{i}" for i in range(len(kinds))]
         outs = [f"out{i}" for i in range(len(self.body.results))]
@@ -109,7 +117,7 @@ class LoopKernel:
         # share one compile; `source()` names the node for dumps.
         lines.add(f"def kernel({', '.join(ins + outs)}):")
         lines.indent()
-        index = "i" if flat else ", ".join(f"i{d}" for d in range(rank))
+        index = ", ".join(f"i{d}" for d in range(rank)) if form == DIMS else "i"
         loads: dict[Value, str] = {}
         for i, (v, kind) in enumerate(zip(self.prepared.inputs, kinds)):
             if kind == SCALAR:
@@ -128,8 +136,21 @@ class LoopKernel:
         varying = [(o, r) for o, r in zip(outs, self.body.results) if r not in once]
         if not varying:
             return lines.source()
-        if flat:
-            lines.add(f"for i in {'prange' if parallel else 'range'}({varying[0][0]}.shape[0]):")
+        loop = "prange" if parallel else "range"
+        if form == FLAT:
+            lines.add(f"for i in {loop}({varying[0][0]}.shape[0]):")
+            lines.indent()
+        elif form == ROWS:
+            # Each input row is contiguous (`_row_length`, `_rows_contiguous` checked): typed so,
+            # the inner loop vectorises. Output rows are C-contiguous already.
+            lines.add(f"for r in {loop}({varying[0][0]}.shape[0]):")
+            lines.indent()
+            for i, kind in enumerate(kinds):
+                if kind == FULL:
+                    lines.add(f"in{i}r = _contiguous_row(in{i}[r])")
+            for o, _ in varying:
+                lines.add(f"{o}r = {o}[r]")
+            lines.add(f"for i in range({varying[0][0]}r.shape[0]):")
             lines.indent()
         else:
             for d in range(rank):
@@ -143,7 +164,7 @@ class LoopKernel:
             name = f"a{position[v]}"
             kind = kinds[position[v]]
             at = index if kind == FULL else ", ".join("0" if b else f"i{d}" for d, b in enumerate(kind[1]))
-            lines.add(f"{name} = in{position[v]}[{at}]")
+            lines.add(f"{name} = in{position[v]}{'r' if form == ROWS else ''}[{at}]")
             loads[v] = name
             return name
 
@@ -152,7 +173,7 @@ class LoopKernel:
         for v in self.prepared.inputs:
             writer.names[v] = load(v) if v not in loads else loads[v]
         for o, r in varying:
-            lines.add(f"{o}[{index}] = {writer.value(r)}")
+            lines.add(f"{o}{'r' if form == ROWS else ''}[{index}] = {writer.value(r)}")
         return lines.source()
 
 
@@ -189,6 +210,32 @@ def _fit(a: np.ndarray, space: tuple[int, ...], size: int) -> tuple[np.ndarray, 
     # kernel reads index 0 along their size-1 dims (0-stride views would not vectorise).
     padded = a.reshape((1,) * (len(space) - a.ndim) + a.shape)
     return padded, (BROADCAST, tuple(d == 1 and s != 1 for d, s in zip(padded.shape, space)))
+
+
+def _row_length(arrays: Sequence[np.ndarray]) -> int | None:
+    """The row length for the ROWS form when some array is a view with strided rows: the
+    elements of the trailing dims every non-contiguous array stores contiguously. None (one
+    flat loop, copying those arrays) when all are contiguous or one has a strided last dim."""
+    lengths = [_contiguous_tail(a) for a in arrays if not a.flags.c_contiguous]
+    if not lengths or min(lengths) == 1:
+        return None
+    return min(lengths)  # each is a product of trailing dims of the space: the least divides all
+
+
+def _rows_contiguous(arrays: Sequence[np.ndarray], positions: Sequence[int]) -> bool:
+    """Whether the arrays at `positions` (a ROWS kernel's full inputs) have contiguous rows."""
+    return all(arrays[i].strides[1] == arrays[i].itemsize for i in positions)
+
+
+def _contiguous_tail(a: np.ndarray) -> int:
+    """Elements in the block of trailing dims that `a` stores contiguously."""
+    expected, count = a.itemsize, 1
+    for n, stride in zip(reversed(a.shape), reversed(a.strides)):
+        if n != 1 and stride != expected:
+            break
+        expected *= n
+        count *= n
+    return count
 
 
 def build(node: Node) -> Any:
