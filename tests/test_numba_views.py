@@ -116,17 +116,21 @@ def test_loop_kernels_read_pieces_with_strided_rows_in_place(dtype, shape, axis)
 
 
 def test_strided_rows_with_broadcast_or_strided_last_dims_still_match_the_reference():
-    """A broadcast bias next to a strided piece (a loop per dim) and a piece next to a reversed
-    slice, whose last dim is strided (one flat loop over copies)."""
+    """Broadcast inputs next to strided pieces (a loop per dim, rows read in place), a piece
+    next to a reversed slice, whose last dim is strided (copied), flat and broadcast; run
+    twice, the second time through each kernel's plan."""
     x = tf.placeholder(tf.float32, [4, 10], name="x")
     bias = tf.placeholder(tf.float32, [5], name="bias")
     col = tf.placeholder(tf.float32, [4, 1], name="col")
     y = x * 2.0
     a, b = tf.split(y, 2, axis=1)
-    outs = [tf.tanh(a) + bias, a * col - b, b * y[:, ::-1][:, :5] + 1.0]
-    feeds = {x: RNG.standard_normal((4, 10)), bias: RNG.standard_normal(5), col: RNG.standard_normal((4, 1))}
-    got, want, _ = both(outs, feeds)
-    assert_same(got, want)
+    reversed_ = y[:, ::-1][:, :5]
+    outs = [tf.tanh(a) + bias, a * col - b, b * reversed_ + 1.0, reversed_ * bias + a]
+    program = config.pass_manager().run(program_for(outs, {x: np.zeros((4, 10)), bias: np.zeros(5), col: np.zeros((4, 1))}))
+    exe, ref = numba_compile(program), reference_compile(program)
+    for _ in range(2):
+        args = [RNG.standard_normal(s).astype(np.float32) for s in [(4, 10), (5,), (4, 1)]]
+        assert_same(exe.run(args, RuntimeState()), ref.run(args, RuntimeState()))
 
 
 def test_a_row_kernels_plan_refits_views_whose_rows_are_not_contiguous():

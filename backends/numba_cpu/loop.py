@@ -5,9 +5,10 @@ to an input (expand_dims, unreduce, broadcast_to, ...) is done on the array as a
 inputs with as many elements as the space are reshaped to it, size-1 inputs become scalars
 and the rest are broadcast (NumPy's trailing rule, which is what broadcasting ops mean).
 Without broadcast inputs the kernel is one flat loop (which LLVM vectorises); otherwise it
-loops over the space's dims. Inputs that are views with strided rows (a split along the last
-axis: an LSTM's four gates) are not copied into a flat array: the kernel then loops over rows,
-each row a contiguous 1-D array, so the inner loop still vectorises.
+loops over the space's dims, the last as a loop over rows, each a contiguous 1-D array (so
+it vectorises). Inputs that are views with strided rows (a split along the last axis: an
+LSTM's four gates) are not copied into a flat array: the kernel then loops over the rows of
+a 2-D view of the space. Only an input whose last dim is strided is copied.
 """
 from __future__ import annotations
 
@@ -24,8 +25,6 @@ from .codegen import INDEX_ONLY, ElementWriter, Lines
 from .compile import compile_kernel
 
 FULL, SCALAR, BROADCAST = "full", "scalar", "broadcast"
-# Loop forms: one flat loop; rows of a 2-D (rows, row length) view; one loop per space dim.
-FLAT, ROWS, DIMS = "flat", "rows", "dims"
 # A parallel loop costs 16-33 us a call more (DESIGN.md): worth it only for big loops.
 PARALLEL_MIN_ELEMENTS = 1 << 20
 
@@ -64,11 +63,10 @@ class LoopKernel:
         plan = self._plans.get(tuple(a.shape for a in args))
         if plan is not None:
             kernel, inputs, out_shapes, rows = plan
-            arrays = [np.asarray(args[i]).reshape(shape) for i, shape in inputs]  # a NumPy scalar too
-            if _rows_contiguous(arrays, rows):  # else these views differ from the plan's: fit again
-                outs = self._outputs(into)
-                kernel(*arrays, *[o.reshape(s) for o, s in zip(outs, out_shapes)])
-                return tuple(outs)
+            arrays = _with_contiguous_rows([np.asarray(args[i]).reshape(shape) for i, shape in inputs], rows)
+            outs = self._outputs(into)  # (np.asarray: an argument may be a NumPy scalar)
+            kernel(*arrays, *[o.reshape(s) for o, s in zip(outs, out_shapes)])
+            return tuple(outs)
         values: dict[Value, np.ndarray] = {p: np.asarray(a) for p, a in zip(self.body.params, args)}
         for node, positions in self.prepared.steps:
             opdef = get_op(node.op)  # a view where the op has one: the loop only reads it
@@ -81,14 +79,17 @@ class LoopKernel:
             a, kind = _fit(values[v], space, size)
             arrays.append(a)
             kinds.append(kind)
-        form, shape = DIMS, space
-        if all(k in (FULL, SCALAR) for k in kinds):
+        elementwise = all(k in (FULL, SCALAR) for k in kinds)
+        flat, shape = False, space
+        if elementwise:  # one flat loop, or rows of a 2-D view when some input has strided rows
             row = _row_length([a for a, k in zip(arrays, kinds) if k == FULL])
-            form, shape = (FLAT, (size,)) if row is None else (ROWS, (size // row, row))
+            flat, shape = (True, (size,)) if row is None else (False, (size // row, row))
             arrays = [a.reshape(shape) if k == FULL else a for a, k in zip(arrays, kinds)]
+        rows = () if flat else tuple(i for i, k in enumerate(kinds) if k != SCALAR)
+        arrays = _with_contiguous_rows(arrays, rows)
         views = [o.reshape(shape) if o.size == size else o.reshape(-1) for o in outs]
-        parallel = form != DIMS and size >= PARALLEL_MIN_ELEMENTS
-        key = (form, len(space), tuple(kinds), parallel)
+        parallel = elementwise and size >= PARALLEL_MIN_ELEMENTS
+        key = (flat, len(shape), tuple(kinds), parallel)
         kernel = self._compiled.get(key)
         if kernel is None:
             kernel = compile_kernel(self._source(*key), "kernel", parallel=parallel)
@@ -96,7 +97,6 @@ class LoopKernel:
         kernel(*arrays, *views)
         if not self.prepared.steps:
             inputs = tuple((self._param_index[v], a.shape) for v, a in zip(self.prepared.inputs, arrays))
-            rows = tuple(i for i, k in enumerate(kinds) if k == FULL) if form == ROWS else ()
             self._plans[tuple(a.shape for a in args)] = (kernel, inputs, tuple(v.shape for v in views), rows)
         return tuple(outs)
 
@@ -106,10 +106,10 @@ class LoopKernel:
 
     def source(self) -> str:
         """The source of each variant compiled so far (else the flat-loop form)."""
-        keys = list(self._compiled) or [(FLAT, 1, tuple([FULL] * len(self.prepared.inputs)), False)]
+        keys = list(self._compiled) or [(True, 1, tuple([FULL] * len(self.prepared.inputs)), False)]
         return f"# {self.name}\n" + "\n".join(self._source(*key) for key in keys)
 
-    def _source(self, form: str, rank: int, kinds: Sequence[Any], parallel: bool = False) -> str:
+    def _source(self, flat: bool, rank: int, kinds: Sequence[Any], parallel: bool = False) -> str:
         lines = Lines()
         ins = [f"in{i}" for i in range(len(kinds))]
         outs = [f"out{i}" for i in range(len(self.body.results))]
@@ -117,7 +117,6 @@ class LoopKernel:
         # share one compile; `source()` names the node for dumps.
         lines.add(f"def kernel({', '.join(ins + outs)}):")
         lines.indent()
-        index = ", ".join(f"i{d}" for d in range(rank)) if form == DIMS else "i"
         loads: dict[Value, str] = {}
         for i, (v, kind) in enumerate(zip(self.prepared.inputs, kinds)):
             if kind == SCALAR:
@@ -136,26 +135,15 @@ class LoopKernel:
         varying = [(o, r) for o, r in zip(outs, self.body.results) if r not in once]
         if not varying:
             return lines.source()
-        loop = "prange" if parallel else "range"
-        if form == FLAT:
-            lines.add(f"for i in {loop}({varying[0][0]}.shape[0]):")
+        first = varying[0][0]
+        if flat:
+            lines.add(f"for i in {'prange' if parallel else 'range'}({first}.shape[0]):")
             lines.indent()
-        elif form == ROWS:
-            # Each input row is contiguous (`_row_length`, `_rows_contiguous` checked): typed so,
-            # the inner loop vectorises. Output rows are C-contiguous already.
-            lines.add(f"for r in {loop}({varying[0][0]}.shape[0]):")
-            lines.indent()
-            for i, kind in enumerate(kinds):
-                if kind == FULL:
-                    lines.add(f"in{i}r = _contiguous_row(in{i}[r])")
-            for o, _ in varying:
-                lines.add(f"{o}r = {o}[r]")
-            lines.add(f"for i in range({varying[0][0]}r.shape[0]):")
-            lines.indent()
+            arrays = {name: name for name in ins + outs}
         else:
-            for d in range(rank):
-                lines.add(f"for i{d} in range({varying[0][0]}.shape[{d}]):")
-                lines.indent()
+            arrays = self._rows(lines, rank, kinds, [o for o, _ in varying], parallel)
+            lines.add(f"for i in range({arrays[first]}.shape[0]):")
+            lines.indent()
         position = {v: i for i, v in enumerate(self.prepared.inputs)}
 
         def load(v: Value) -> str:
@@ -163,8 +151,8 @@ class LoopKernel:
                 return loads[v]
             name = f"a{position[v]}"
             kind = kinds[position[v]]
-            at = index if kind == FULL else ", ".join("0" if b else f"i{d}" for d, b in enumerate(kind[1]))
-            lines.add(f"{name} = in{position[v]}{'r' if form == ROWS else ''}[{at}]")
+            at = "0" if kind != FULL and kind[1][-1] else "i"  # a broadcast last dim reads element 0
+            lines.add(f"{name} = {arrays[f'in{position[v]}']}[{at}]")
             loads[v] = name
             return name
 
@@ -173,8 +161,28 @@ class LoopKernel:
         for v in self.prepared.inputs:
             writer.names[v] = load(v) if v not in loads else loads[v]
         for o, r in varying:
-            lines.add(f"{o}{'r' if form == ROWS else ''}[{index}] = {writer.value(r)}")
+            lines.add(f"{arrays[o]}[i] = {writer.value(r)}")
         return lines.source()
+
+    @staticmethod
+    def _rows(lines: Lines, rank: int, kinds: Sequence[Any], outs: Sequence[str], parallel: bool) -> dict[str, str]:
+        """Loops over all dims but the last, then each array's row there (index 0 along a
+        broadcast dim): the name of each array's row. Rows are contiguous (the caller made them
+        so), and typed as such the loop along them vectorises; output rows are C already."""
+        lead = [f"i{d}" for d in range(rank - 1)]
+        for d in range(rank - 1):
+            lines.add(f"for i{d} in {'prange' if parallel and d == 0 else 'range'}({outs[0]}.shape[{d}]):")
+            lines.indent()
+        rows = {}
+        for i, kind in enumerate(kinds):
+            if kind != SCALAR:
+                at = lead if kind == FULL else ["0" if b else f"i{d}" for d, b in enumerate(kind[1][:-1])]
+                lines.add(f"in{i}r = _contiguous_row(in{i}{'[' + ', '.join(at) + ']' if at else ''})")
+                rows[f"in{i}"] = f"in{i}r"
+        for o in outs:
+            lines.add(f"{o}r = {o}{'[' + ', '.join(lead) + ']' if lead else ''}")
+            rows[o] = f"{o}r"
+        return rows
 
 
 def _invariant(body: Graph, scalars: set[Value]) -> set[Value]:
@@ -213,8 +221,8 @@ def _fit(a: np.ndarray, space: tuple[int, ...], size: int) -> tuple[np.ndarray, 
 
 
 def _row_length(arrays: Sequence[np.ndarray]) -> int | None:
-    """The row length for the ROWS form when some array is a view with strided rows: the
-    elements of the trailing dims every non-contiguous array stores contiguously. None (one
+    """The row length of a 2-D view of the space when some array is a view with strided rows:
+    the elements of the trailing dims every non-contiguous array stores contiguously. None (one
     flat loop, copying those arrays) when all are contiguous or one has a strided last dim."""
     lengths = [_contiguous_tail(a) for a in arrays if not a.flags.c_contiguous]
     if not lengths or min(lengths) == 1:
@@ -222,9 +230,14 @@ def _row_length(arrays: Sequence[np.ndarray]) -> int | None:
     return min(lengths)  # each is a product of trailing dims of the space: the least divides all
 
 
-def _rows_contiguous(arrays: Sequence[np.ndarray], positions: Sequence[int]) -> bool:
-    """Whether the arrays at `positions` (a ROWS kernel's full inputs) have contiguous rows."""
-    return all(arrays[i].strides[1] == arrays[i].itemsize for i in positions)
+def _with_contiguous_rows(arrays: list[np.ndarray], positions: Sequence[int]) -> list[np.ndarray]:
+    """`arrays`, each at `positions` with a contiguous last dim (a row kernel reads its rows
+    as contiguous): copied only where that dim is strided (a transposed or reversed view)."""
+    for i in positions:
+        a = arrays[i]
+        if a.shape[-1] > 1 and a.strides[-1] != a.itemsize:
+            arrays[i] = np.ascontiguousarray(a)
+    return arrays
 
 
 def _contiguous_tail(a: np.ndarray) -> int:
