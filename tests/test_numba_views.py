@@ -115,6 +115,15 @@ def test_loop_kernels_read_pieces_with_strided_rows_in_place(dtype, shape, axis)
     assert "_contiguous_row(" in _loop_sources(exe)
 
 
+def test_a_big_loop_over_strided_pieces_runs_its_rows_in_parallel():
+    x = tf.placeholder(tf.float32, [1024, 2048], name="x")
+    a, b = tf.split(x * 2.0, 2, axis=1)
+    got, want, exe = both([tf.tanh(a) * tf.sigmoid(b)], {x: RNG.standard_normal((1024, 2048))})
+    assert_same(got, want)
+    rows = [k.source() for _, k in exe.kernels if isinstance(k, loop.LoopKernel) and "_contiguous_row(" in k.source()]
+    assert rows and all("for i0 in prange(" in source for source in rows)
+
+
 def test_strided_rows_with_broadcast_or_strided_last_dims_still_match_the_reference():
     """Broadcast inputs next to strided pieces (a loop per dim, rows read in place), a piece
     next to a reversed slice, whose last dim is strided (copied), flat and broadcast; run
