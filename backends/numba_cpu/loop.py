@@ -51,9 +51,9 @@ class LoopKernel:
         self._out_types = [(tuple(r.type.shape), r.type.dtype.np_dtype) for r in body.results]
         self._space = max((shape for shape, _ in self._out_types), key=lambda s: (int(np.prod(s)), len(s)))
         self._size = int(np.prod(self._space))
-        # Per argument shapes, once seen: the kernel and the shape each argument and output is
-        # viewed as (only when no index-only op prepares an input), so that a call in a hot
-        # step costs a few reshapes instead of fitting every input again.
+        # Per argument shapes, once seen: the kernel, the shape each argument and output is
+        # viewed as and which inputs it reads by rows (only when no index-only op prepares an
+        # input), so that a call in a hot step costs a few reshapes instead of fitting again.
         self._plans: dict[tuple[tuple[int, ...], ...], tuple[Any, ...]] = {}
         self._param_index = {p: i for i, p in enumerate(body.params)}
 
@@ -63,9 +63,9 @@ class LoopKernel:
         plan = self._plans.get(tuple(a.shape for a in args))
         if plan is not None:
             kernel, inputs, out_shapes, rows = plan
-            arrays = _with_contiguous_rows([np.asarray(args[i]).reshape(shape) for i, shape in inputs], rows)
-            outs = self._outputs(into)  # (np.asarray: an argument may be a NumPy scalar)
-            kernel(*arrays, *[o.reshape(s) for o, s in zip(outs, out_shapes)])
+            arrays = [np.asarray(args[i]).reshape(shape) for i, shape in inputs]  # a NumPy scalar too
+            outs = self._outputs(into)
+            kernel(*_with_contiguous_rows(arrays, rows), *[o.reshape(s) for o, s in zip(outs, out_shapes)])
             return tuple(outs)
         values: dict[Value, np.ndarray] = {p: np.asarray(a) for p, a in zip(self.body.params, args)}
         for node, positions in self.prepared.steps:
