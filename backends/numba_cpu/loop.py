@@ -5,7 +5,10 @@ to an input (expand_dims, unreduce, broadcast_to, ...) is done on the array as a
 inputs with as many elements as the space are reshaped to it, size-1 inputs become scalars
 and the rest are broadcast (NumPy's trailing rule, which is what broadcasting ops mean).
 Without broadcast inputs the kernel is one flat loop (which LLVM vectorises); otherwise it
-loops over the space's dims.
+loops over the space's dims, the last as a loop over rows, each a contiguous 1-D array (so
+it vectorises). Inputs that are views with strided rows (a split along the last axis: an
+LSTM's four gates) are not copied into a flat array: the kernel then loops over the rows of
+a 2-D view of the space. Only an input whose last dim is strided is copied.
 """
 from __future__ import annotations
 
@@ -48,9 +51,9 @@ class LoopKernel:
         self._out_types = [(tuple(r.type.shape), r.type.dtype.np_dtype) for r in body.results]
         self._space = max((shape for shape, _ in self._out_types), key=lambda s: (int(np.prod(s)), len(s)))
         self._size = int(np.prod(self._space))
-        # Per argument shapes, once seen: the kernel and the shape each argument and output is
-        # viewed as (only when no index-only op prepares an input), so that a call in a hot
-        # step costs a few reshapes instead of fitting every input again.
+        # Per argument shapes, once seen: the kernel, the shape each argument and output is
+        # viewed as and which inputs it reads by rows (only when no index-only op prepares an
+        # input), so that a call in a hot step costs a few reshapes instead of fitting again.
         self._plans: dict[tuple[tuple[int, ...], ...], tuple[Any, ...]] = {}
         self._param_index = {p: i for i, p in enumerate(body.params)}
 
@@ -59,10 +62,10 @@ class LoopKernel:
         (result index, array), which the kernel then writes (a slice of a concat's result)."""
         plan = self._plans.get(tuple(a.shape for a in args))
         if plan is not None:
-            kernel, inputs, out_shapes = plan
+            kernel, inputs, out_shapes, rows = plan
+            arrays = [np.asarray(args[i]).reshape(shape) for i, shape in inputs]  # a NumPy scalar too
             outs = self._outputs(into)
-            kernel(*[np.asarray(args[i]).reshape(shape) for i, shape in inputs],  # a NumPy scalar too
-                   *[o.reshape(s) for o, s in zip(outs, out_shapes)])
+            kernel(*_with_contiguous_rows(arrays, rows), *[o.reshape(s) for o, s in zip(outs, out_shapes)])
             return tuple(outs)
         values: dict[Value, np.ndarray] = {p: np.asarray(a) for p, a in zip(self.body.params, args)}
         for node, positions in self.prepared.steps:
@@ -76,20 +79,25 @@ class LoopKernel:
             a, kind = _fit(values[v], space, size)
             arrays.append(a)
             kinds.append(kind)
-        flat = all(k in (FULL, SCALAR) for k in kinds)
-        views = [o.reshape(-1) if flat or o.size != size else o.reshape(space) for o in outs]
-        if flat:
-            arrays = [a.reshape(-1) if k == FULL else a for a, k in zip(arrays, kinds)]
-        parallel = flat and size >= PARALLEL_MIN_ELEMENTS
-        key = (flat, len(space), tuple(kinds), parallel)
+        elementwise = all(k in (FULL, SCALAR) for k in kinds)
+        flat, shape = False, space
+        if elementwise:  # one flat loop, or rows of a 2-D view when some input has strided rows
+            row = _row_length([a for a, k in zip(arrays, kinds) if k == FULL])
+            flat, shape = (True, (size,)) if row is None else (False, (size // row, row))
+            arrays = [a.reshape(shape) if k == FULL else a for a, k in zip(arrays, kinds)]
+        rows = () if flat else tuple(i for i, k in enumerate(kinds) if k != SCALAR)
+        arrays = _with_contiguous_rows(arrays, rows)
+        views = [o.reshape(shape) if o.size == size else o.reshape(-1) for o in outs]
+        parallel = elementwise and size >= PARALLEL_MIN_ELEMENTS
+        key = (flat, len(shape), tuple(kinds), parallel)
         kernel = self._compiled.get(key)
         if kernel is None:
-            kernel = compile_kernel(self._source(flat, len(space), kinds, parallel), "kernel", parallel=parallel)
+            kernel = compile_kernel(self._source(*key), "kernel", parallel=parallel)
             self._compiled[key] = kernel
         kernel(*arrays, *views)
         if not self.prepared.steps:
             inputs = tuple((self._param_index[v], a.shape) for v, a in zip(self.prepared.inputs, arrays))
-            self._plans[tuple(a.shape for a in args)] = (kernel, inputs, tuple(v.shape for v in views))
+            self._plans[tuple(a.shape for a in args)] = (kernel, inputs, tuple(v.shape for v in views), rows)
         return tuple(outs)
 
     def _outputs(self, into: tuple[tuple[int, np.ndarray], ...]) -> list[np.ndarray]:
@@ -109,7 +117,6 @@ class LoopKernel:
         # share one compile; `source()` names the node for dumps.
         lines.add(f"def kernel({', '.join(ins + outs)}):")
         lines.indent()
-        index = "i" if flat else ", ".join(f"i{d}" for d in range(rank))
         loads: dict[Value, str] = {}
         for i, (v, kind) in enumerate(zip(self.prepared.inputs, kinds)):
             if kind == SCALAR:
@@ -128,13 +135,15 @@ class LoopKernel:
         varying = [(o, r) for o, r in zip(outs, self.body.results) if r not in once]
         if not varying:
             return lines.source()
+        first = varying[0][0]
         if flat:
-            lines.add(f"for i in {'prange' if parallel else 'range'}({varying[0][0]}.shape[0]):")
+            lines.add(f"for i in {'prange' if parallel else 'range'}({first}.shape[0]):")
             lines.indent()
+            arrays = {name: name for name in ins + outs}
         else:
-            for d in range(rank):
-                lines.add(f"for i{d} in range({varying[0][0]}.shape[{d}]):")
-                lines.indent()
+            arrays = self._rows(lines, rank, kinds, [o for o, _ in varying], parallel)
+            lines.add(f"for i in range({arrays[first]}.shape[0]):")
+            lines.indent()
         position = {v: i for i, v in enumerate(self.prepared.inputs)}
 
         def load(v: Value) -> str:
@@ -142,8 +151,8 @@ class LoopKernel:
                 return loads[v]
             name = f"a{position[v]}"
             kind = kinds[position[v]]
-            at = index if kind == FULL else ", ".join("0" if b else f"i{d}" for d, b in enumerate(kind[1]))
-            lines.add(f"{name} = in{position[v]}[{at}]")
+            at = "0" if kind != FULL and kind[1][-1] else "i"  # a broadcast last dim reads element 0
+            lines.add(f"{name} = {arrays[f'in{position[v]}']}[{at}]")
             loads[v] = name
             return name
 
@@ -152,8 +161,28 @@ class LoopKernel:
         for v in self.prepared.inputs:
             writer.names[v] = load(v) if v not in loads else loads[v]
         for o, r in varying:
-            lines.add(f"{o}[{index}] = {writer.value(r)}")
+            lines.add(f"{arrays[o]}[i] = {writer.value(r)}")
         return lines.source()
+
+    @staticmethod
+    def _rows(lines: Lines, rank: int, kinds: Sequence[Any], outs: Sequence[str], parallel: bool) -> dict[str, str]:
+        """Loops over all dims but the last, then each array's row there (index 0 along a
+        broadcast dim): the name of each array's row. Rows are contiguous (the caller made them
+        so), and typed as such the loop along them vectorises; output rows are C already."""
+        lead = [f"i{d}" for d in range(rank - 1)]
+        for d in range(rank - 1):
+            lines.add(f"for i{d} in {'prange' if parallel and d == 0 else 'range'}({outs[0]}.shape[{d}]):")
+            lines.indent()
+        rows = {}
+        for i, kind in enumerate(kinds):
+            if kind != SCALAR:
+                at = lead if kind == FULL else ["0" if b else f"i{d}" for d, b in enumerate(kind[1][:-1])]
+                lines.add(f"in{i}r = _contiguous_row(in{i}{'[' + ', '.join(at) + ']' if at else ''})")
+                rows[f"in{i}"] = f"in{i}r"
+        for o in outs:
+            lines.add(f"{o}r = {o}{'[' + ', '.join(lead) + ']' if lead else ''}")
+            rows[o] = f"{o}r"
+        return rows
 
 
 def _invariant(body: Graph, scalars: set[Value]) -> set[Value]:
@@ -189,6 +218,37 @@ def _fit(a: np.ndarray, space: tuple[int, ...], size: int) -> tuple[np.ndarray, 
     # kernel reads index 0 along their size-1 dims (0-stride views would not vectorise).
     padded = a.reshape((1,) * (len(space) - a.ndim) + a.shape)
     return padded, (BROADCAST, tuple(d == 1 and s != 1 for d, s in zip(padded.shape, space)))
+
+
+def _row_length(arrays: Sequence[np.ndarray]) -> int | None:
+    """The row length of a 2-D view of the space when some array is a view with strided rows:
+    the elements of the trailing dims every non-contiguous array stores contiguously. None (one
+    flat loop, copying those arrays) when all are contiguous or one has a strided last dim."""
+    lengths = [_contiguous_tail(a) for a in arrays if not a.flags.c_contiguous]
+    if not lengths or min(lengths) == 1:
+        return None
+    return min(lengths)  # each is a product of trailing dims of the space: the least divides all
+
+
+def _with_contiguous_rows(arrays: list[np.ndarray], positions: Sequence[int]) -> list[np.ndarray]:
+    """`arrays`, each at `positions` with a contiguous last dim (a row kernel reads its rows
+    as contiguous): copied only where that dim is strided (a transposed or reversed view)."""
+    for i in positions:
+        a = arrays[i]
+        if a.shape[-1] > 1 and a.strides[-1] != a.itemsize:
+            arrays[i] = np.ascontiguousarray(a)
+    return arrays
+
+
+def _contiguous_tail(a: np.ndarray) -> int:
+    """Elements in the block of trailing dims that `a` stores contiguously."""
+    expected, count = a.itemsize, 1
+    for n, stride in zip(reversed(a.shape), reversed(a.strides)):
+        if n != 1 and stride != expected:
+            break
+        expected *= n
+        count *= n
+    return count
 
 
 def build(node: Node) -> Any:

@@ -10,6 +10,9 @@ import math
 
 import numpy as np
 from numba import njit
+from numba.core import types
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
 
 from . import mathlib
 
@@ -239,6 +242,20 @@ def _gelu_erf_f64(x):  # type: ignore[no-untyped-def]
 @inline
 def _gelu_erf_f32(x):  # type: ignore[no-untyped-def]
     return _f32(_gelu_erf_f64(_f64(x)))
+
+
+@intrinsic
+def _contiguous_row(typingctx, row):  # type: ignore[no-untyped-def]
+    """A 1-D array the caller knows to be contiguous (a row of a view with strided rows),
+    typed as such, without numba's run-time check and copy path (np.ascontiguousarray's
+    took 4 us of the LSTM's 40 us gate kernel, measured): its loops then vectorise."""
+    if not isinstance(row, types.Array) or row.ndim != 1:
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return impl_ret_borrowed(context, builder, signature.return_type, args[0])
+
+    return row.copy(layout="C")(row), codegen
 
 
 NAMES = {name: value for name, value in globals().items() if name.startswith("_") and not name.startswith("__")}
