@@ -94,6 +94,7 @@ CONV_CASES = [  # (input NHWC, filter HWIO, strides, padding, dilations)
     ((1, 5, 4, 3), (2, 3, 3, 2), (1, 1), ((3, 0), (1, 4)), (1, 1)),  # padding beyond the window
     ((2, 5, 6, 3), (3, 3, 3, 3), (1, 1), ((2, 0), (1, 3)), (1, 1)),  # 3x3 stride 1: Winograd, odd sizes
     ((1, 4, 4, 3), (3, 3, 3, 2), (1, 1), ((3, 1), (0, 4)), (1, 1)),  # Winograd, padding beyond the window
+    ((1, 6, 13, 2), (3, 3, 2, 3), (1, 1), "SAME", (1, 1)),  # Winograd, a row of inner tiles (shared columns)
     # 3x3 on 3 channels by columns: window rows copied as 9-value segments (im2col.RGB_SEGMENT)
     ((2, 7, 8, 3), (3, 3, 3, 2), (1, 1), ((2, 1), (1, 3)), (2, 1)),  # ... dilated rows, padding
     ((1, 6, 9, 3), (2, 3, 3, 2), (1, 1), "SAME", (1, 2)),  # ... not with dilated columns

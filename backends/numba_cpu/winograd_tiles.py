@@ -28,43 +28,56 @@ from numba.extending import intrinsic, overload
 @njit(error_model="numpy", nogil=True, inline="always")
 def _input(x, pt, pl, nty, ntx, t0, m, v):
     """v[4*i + j, r] = (B^T d B)[i, j] for the 4x4 patch d of the NHWC `x` under tile t0 + r
-    (zeros on the padding: `pt` rows above, `pl` columns left)."""
+    (zeros on the padding: `pt` rows above, `pl` columns left).
+
+    B^T d is column by column: column j of a tile's patch is input column 2 * tx + j, kept in
+    slot (2 * tx + j) % 4 of `d`, so a tile right of an inner tile reuses its neighbour's last
+    two columns and transforms only two new ones."""
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     d = np.empty((4, 4, c), x.dtype)
+    reusable = False  # d holds the inner tile left of this one
     for r in range(m):
         t = t0 + r
         n, ty, tx = t // (nty * ntx), (t // ntx) % nty, t % ntx
         ih0, iw0 = ty * 2 - pt, tx * 2 - pl
+        s0 = (2 * tx) % 4
         if ih0 >= 0 and iw0 >= 0 and ih0 + 4 <= h and iw0 + 4 <= w:
-            for j in range(4):  # B^T d, reading d from x (an inner tile: 23% faster, measured)
+            for j in range(2 if reusable else 0, 4):  # B^T d, reading d from x
+                col = (s0 + j) % 4
                 for k in range(c):
                     d0, d1, d2, d3 = x[n, ih0, iw0 + j, k], x[n, ih0 + 1, iw0 + j, k], \
                         x[n, ih0 + 2, iw0 + j, k], x[n, ih0 + 3, iw0 + j, k]
-                    d[0, j, k] = d0 - d2
-                    d[1, j, k] = d1 + d2
-                    d[2, j, k] = d2 - d1
-                    d[3, j, k] = d1 - d3
+                    d[0, col, k] = d0 - d2
+                    d[1, col, k] = d1 + d2
+                    d[2, col, k] = d2 - d1
+                    d[3, col, k] = d1 - d3
+            reusable = True
         else:
             for i in range(4):
                 ih = ih0 + i
                 for j in range(4):
                     iw = iw0 + j
+                    col = (s0 + j) % 4
                     if 0 <= ih < h and 0 <= iw < w:
                         for k in range(c):
-                            d[i, j, k] = x[n, ih, iw, k]
+                            d[i, col, k] = x[n, ih, iw, k]
                     else:
                         for k in range(c):
-                            d[i, j, k] = 0
-            for j in range(4):  # B^T d
+                            d[i, col, k] = 0
+            for col in range(4):  # B^T d
                 for k in range(c):
-                    d0, d1, d2, d3 = d[0, j, k], d[1, j, k], d[2, j, k], d[3, j, k]
-                    d[0, j, k] = d0 - d2
-                    d[1, j, k] = d1 + d2
-                    d[2, j, k] = d2 - d1
-                    d[3, j, k] = d1 - d3
+                    d0, d1, d2, d3 = d[0, col, k], d[1, col, k], d[2, col, k], d[3, col, k]
+                    d[0, col, k] = d0 - d2
+                    d[1, col, k] = d1 + d2
+                    d[2, col, k] = d2 - d1
+                    d[3, col, k] = d1 - d3
+            reusable = False
+        if tx == ntx - 1:
+            reusable = False  # the next tile starts a row
+        c0, c1, c2, c3 = s0, (s0 + 1) % 4, (s0 + 2) % 4, (s0 + 3) % 4
         for i in range(4):  # (B^T d) B
             for k in range(c):
-                e0, e1, e2, e3 = d[i, 0, k], d[i, 1, k], d[i, 2, k], d[i, 3, k]
+                e0, e1, e2, e3 = d[i, c0, k], d[i, c1, k], d[i, c2, k], d[i, c3, k]
                 v[4 * i, r, k] = e0 - e2
                 v[4 * i + 1, r, k] = e1 + e2
                 v[4 * i + 2, r, k] = e2 - e1
