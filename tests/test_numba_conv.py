@@ -169,6 +169,7 @@ def test_depthwise_conv2d_and_its_gradients_match_the_reference(x_shape, f_shape
 
 POOL_CASES = [  # (input NHWC, ksize, strides, padding)
     ((2, 6, 5, 3), (2, 2), (2, 2), "VALID"),
+    ((2, 4, 6, 3), (2, 2), (2, 2), "VALID"),  # 2x2 windows tiling the input: their own kernels
     ((2, 7, 6, 3), (3, 3), (2, 2), "SAME"),
     ((1, 5, 6, 2), (3, 2), (1, 2), "SAME"),
     ((1, 4, 4, 1), (4, 4), (1, 1), "VALID"),
@@ -204,8 +205,9 @@ def test_pooling_and_its_gradients_match_the_reference(x_shape, ksize, strides, 
 
 
 def test_pooling_nchw_float64_and_empty_batch():
-    for x_shape in [(2, 3, 7, 6), (0, 3, 4, 4)]:
-        got, want, exe = pools_and_grads(RNG.standard_normal(x_shape), (3, 2), (2, 1), "SAME", "NCHW", np.float64,
+    for x_shape, ksize, strides in [((2, 3, 7, 6), (3, 2), (2, 1)), ((0, 3, 4, 4), (3, 2), (2, 1)),
+                                    ((2, 3, 4, 6), (2, 2), (2, 2))]:
+        got, want, exe = pools_and_grads(RNG.standard_normal(x_shape), ksize, strides, "SAME", "NCHW", np.float64,
                                          grad_grad=True)
         assert_same(got, want, np.float64)
         assert len(window_kernels(exe)) == 5
@@ -213,7 +215,7 @@ def test_pooling_nchw_float64_and_empty_batch():
 
 def test_max_pool_gradients_route_to_the_first_maximum_on_ties_nan_and_inf():
     x = RNG.integers(0, 2, (2, 6, 6, 3)).astype(np.float32)  # many ties in every window
-    x[0, 0, 0, 0] = x[1, 3, 2, 1] = np.nan
+    x[0, 0, 0, 0] = x[0, 1, 1, 0] = x[1, 3, 2, 1] = np.nan  # two NaNs in a 2x2 window: the first wins
     x[0, 2, 3, 2] = x[1, 4, 4, 0] = np.inf
     x[1, :3, :3, 2] = -np.inf                                # windows of -inf only, padding among them
     for ksize, strides, padding in [((3, 3), (1, 1), "SAME"), ((2, 2), (2, 2), "VALID"), ((3, 3), (2, 2), "SAME")]:
@@ -231,6 +233,9 @@ def test_max_pool_gradient_over_images_in_parallel(monkeypatch):
         got, want, exe = pools_and_grads(x, ksize, strides, padding, "NHWC", np.float32)
         assert_same(got, want, np.float32)
         assert any(k.kernel is pool._compiled("max_pool_grad", True) for _, k in exe.kernels if isinstance(k, pool.Pool))
+    got, want, exe = pools_and_grads(x[:, :, :4], (2, 2), (2, 2), "VALID", "NHWC", np.float32)  # tiled 2x2
+    assert_same(got, want, np.float32)
+    assert any(k.kernel is pool._compiled("max_pool_grad_2x2", True) for _, k in exe.kernels if isinstance(k, pool.Pool))
 
 
 def test_other_dtypes_and_run_time_sizes_fall_back_to_the_reference():
@@ -397,4 +402,5 @@ def test_the_kernel_dump_shows_the_conv_and_pooling_kernels():
     got, want, exe = both([y], {x: RNG.standard_normal((1, 4, 4, 2))})
     assert_same(got, want, np.float32)
     sources = kernel_sources(exe)
-    assert "def conv_winograd(" in sources and "def max_pool(" in sources  # 3x3, stride 1: Winograd
+    assert "def conv_winograd(" in sources  # 3x3, stride 1: Winograd
+    assert "def max_pool_2x2(" in sources  # 2x2 windows tiling the input

@@ -138,6 +138,55 @@ def max_pool_grad(x, dy, dx, g):
                                         dx[n, ih, iw, k] += dy[n, a, b, k] if first[k] == pos else zero
 """
 
+# 2x2 windows at stride 2 tiling the input exactly (the usual CNN pooling): each channel's 4
+# values are compared in registers, in window order, by the generic kernels' rules (a NaN wins
+# and stays, ties keep the first); the gradient keeps each channel's winning tap for a second
+# loop writing the window's 4 entries of dx (one loop doing both did not vectorise: 6x slower).
+# On the CNN's pools, measured: max_pool 2-3x, its gradient 1.4-1.9x faster than the generic.
+_TAKE = "(v > m or v != v) and m == m"
+_MAX_POOL_2X2 = """
+def max_pool_2x2(x, out, g):
+    for n in range(out.shape[0]):
+        for a in range(out.shape[1]):
+            for b in range(out.shape[2]):
+                for k in range(out.shape[3]):
+                    m = x[n, 2 * a, 2 * b, k]
+                    v = x[n, 2 * a, 2 * b + 1, k]
+                    m = v if """ + _TAKE + """ else m
+                    v = x[n, 2 * a + 1, 2 * b, k]
+                    m = v if """ + _TAKE + """ else m
+                    v = x[n, 2 * a + 1, 2 * b + 1, k]
+                    out[n, a, b, k] = v if """ + _TAKE + """ else m
+"""
+
+_MAX_POOL_GRAD_2X2 = """
+def max_pool_grad_2x2(x, dy, dx, g):
+    zero = dx.dtype.type(0)
+    for n in prange(dy.shape[0]):
+        first = np.empty(dy.shape[3], np.int32)
+        for a in range(dy.shape[1]):
+            for b in range(dy.shape[2]):
+                for k in range(dy.shape[3]):
+                    m = x[n, 2 * a, 2 * b, k]
+                    f = np.int32(0)
+                    v = x[n, 2 * a, 2 * b + 1, k]
+                    take = """ + _TAKE + """
+                    m = v if take else m
+                    f = np.int32(1) if take else f
+                    v = x[n, 2 * a + 1, 2 * b, k]
+                    take = """ + _TAKE + """
+                    m = v if take else m
+                    f = np.int32(2) if take else f
+                    v = x[n, 2 * a + 1, 2 * b + 1, k]
+                    take = """ + _TAKE + """
+                    first[k] = np.int32(3) if take else f
+                for i in range(2):
+                    for j in range(2):
+                        pos = np.int32(2 * i + j)
+                        for k in range(dy.shape[3]):
+                            dx[n, 2 * a + i, 2 * b + j, k] = dy[n, a, b, k] if first[k] == pos else zero
+"""
+
 _MAX_POOL_GRAD_GRAD = """
 def max_pool_grad_grad(x, grad, out, g):
     """ + GEOMETRY + """
@@ -156,8 +205,9 @@ def max_pool_grad_grad(x, grad, out, g):
 """ + _FIRST_MAX
 
 _SOURCES = {"max_pool": _MAX_POOL, "avg_pool": _AVG_POOL, "avg_pool_grad": _AVG_POOL_GRAD,
-            "max_pool_grad": _MAX_POOL_GRAD, "max_pool_grad_grad": _MAX_POOL_GRAD_GRAD}
-_PARALLEL = {"max_pool_grad"}  # kernels whose outer loop is a prange over the batch
+            "max_pool_grad": _MAX_POOL_GRAD, "max_pool_grad_grad": _MAX_POOL_GRAD_GRAD,
+            "max_pool_2x2": _MAX_POOL_2X2, "max_pool_grad_2x2": _MAX_POOL_GRAD_2X2}
+_PARALLEL = {"max_pool_grad"}  # ops whose kernels' outer loop is a prange over the batch
 # Above this many elements they run it in parallel: the pass is memory-bound, and at the CNN
 # step's sizes (up to 1M elements) one thread measured as fast as two.
 _PARALLEL_MIN_ELEMENTS = 4 * PARALLEL_MIN_ELEMENTS
@@ -169,6 +219,12 @@ def _compiled(entry: str, parallel: bool = False) -> Callable[..., None]:
     if kernel is None:
         kernel = _COMPILED[entry, parallel] = compile_kernel(_SOURCES[entry], entry, name=entry, parallel=parallel)
     return kernel
+
+
+def _tiled_2x2(g: np.ndarray, x_shape: tuple[int, ...], fmt: str) -> bool:
+    """2x2 windows at stride 2, undilated and unpadded, tiling the whole input."""
+    h, w = nhwc_shape(x_shape, fmt)[1:3]
+    return [int(v) for v in g[:8]] == [2, 2, 2, 2, 1, 1, 0, 0] and 2 * int(g[8]) == h and 2 * int(g[9]) == w
 
 
 class Pool:
@@ -185,8 +241,10 @@ class Pool:
         self.out_shape = nhwc_shape(node.types[0].shape, self.fmt)
         self.dtype = node.types[0].dtype.np_dtype
         batch, size = self.out_shape[0], int(np.prod(self.out_shape))
-        self.kernel = _compiled(node.op, node.op in _PARALLEL and batch > 1 and size >= _PARALLEL_MIN_ELEMENTS)
-        self.source = _SOURCES[node.op]
+        entry = node.op + "_2x2" if node.op in ("max_pool", "max_pool_grad") and _tiled_2x2(self.g, x_shape, self.fmt) \
+            else node.op
+        self.kernel = _compiled(entry, node.op in _PARALLEL and batch > 1 and size >= _PARALLEL_MIN_ELEMENTS)
+        self.source = _SOURCES[entry]
 
     def __call__(self, *args: np.ndarray) -> np.ndarray:
         if self.op == "max_pool_grad":   # (x, y, dy): y is not needed
