@@ -71,9 +71,11 @@ def test_other_windows_keep_the_columns(x_shape, f_shape, padding, dilations):
 
 @pytest.mark.parametrize("case", [((2, 3, 9, 3), (1, 7, 3, 4), (1, 1), "SAME", np.float32),
                                   ((1, 15, 2, 2), (7, 1, 2, 2), (1, 1), "VALID", np.float64)])
-def test_fused_epilogues_by_winograd(case):
+def test_fused_epilogues_by_winograd(case, monkeypatch):
     """conv + bias + relu, the next layer's input gradient through the relu mask, a residual
-    (conv.py's epilogue test on 1xK and Kx1 windows)."""
+    (conv.py's epilogue test on 1xK and Kx1 windows). Its own random stream: the data must not
+    depend on which of test_numba_conv's tests drew from that module's stream before."""
+    monkeypatch.setattr(test_numba_conv, "RNG", np.random.default_rng(5))
     test_numba_conv.test_fused_conv_epilogues_match_the_reference(*case)
 
 
