@@ -206,3 +206,25 @@ def test_python_level_calls_follow_numpy() -> None:
         np.testing.assert_allclose(getattr(ml, name)(x), reference(x), rtol=1e-15)
         np.testing.assert_allclose(getattr(ml, name)(x.astype(np.float32)), reference(x), rtol=1e-6)
     np.testing.assert_allclose(ml.pow(x, x - 1.5), np.power(x, x - 1.5), rtol=1e-15)
+
+
+def test_both_exp_scalings_give_the_same_bits() -> None:
+    """exp scales by vscalefps on AVX-512 CPUs and by exponent bits elsewhere: every (y, k) exp
+    can produce (y in [0.5, 2), k in [-150, 129], denormal and overflowing results included)
+    must round the same way both ways."""
+    @njit(error_model="numpy")
+    def both(y, k, a, b):  # type: ignore[no-untyped-def]
+        for i in range(y.size):
+            a[i] = ml._scale_scalef(y[i], k[i])
+            b[i] = ml._scale_bits(y[i], k[i])
+
+    rng = np.random.default_rng(5)
+    y = rng.uniform(0.5, 2.0, 1 << 16).astype(np.float32)
+    y[:2] = 0.5, np.nextafter(np.float32(2.0), np.float32(0.0))
+    k = np.tile(np.arange(-150, 130, dtype=np.int32), (1 << 16) // 280 + 1)[:1 << 16]
+    a, b = np.empty_like(y), np.empty_like(y)
+    both(y, k, a, b)
+    assert np.array_equal(a.view(np.int32), b.view(np.int32))
+    with np.errstate(over="ignore"):  # k = 129 overflows to inf, as exp does
+        want = (y.astype(np.float64) * np.exp2(k.astype(np.float64))).astype(np.float32)
+    assert np.array_equal(a.view(np.int32), want.view(np.int32))

@@ -180,6 +180,24 @@ def test_row_max_and_min_of_an_input_with_several_accumulators(dtype):
     assert "_row_max(" in generated(exe, reduction.RowKernel)[0].source
 
 
+def test_float32_row_max_and_min_order_every_kind_of_value():
+    """The float32 row max/min compare integer order keys: negative values, -inf, denormals of
+    both signs, zeros and a negative NaN must come out as the float comparison gives them."""
+    x = tf.placeholder(tf.float32, [6, 20], name="x")
+    values = RNG.standard_normal((6, 20)).astype(np.float32) - np.float32(10.0)  # all negative
+    values[1] = -np.inf
+    values[2, ::2], values[2, 1::2] = -1e-45, -3e-45  # negative denormals only
+    values[3, :] = 0.0
+    values[3, ::3] = -0.0
+    values[4, 7] = -np.nan  # NaN with the sign bit set
+    values[5, :10], values[5, 10:] = 2e-45, np.inf
+    peak = tf.reduce_max(x, 1, keepdims=True)
+    outs = [tf.reduce_max(x, 1), tf.reduce_min(x, 1), tf.reduce_sum(x - peak, 1)]
+    got, want, exe = both(outs, {x: values})
+    assert_same(got, want)
+    assert "_row_max(" in generated(exe, reduction.RowKernel)[0].source
+
+
 @pytest.mark.parametrize("width", [10, 16])
 def test_softmax_cross_entropy_rows_narrower_than_a_vector_call_libm(width):
     """A narrow row's loops cannot vectorise: its max is a plain loop and its exp libm's; the

@@ -13,7 +13,7 @@ as in tests/test_mathlib.py (random bit patterns, bases of every magnitude with 
 reach overflow and denormal results, negative bases with integer exponents):
 
     function  max error  inputs off by 1 (by 2)  method
-    exp       1 ulp      0.40%                   2**k exp(r), Cody-Waite ln2, Cephes polynomial
+    exp       1 ulp      0.40%                   2**k exp(r), Cody-Waite ln2, minimax polynomial
     expm1     1 ulp      0.29%                   2**k p + (2**k - 1), one final rounding
     log       1 ulp      0.32%                   Cephes logf, denormals scaled first
     log1p     1 ulp      0.39%                   log(u) + c / u, u = 1 + x, c = 1 + x - u exact
@@ -79,8 +79,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from llvmlite import binding as llvm
+from llvmlite import ir
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 _F = np.float32
 _I = np.int32
@@ -122,11 +124,34 @@ def _pow2(k):  # type: ignore[no-untyped-def]
     return _I((k + 127) << 23).view(np.float32)
 
 
+@intrinsic
+def _ldexp(typingctx, y, k):  # type: ignore[no-untyped-def]
+    """LLVM's ldexp: y * 2**k rounded once; one AVX-512 vscalefps (LLVM 22 lowers it so)."""
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        f32, i32 = ir.FloatType(), ir.IntType(32)
+        fn = builder.module.declare_intrinsic("llvm.ldexp", [f32, i32], ir.FunctionType(f32, [f32, i32]))
+        return builder.call(fn, args)
+    return types.float32(types.float32, types.int32), codegen
+
+
 @_part
-def _scale(y, k):  # type: ignore[no-untyped-def]
-    """y * 2**k for k in [-252, 254] in two exact steps, so denormal results round once."""
+def _scale_scalef(y, k):  # type: ignore[no-untyped-def]
+    """y * 2**k rounding once, by vscalefps."""
+    return _ldexp(y, k)
+
+
+@_part
+def _scale_bits(y, k):  # type: ignore[no-untyped-def]
+    """y * 2**k for y in [0.5, 2) and k in [-150, 129], rounding once (denormal results too):
+    y * 2**(k // 2) is exact, made by adding k // 2 to y's exponent bits, and one multiplication
+    by 2**(k - k // 2) rounds. For CPUs without AVX-512, where LLVM's ldexp is a libm call."""
     half = _I(k >> 1)
-    return (y * _pow2(half)) * _pow2(_I(k - half))
+    return _I(_F(y).view(np.int32) + _I(half << 23)).view(np.float32) * _pow2(_I(k - half))
+
+
+# The same bits for every float32 input of exp either way (measured); vscalefps made exp 17%
+# faster in an L1-resident loop (one instruction for seven).
+_scale = _scale_scalef if llvm.get_host_cpu_features().get("avx512f", False) else _scale_bits
 
 
 @_part
@@ -150,6 +175,21 @@ def _expm1_poly(r):  # type: ignore[no-untyped-def]
 
 
 @_part
+def _exp_poly(r):  # type: ignore[no-untyped-def]
+    """exp(r) - 1 for |r| <= ln2 / 2, to within 3.1e-9 of exp(r): a minimax fit of
+    (exp(r) - 1 - r) / r**2 weighted by r**2 / exp(r) (Lawson's iteration over Chebyshev nodes),
+    one degree below `_expm1_poly`. For exp only: expm1 needs a small relative error in exp(r) - 1
+    itself. exp stays 1 ulp with 0.404% of float32 inputs off by 1 (0.401% with `_expm1_poly`),
+    and ran 5% faster (measured)."""
+    p = _F(0.0013814613)
+    p = p * r + _F(0.00836871)
+    p = p * r + _F(0.04166839)
+    p = p * r + _F(0.16666521)
+    p = p * r + _F(0.49999994)
+    return p * r * r + r
+
+
+@_part
 def _exp_core(x):  # type: ignore[no-untyped-def]
     """exp(x) for x in [-87.3, 88.3], where 2**k is a normal float32 (no special cases)."""
     k, r = _exp_reduce(x)
@@ -160,7 +200,7 @@ def _exp_core(x):  # type: ignore[no-untyped-def]
 def _exp_f32(x):  # type: ignore[no-untyped-def]
     """2**k exp(r); inputs clamped to [-104, 89] so that k stays an exact small integer."""
     k, r = _exp_reduce(_clamp(x, _F(-104.0), _F(89.0)))
-    y = _scale(_expm1_poly(r) + _F(1.0), _I(k))  # overflows to inf from 88.72283935546875 on
+    y = _scale(_exp_poly(r) + _F(1.0), _I(k))  # overflows to inf from 88.72283935546875 on
     return x if x != x else y
 
 
