@@ -23,12 +23,10 @@ def decompose(graph: Graph) -> Graph:
     rw = Rewriter(graph)
     for node in graph.nodes:
         x = rw.value(node.inputs[0]) if node.inputs else None
-        if x is None or node.control_inputs:
+        if node.op not in _DECOMPOSED or node.control_inputs or x is None or not _decomposable(x):
             rw.keep(node)
-        elif node.op in _DECOMPOSED and _decomposable(x):
-            rw.replace(node, [_expand(node, x, rw)])
-        else:
-            rw.keep(node)
+            continue
+        rw.replace(node, [_expand(node, x, rw)])
     return rw.finish()
 
 

@@ -25,7 +25,7 @@ _FLOAT = {"mean"}
 def split_reductions(graph: Graph) -> Graph:
     rw = Rewriter(graph)
     for node in graph.nodes:
-        blocks = scattered_blocks(node)
+        blocks = _scattered_blocks(node)
         if blocks is None:
             rw.keep(node)
             continue
@@ -37,7 +37,7 @@ def split_reductions(graph: Graph) -> Graph:
     return rw.finish()
 
 
-def scattered_blocks(node: Node) -> list[tuple[int, ...]] | None:
+def _scattered_blocks(node: Node) -> list[tuple[int, ...]] | None:
     """`node`'s reduced axes as blocks of adjacent dims (size-1 dims join the block before
     them), when there are several and reducing block by block keeps its result; else None."""
     if node.control_inputs or node.device not in (None, CPU0) or len(node.inputs) != 1:
