@@ -139,7 +139,7 @@ def _writes_into(kernel: Any) -> bool:
     return isinstance(kernel, _INTO_KERNELS) and getattr(kernel, "distinct_results", True)
 
 
-def _arena_layout(graph: Graph, memory: MemoryPlan) -> tuple[int, list[list[tuple[int, int, tuple[int, ...], np.dtype]]]]:
+def _arena_layout(graph: Graph, memory: MemoryPlan) -> tuple[int, list[list[tuple[int, int, tuple[int, ...], Any]]]]:
     """The arena's bytes, and per node with planned results (in order) each one's result
     index, offset, shape and dtype (buffers.Arena)."""
     offsets, nbytes = memory.offsets()
@@ -264,7 +264,8 @@ def _generate_step(graph: Graph, kernels: list[Any], concats: dict[Node, dict[Va
         for v in node.inputs:
             last_use[v] = i
     keep = set(graph.results)
-    slots = {node: f"a{i}" for i, node in enumerate(n for n in graph.nodes if any(v in memory.buffer_of for v in n.outputs))}
+    planned = [n for n in graph.nodes if any(v in memory.buffer_of for v in n.outputs)]
+    slots = {node: f"a{i}" for i, node in enumerate(planned)}  # each one's entry of the arena
     unpack = [", ".join(names[p] for p in graph.params) + ", = args"] if graph.params else []
     unpack += [", ".join(slots.values()) + ", = arena"] if slots else []
     lines = ["def step(args, state, arena):", "    " + ("; ".join(unpack) or "pass")]
