@@ -6,6 +6,8 @@ reference backend (the oracle) over several runs with different inputs, since a 
 only shows when a later kernel overwrites a buffer still read."""
 from __future__ import annotations
 
+import linecache
+import re
 import threading
 
 import numpy as np
@@ -45,17 +47,23 @@ def _arena_arrays(exe):
     return [a for arena in exe._arenas for planned in arena.into for _, a in planned]
 
 
-def _lstm(steps, batch, width):
+def _lstm(steps, batch, width, stacked=False):
     """An unrolled LSTM cell: each step's product is split into four gate views that the
-    cell's loop kernel reads while later kernels are computed."""
+    cell's loop kernel reads while later kernels are computed. `stacked`: the hidden states
+    concatenated and multiplied again (each cell's kernel then writes its h into the concat's
+    block, and its c into the arena)."""
     x = tf.placeholder(tf.float32, [steps, batch, width], name="x")
     w = tf.constant(RNG.standard_normal((2 * width, 4 * width)).astype(np.float32) * 0.3)
     h = c = tf.zeros([batch, width])
+    hs = []
     for t in range(steps):
         gates = tf.matmul(tf.concat([x[t], h], axis=1), w) + 0.1
         i, f, g, o = tf.split(gates, 4, axis=1)
         c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
         h = tf.sigmoid(o) * tf.tanh(c)
+        hs.append(h)
+    if stacked:
+        return x, tf.reduce_sum(tf.matmul(tf.concat(hs, axis=0), w[:width]), axis=0)
     return x, h
 
 
@@ -74,6 +82,16 @@ def test_views_keep_their_buffer_alive_across_later_kernels():
     for _ in range(3):
         args = [RNG.standard_normal((3, 4, 8)).astype(np.float32)]
         assert_same(exe.run(args, RuntimeState()), ref.run(args, RuntimeState()))
+
+
+def test_kernels_write_a_concat_block_and_arena_buffers_in_one_call():
+    x, out = _lstm(steps=3, batch=1, width=8, stacked=True)
+    exe, ref = _compiled([out], {x: np.zeros((3, 1, 8), np.float32)})
+    source = "".join(linecache.getlines(exe._filename))
+    assert re.search(r"into=\(\(\d+, c\d+\[[0-9:, ]+\]\), \*a\d+\)", source)  # block + arena
+    for _ in range(3):
+        args = [RNG.standard_normal((3, 1, 8)).astype(np.float32)]
+        assert_same(exe.run(args, RuntimeState()), ref.run(args, RuntimeState()), rtol=1e-5, atol=1e-6)
 
 
 def test_arena_buffers_and_pooled_buffers_start_on_64_byte_boundaries():
