@@ -258,7 +258,7 @@ def test_placement_inserts_one_copy_per_value_and_device():
     np.testing.assert_allclose(run_graph(out, [np.ones(2, np.float32)])[1], np.exp(np.ones(2)))
 
 
-def test_memory_plan_reuses_dead_buffers_and_writes_in_place():
+def test_memory_plan_reuses_dead_buffers_never_in_place():
     g = parse_graph(ir("""
         func @f(%0: f32[1024]) -> (f32[]) {
           %1: f32[1024] = exp(%0)
@@ -270,10 +270,62 @@ def test_memory_plan_reuses_dead_buffers_and_writes_in_place():
         }"""))
     memory = plan(g)
     assert memory.intermediate_bytes == 4 * 4096
-    assert memory.planned_bytes == 4096 and memory.in_place == 3
+    # a kernel never writes over its own input (numba's loop would run scalar): two buffers
+    assert memory.planned_bytes == 2 * 4096
     stamped = plan_memory(g)
-    assert [n.buffers for n in stamped.nodes] == [(0,), (0,), (0,), (0,), None]
+    assert [n.buffers for n in stamped.nodes] == [(0,), (1,), (0,), (1,), None]
     assert print_graph(parse_graph(print_graph(stamped))) == print_graph(stamped)
+
+
+def test_memory_plan_keeps_a_buffer_while_views_of_it_live():
+    """A reshape's result views its input: the input's buffer is not free until the view dies,
+    and a value reaching a result through views is not planned at all."""
+    g = parse_graph(ir("""
+        func @f(%0: f32[64]) -> (f32[8, 8], f32[64]) {
+          %1: f32[64] = exp(%0)
+          %2: f32[8, 8] = reshape[shape=[8, 8]](%1)
+          %3: f32[64] = neg(%0)
+          %4: f32[8, 8] = sqrt(%2)
+          %5: f32[64] = abs(%3)
+          %6: f32[64] = exp(%5)
+          %7: f32[8, 8] = reshape[shape=[8, 8]](%6)
+          %8: f32[8, 8] = add(%4, %7)
+          %9: f32[64] = neg(%0)
+          %10: f32[64] = reshape[shape=[64]](%9)
+          return %8, %10
+        }"""))
+    memory = plan(g)
+    b = memory.buffer_of
+    # %1 lives through its view %2 (read at %4): %3 must not take %1's buffer
+    assert b[g.nodes[0].out] != b[g.nodes[2].out]
+    # %5 comes after %4, the last reader of %1's view: it may take %1's buffer
+    assert b[g.nodes[4].out] == b[g.nodes[0].out]
+    # %9 is handed back through a view; results and views are never planned
+    assert g.nodes[8].out not in b and g.nodes[1].out not in b and g.nodes[7].out not in b
+    assert memory.planned_bytes == 3 * 256
+    assert memory.offsets() == ([0, 256, 512], 768)
+
+
+def test_memory_plan_leaves_values_a_stateful_op_may_keep_unplanned():
+    g = parse_graph(ir("""
+        func @f(%0: f32[64]) -> (f32[64]) {
+          %1: f32[64] = exp(%0)
+          %2: f32[64] = neg(%1)
+          %3: f32[64] = reshape[shape=[64]](%1)
+          %4: f32[64] = abs(%2)
+          return %4
+        }"""))
+    keeps_reshape = plan(g, retains=lambda n: n.op == "reshape")
+    assert g.nodes[0].out not in keeps_reshape.buffer_of and g.nodes[1].out in keeps_reshape.buffer_of
+    assert g.nodes[0].out in plan(g).buffer_of
+
+
+def test_memory_plan_offsets_are_aligned():
+    from tfjit.passes.plan_memory import ALIGNMENT, MemoryPlan
+
+    memory = MemoryPlan({}, [4, 100, 64, 1], 169)
+    offsets, total = memory.offsets()
+    assert offsets == [0, 64, 192, 256] and total == 320 and ALIGNMENT == 64
 
 
 def test_pass_manager_levels_switches_timing_and_errors(capsys):

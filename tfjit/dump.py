@@ -175,7 +175,7 @@ def stats(stages: Stages) -> str:
     own = memory.planned_bytes / memory.intermediate_bytes if memory.intermediate_bytes else 0.0
     rows.append(f"planned peak of intermediates: {memory.planned_bytes} bytes = {ratio:.0%} of the {unfused} "
                 f"bytes the unfused program materialises ({own:.0%} of the fused program's own "
-                f"intermediates; {memory.in_place} written in place)")
+                f"intermediates)")
     rows.append(f"adjacent elementwise kernels left unfused: {len(unfused_elementwise_pairs(final))}")
     for var, count in sorted(update_kernels_per_variable(final).items()):
         rows.append(f"kernels writing variable {var}: {count}")

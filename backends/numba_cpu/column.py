@@ -58,9 +58,12 @@ class ColumnKernel:
         self.source = self._source()
         self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel)
 
-    def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+    def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
+        """The results, in recycled buffers or in `into`'s C-contiguous arrays (result index, array)."""
         arrays = [a.reshape(self._shapes[p]) for a, p in zip(args, self.body.params)]
-        outs = [POOL.empty(r.type.shape, r.type.dtype.np_dtype) for r in self.body.results]
+        given = dict(into)
+        outs = [given[i] if i in given else POOL.empty(r.type.shape, r.type.dtype.np_dtype)
+                for i, r in enumerate(self.body.results)]
         scratch = [make() for make in self._make_scratch]
         self._kernel(*arrays, *[o.reshape(self._shapes[r]) for o, r in zip(outs, self.body.results)], *scratch,
                      *self.view)

@@ -48,11 +48,14 @@ class ContractionKernel:
         self._operands = [self.body.params.index(v) for v in matmul.inputs]
         # each body result: the product itself (-1) or the epilogue's result at that index
         self._picks = [-1 if r == matmul.out else epilogue.results.index(result_of[r]) for r in body.results]
+        self.distinct_results = len(set(self._picks)) == len(self._picks)  # else `into` may not be given
 
-    def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+    def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
+        """The results, in recycled buffers or in `into`'s C-contiguous arrays (result index, array)."""
         a, b = (args[i] for i in self._operands)
-        acc = product(a, b, self.transpose, self.out_shape, self.dtype)
-        outs = self.epilogue(acc, *args)
+        given = {self._picks[j]: out for j, out in into}  # -1: the product
+        acc = product(a, b, self.transpose, self.out_shape, self.dtype, given.pop(-1, None))
+        outs = self.epilogue(acc, *args, into=tuple(given.items()))
         return tuple(acc if k < 0 else outs[k] for k in self._picks)
 
     def source(self) -> str:
@@ -68,14 +71,16 @@ class MatmulKernel:
         self.dtype = node.types[0].dtype.np_dtype
         self.transpose = (bool(node.attr("transpose_a")), bool(node.attr("transpose_b")))
 
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return product(a, b, self.transpose, self.shape, self.dtype)
+    def __call__(self, a: np.ndarray, b: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> np.ndarray:
+        """The product, in a recycled buffer or in `into`'s C-contiguous array ((0, array))."""
+        return product(a, b, self.transpose, self.shape, self.dtype, into[0][1] if into else None)
 
 
 def product(a: np.ndarray, b: np.ndarray, transpose: tuple[bool, bool], shape: tuple[int, ...],
-             dtype: np.dtype) -> np.ndarray:
-    """a @ b (each transposed as asked, as a view) into a recycled buffer."""
-    out = POOL.empty(shape, dtype)
+            dtype: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
+    """a @ b (each transposed as asked, as a view) into `out`, or a recycled buffer."""
+    if out is None:
+        out = POOL.empty(shape, dtype)
     with np.errstate(all="ignore"):  # inf * 0 is NaN silently, as in TF
         return matmul_into(np.swapaxes(a, -1, -2) if transpose[0] else a,
                            np.swapaxes(b, -1, -2) if transpose[1] else b, out)

@@ -5,6 +5,16 @@ node (loop kernels, row and column reductions), the op's NumPy reference otherwi
 removes the interpreter loop, dict lookups and per-node dispatch from `Session.run`; values
 are deleted after their last use. An exception inside the step is re-raised naming the node
 and the user's line (the step's source maps lines back to nodes).
+
+Intermediates live in an arena: the memory plan (passes/plan_memory.py), made here on the
+graph this executable runs (after its own rewrites, knowing which kernels compute fresh
+results and take `into` arrays), puts each planned value at an aligned offset of one
+allocation, and the kernel computing it writes there. A run checks an arena out of the
+plan's free list (a new one when other threads hold them all) and gives it back at the end:
+two threads never share one, and the arrays of an arena are made once. What the plan leaves
+out keeps the pool (buffers.py): results handed to the user and everything that may view
+them, values of kernels that take no `into` (convolutions, pooling, references), pieces
+written into a concat's block, and values of unknown size.
 """
 from __future__ import annotations
 
@@ -19,10 +29,12 @@ import numpy as np
 from tfjit.errors import InvalidArgumentError, OpError, where
 from tfjit.ir.graph import Graph, Node, Value
 from tfjit.ops.registry import Fusion, get_op
+from tfjit.passes.plan_memory import MemoryPlan, plan
 from tfjit.runtime.state import RuntimeState
 
 from . import contraction, control_flow, conv, gemm_update, layout, loop, pool, reduction
-from .buffers import POOL
+from .buffers import POOL, Arena
+from .column import ColumnKernel
 from .sink_concats import sink_concats
 from .sink_reads import sink_reads
 
@@ -33,11 +45,22 @@ class NumbaExecutable:
         # pointwise convolution reads a concat's pieces instead of a copy of them
         self.graph = graph = sink_concats(sink_reads(graph))
         self.kernels: list[tuple[Node, Any]] = [(n, _kernel_for(n)) for n in graph.nodes]
-        self._step, self._filename = _generate_step(graph, [k for _, k in self.kernels])
+        kernels = [k for _, k in self.kernels]
+        concats = _placed_concats(graph, kernels)
+        kernel_of = dict(self.kernels)
+        self.memory = plan(graph, fresh=lambda n: _writes_into(kernel_of[n]),
+                           unplanned=[v for blocks in concats.values() for v in blocks])
+        self._arena_bytes, self._arena_kernels = _arena_layout(graph, self.memory)
+        self._arenas: list[Arena] = []  # free ones; a run takes one and gives it back
+        self._step, self._filename = _generate_step(graph, kernels, concats, self.memory)
 
     def run(self, args: Sequence[np.ndarray], state: RuntimeState) -> list[np.ndarray]:
         try:
-            return self._step(list(args), state)
+            arena = self._arenas.pop()
+        except IndexError:  # the first run, or other threads hold every arena
+            arena = Arena(self._arena_bytes, self._arena_kernels)
+        try:
+            return self._step(list(args), state, arena.into)
         except Exception as e:  # name the node whose line failed, as the reference backend does
             node = self._failing_node(sys.exc_info()[2])
             if node is None or (isinstance(e, OpError) and e.node_def is not None):
@@ -45,6 +68,8 @@ class NumbaExecutable:
             if isinstance(e, OpError):
                 raise type(e)(node, node.op, f"{where(node.op, node.loc)} ({node.name}): {e.message}") from None
             raise InvalidArgumentError(node, node.op, f"{where(node.op, node.loc)} ({node.name}): {e}") from e
+        finally:  # results never view the arena (the plan leaves them out): it is free again
+            self._arenas.append(arena)
 
     def _failing_node(self, tb: Any) -> Node | None:
         line = None
@@ -61,7 +86,8 @@ class NumbaExecutable:
     def run_each(self, args: Sequence[np.ndarray], state: RuntimeState,
                  visit: Callable[[Node, list[np.ndarray], Callable[[], tuple[Any, ...]]], tuple[Any, ...]]
                  ) -> list[np.ndarray]:
-        """Run the kernels one by one in schedule order, so a checker sees every kernel's results.
+        """Run the kernels one by one in schedule order, so a checker sees every kernel's results
+        (each in a buffer of its own, from the pool: a checker may keep them).
 
         `visit(node, inputs, call)` must call `call()` (which runs the node's kernel on `inputs`
         and returns its outputs, as the step would bind them) and return those outputs.
@@ -101,6 +127,29 @@ def kernel_sources(exe: NumbaExecutable, indent: str = "") -> str:
             continue
         parts.append("\n".join(indent + line for line in source.rstrip().splitlines()))
     return "\n".join(parts)
+
+
+# Kernels whose results are always arrays they compute (never an input or a view of one) and
+# that write them into arrays given as `into=((result index, array), ...)`.
+_INTO_KERNELS = (loop.LoopKernel, reduction.RowKernel, ColumnKernel, contraction.ContractionKernel,
+                 contraction.MatmulKernel)
+
+
+def _writes_into(kernel: Any) -> bool:
+    return isinstance(kernel, _INTO_KERNELS) and getattr(kernel, "distinct_results", True)
+
+
+def _arena_layout(graph: Graph, memory: MemoryPlan) -> tuple[int, list[list[tuple[int, int, tuple[int, ...], Any]]]]:
+    """The arena's bytes, and per node with planned results (in order) each one's result
+    index, offset, shape and dtype (buffers.Arena)."""
+    offsets, nbytes = memory.offsets()
+    kernels = []
+    for node in graph.nodes:
+        planned = [(v.index, offsets[memory.buffer_of[v]], tuple(v.type.shape), v.type.dtype.np_dtype)
+                   for v in node.outputs if v in memory.buffer_of]
+        if planned:
+            kernels.append(planned)
+    return nbytes, kernels
 
 
 def _kernel_for(node: Node) -> Callable[..., Any]:
@@ -203,7 +252,10 @@ def _placed_concats(graph: Graph, kernels: list[Any]) -> dict[Node, dict[Value, 
     return out
 
 
-def _generate_step(graph: Graph, kernels: list[Any]) -> tuple[Callable[..., Any], str]:
+def _generate_step(graph: Graph, kernels: list[Any], concats: dict[Node, dict[Value, str]],
+                   memory: MemoryPlan) -> tuple[Callable[..., Any], str]:
+    """`step(args, state, arena)`, `arena` being an Arena's `into` (one entry per node with
+    planned results, in order)."""
     names: dict[Value, str] = {}
     for i, p in enumerate(graph.params):
         names[p] = f"p{i}"
@@ -212,10 +264,12 @@ def _generate_step(graph: Graph, kernels: list[Any]) -> tuple[Callable[..., Any]
         for v in node.inputs:
             last_use[v] = i
     keep = set(graph.results)
-    lines = ["def step(args, state):",
-             "    " + (", ".join(names[p] for p in graph.params) + ", = args" if graph.params else "pass")]
+    planned = [n for n in graph.nodes if any(v in memory.buffer_of for v in n.outputs)]
+    slots = {node: f"a{i}" for i, node in enumerate(planned)}  # each one's entry of the arena
+    unpack = [", ".join(names[p] for p in graph.params) + ", = args"] if graph.params else []
+    unpack += [", ".join(slots.values()) + ", = arena"] if slots else []
+    lines = ["def step(args, state, arena):", "    " + ("; ".join(unpack) or "pass")]
     namespace: dict[str, Any] = {"_one": _one, "_empty": POOL.empty}
-    concats = _placed_concats(graph, kernels)
     into: dict[Value, tuple[str, str]] = {}  # a placed value: its concat's buffer and block
     for index, c in enumerate(graph.nodes):
         if c in concats:
@@ -230,8 +284,10 @@ def _generate_step(graph: Graph, kernels: list[Any]) -> tuple[Callable[..., Any]
         args = [names[v] for v in node.inputs] + (["state=state"] if _needs_state(kernel) else [])
         setup = ""
         placed = [(v.index, *into[v]) for v in node.outputs if v in into]
-        if placed:
-            args.append("into=(" + "".join(f"({j}, {buf}{block}), " for j, buf, block in placed) + ")")
+        if placed or node in slots:
+            blocks = "".join(f"({j}, {buf}{block}), " for j, buf, block in placed)
+            args.append(f"into=({blocks}*{slots[node]})" if placed and node in slots else
+                        f"into={slots[node]}" if node in slots else f"into=({blocks})")
             for _, buf, _ in placed:
                 if buf not in allocated:
                     allocated.add(buf)

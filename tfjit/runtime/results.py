@@ -7,7 +7,9 @@ copied when it is read-only (variable values, constants and views of them: the r
 storage) or when it shares its memory's owner with a feed or with a result handed back
 before it. Anything else, including a view of an intermediate, belongs to no one else and is
 handed back as it is; the buffer pool sees the view's reference to its buffer and does not
-recycle it while the caller holds it (backends/numba_cpu/buffers.py).
+recycle it while the caller holds it (backends/numba_cpu/buffers.py). (The numba backend's
+arena of planned intermediates, reused every run, never holds a result or anything a result
+may view: the memory plan leaves those out.)
 """
 from __future__ import annotations
 
