@@ -318,7 +318,7 @@ def _winograd_blocks(out_nhwc: tuple[int, ...], f_shape: tuple[int, ...], dtype:
     """(tiles a block, chunks) of a Winograd kernel over the 2x2 tiles of `out_nhwc`."""
     tiles = out_nhwc[0] * -(-out_nhwc[1] // 2) * -(-out_nhwc[2] // 2)
     rows = max(1, min(tiles, WINOGRAD_BLOCK_BYTES // (16 * max(f_shape[2], f_shape[3], 1) * dtype.itemsize)))
-    return rows, _chunks(threads, tiles)
+    return winograd.odd_rows(rows), _chunks(threads, tiles)
 
 
 # -- the ops -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from textwrap import indent
 
 import numpy as np
 
+from . import winograd
 from .buffers import POOL
 
 POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(2), Fraction(-2), Fraction(1, 2), Fraction(-1, 2))
@@ -71,7 +72,8 @@ class Line:
         self.view = (n * h, w, 1, x_nhwc[3]) if axis == 2 else tuple(x_nhwc)
         self.tiles = self.view[0] * -(-self.length // 2) * self.view[2]
         self.c, self.o, self.dtype = f_shape[2], f_shape[3], dtype
-        self.rows = max(1, min(self.tiles, BLOCK_BYTES // ((self.k + 1) * max(self.c, self.o, 1) * dtype.itemsize)))
+        rows = max(1, min(self.tiles, BLOCK_BYTES // ((self.k + 1) * max(self.c, self.o, 1) * dtype.itemsize)))
+        self.rows = winograd.odd_rows(rows)  # planes not 4 KiB apart: see winograd.odd_rows
         a_t, g, b_t = matrices(self.k)
         self.g, self.a_t, self.b_t = np.array(g, dtype), np.array(a_t, dtype), np.array(b_t, dtype)
 
