@@ -385,6 +385,24 @@ def test_winograd_2x4_transforms_match_their_matrices():
                                    rtol=1e-5, atol=1e-5)
 
 
+def test_scratch_arrays_share_one_recycled_buffer():
+    """A call's scratch arrays are disjoint, cache-line aligned views of one pooled buffer, which
+    a later call gets again once the first call's arrays are gone (and not while they are held)."""
+    from tfjit.backends.numba_cpu.scratch import scratch
+
+    a, b, c = scratch(np.float32, (2, 3, 5), (7,), (0, 4))
+    assert (a.shape, b.shape, c.shape) == ((2, 3, 5), (7,), (0, 4)) and a.dtype == b.dtype == np.float32
+    assert all(x.flags.c_contiguous for x in (a, b, c)) and a.ctypes.data % 64 == b.ctypes.data % 64 == 0
+    a.fill(1)
+    b.fill(2)
+    assert (a == 1).all() and (b == 2).all()  # no overlap
+    held = scratch(np.float32, (2, 3, 5))[0]
+    assert not np.shares_memory(held, a)
+    address = a.base.ctypes.data  # the pooled buffer's
+    del a, b, c, held
+    assert scratch(np.float32, (4,))[0].base.ctypes.data == address
+
+
 def test_a_pointwise_convolution_reads_the_pieces_of_its_input_concat():
     net = tf.placeholder(tf.float32, [2, 5, 3, 6], name="net")
     w0, w1 = tf.placeholder(tf.float32, [1, 1, 6, 3], name="w0"), tf.placeholder(tf.float32, [3, 3, 6, 2], name="w1")

@@ -41,6 +41,7 @@ from .buffers import POOL
 from .codegen import INDEX_ONLY, ElementWriter, Lines, supported
 from . import winograd, winograd_1d, winograd_tiles
 from .compile import compile_kernel
+from .scratch import scratch
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 BLOCK_BYTES = 1 << 19     # one block of columns: fits L2 (1 MiB) next to the filter and output rows
@@ -348,9 +349,10 @@ class _Gemm:
         self.threads = numba.get_num_threads() if big else 1
         self.chunks = _chunks(self.threads, pixels)
 
-    def _columns(self) -> np.ndarray:
-        """Each thread's block of columns (empty for pointwise: its shape still gives the rows)."""
-        return POOL.empty((self.threads, self.rows, 0 if self.pointwise else self.k), self.dtype)
+    def _columns(self, *more: tuple[int, ...]) -> list[np.ndarray]:
+        """Each thread's block of columns (empty for pointwise: its shape still gives the rows),
+        and scratch arrays of the shapes `more`."""
+        return scratch(self.dtype, (self.threads, self.rows, 0 if self.pointwise else self.k), *more)
 
 
 class _Forward(_Gemm):
@@ -402,15 +404,15 @@ class _Forward(_Gemm):
         if self.winograd:
             u = winograd.filter_transform(w.reshape(self.f_shape), self.tile_width)
             positions = winograd.positions(self.tile_width)
-            v = POOL.empty((self.threads, positions, self.rows, self.f_shape[2]), self.dtype)
-            mm = POOL.empty((self.threads, positions, self.rows, self.o), self.dtype)
-            ys = POOL.empty((self.threads, 2 * self.tile_width, self.rows, self.o), self.dtype)
+            v, mm, ys = scratch(self.dtype, (self.threads, positions, self.rows, self.f_shape[2]),
+                                (self.threads, positions, self.rows, self.o),
+                                (self.threads, 2 * self.tile_width, self.rows, self.o))
             geometry = (int(self.g[6]), int(self.g[7]), int(self.g[8]), int(self.g[9]))
             _in_chunks(kernel, self.threads, self.chunks, (*xs, u, *geometry), (v, mm, ys, *ins, *outs))
             return
-        acc = np.empty((1, 1, 1), self.dtype) if direct else POOL.empty((self.threads, self.rows, self.o), self.dtype)
+        cols, acc = self._columns((1, 1, 1) if direct else (self.threads, self.rows, self.o))
         _in_chunks(kernel, self.threads, self.chunks, (*xs, w, self.g, self.pointwise),
-                   (self._columns(), acc, self.pixels, *ins, *outs))
+                   (cols, acc, self.pixels, *ins, *outs))
 
 
 def _forward_kernel(plan: _Forward, ins: list[str], outs: list[str], target: str, epilogue: list[str],
@@ -466,7 +468,7 @@ class Conv2DBackpropInput(_Gemm):
         else:
             wt = np.ascontiguousarray(f.reshape(self.k, self.o).T)
             dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
-            cols = POOL.empty((self.threads, self.rows, self.k), self.dtype)
+            cols, = scratch(self.dtype, (self.threads, self.rows, self.k))
             _in_chunks(self.kernel, self.threads, self.chunks, (dys, wt, dx, self.g), (cols,))
         return from_nhwc(dx, self.fmt)
 
@@ -521,16 +523,16 @@ class Conv2DBackpropFilter(_Gemm):
         xs = to_nhwc(x, self.fmt)
         if self.winograd:
             c, positions = self.f_shape[2], winograd.positions(self.tile_width)
-            parts = np.zeros((self.threads, positions, c, self.o), self.dtype)
-            v = POOL.empty((self.threads, positions, self.rows, c), self.dtype)
-            mm = POOL.empty((self.threads, positions, self.rows, self.o), self.dtype)
+            parts, v, mm = scratch(self.dtype, (self.threads, positions, c, self.o),
+                                   (self.threads, positions, self.rows, c), (self.threads, positions, self.rows, self.o))
+            parts.fill(0)
             _in_chunks(self.kernel, self.threads, self.chunks, (xs, to_nhwc(dy, self.fmt), int(self.g[6]),
                                                                 int(self.g[7])), (v, mm, parts))
             return winograd.filter_gradient(parts[0] if self.threads == 1 else parts.sum(axis=0), self.tile_width)
         dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
         parts = np.zeros((self.threads, self.k, self.o), self.dtype)
         _in_chunks(self.kernel, self.threads, self.chunks, (xs, dys, self.g, self.pointwise),
-                    (self._columns(), parts))
+                    (self._columns()[0], parts))
         df = parts[0] if self.threads == 1 else parts.sum(axis=0)
         return df.reshape(self.f_shape)
 

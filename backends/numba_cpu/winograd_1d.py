@@ -26,7 +26,7 @@ from textwrap import indent
 import numpy as np
 
 from . import winograd
-from .buffers import POOL
+from .scratch import scratch
 
 POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(2), Fraction(-2), Fraction(1, 2), Fraction(-1, 2))
 SIZES = (3, 5, 7)
@@ -86,8 +86,8 @@ class Line:
 
     def scratch(self, threads: int) -> tuple[np.ndarray, np.ndarray]:
         """Each thread's transformed tiles V and GEMM products M."""
-        return (POOL.empty((threads, self.k + 1, self.rows, self.c), self.dtype),
-                POOL.empty((threads, self.k + 1, self.rows, self.o), self.dtype))
+        v, mm = scratch(self.dtype, (threads, self.k + 1, self.rows, self.c), (threads, self.k + 1, self.rows, self.o))
+        return v, mm
 
 
 def plan(x_nhwc: tuple[int, ...], out_nhwc: tuple[int, ...], f_shape: tuple[int, ...], g: np.ndarray,
