@@ -95,7 +95,6 @@ CONV_CASES = [  # (input NHWC, filter HWIO, strides, padding, dilations)
     ((2, 5, 6, 3), (3, 3, 3, 3), (1, 1), ((2, 0), (1, 3)), (1, 1)),  # 3x3 stride 1: Winograd, odd sizes
     ((1, 4, 4, 3), (3, 3, 3, 2), (1, 1), ((3, 1), (0, 4)), (1, 1)),  # Winograd, padding beyond the window
     ((1, 6, 13, 2), (3, 3, 2, 3), (1, 1), "SAME", (1, 1)),  # Winograd, a row of inner tiles (shared columns)
-    ((2, 7, 11, 3), (3, 3, 3, 2), (1, 1), "SAME", (1, 1)),  # Winograd F(2x4): 11 columns, a last tile of 3
     # 3x3 on 3 channels by columns: window rows copied as 9-value segments (im2col.RGB_SEGMENT)
     ((2, 7, 8, 3), (3, 3, 3, 2), (1, 1), ((2, 1), (1, 3)), (2, 1)),  # ... dilated rows, padding
     ((1, 6, 9, 3), (2, 3, 3, 2), (1, 1), "SAME", (1, 2)),  # ... not with dilated columns
@@ -341,48 +340,6 @@ def test_winograd_transforms_refuse_strided_arrays():
     np.testing.assert_allclose(v.reshape(4, 4, 2), np.einsum("ai,ijc,bj->abc", b_t, d, b_t), rtol=1e-6, atol=1e-6)
     with pytest.raises(numba.core.errors.TypingError, match="C-contiguous"):
         transform(x[:, :, :, ::-1], np.zeros((16, 1, 2), np.float32))
-
-
-def test_winograd_2x4_transforms_match_their_matrices():
-    """F(2x4, 3x3)'s tile transforms (B2^T d B4, A2^T M A4, A2 dY A4^T: F(2, 3)'s matrices along
-    the rows, F(4, 3)'s along the columns) over blocks of tiles of a padded 7x13 input with an
-    11-column output: border tiles, inner tiles sharing columns, a last tile past the edge."""
-    b2 = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
-    b4 = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
-                   [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]])
-    a2 = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])
-    a4 = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
-    assert [conv.winograd.tile_width(ow) for ow in (11, 5, 3)] == [4, 2, 4]
-    winograd_tiles.register(np.float32, "input_2x4", "output_2x4", "output_gradient_2x4")
-
-    @numba.njit
-    def transforms(x, dy, nty, ntx, t0, m, v, mm, ys, dm):
-        winograd_tiles.input_tiles_2x4(x, 1, 2, nty, ntx, t0, m, v)
-        winograd_tiles.output_tiles_2x4(mm, m, ys)
-        winograd_tiles.output_gradient_tiles_2x4(dy, nty, ntx, t0, m, dm)
-
-    x = RNG.standard_normal((2, 7, 13, 3)).astype(np.float32)
-    dy = RNG.standard_normal((2, 6, 11, 3)).astype(np.float32)
-    xp = np.pad(x, ((0, 0), (1, 4), (2, 4), (0, 0)))   # zeros where the tiles' patches pass the edges
-    dyp = np.pad(dy, ((0, 0), (0, 2), (0, 4), (0, 0)))
-    nty, ntx, rows = 3, 3, 7
-    for t0 in range(0, 2 * nty * ntx, rows):
-        m = min(rows, 2 * nty * ntx - t0)
-        v, dm, ys = np.zeros((24, rows, 3), np.float32), np.zeros((24, rows, 3), np.float32), np.zeros((8, rows, 3),
-                                                                                                     np.float32)
-        mm = RNG.standard_normal((24, rows, 3)).astype(np.float32)
-        transforms(x, dy, nty, ntx, t0, m, v, mm, ys, dm)
-        for r in range(m):
-            n, ty, tx = (t0 + r) // (nty * ntx), (t0 + r) // ntx % nty, (t0 + r) % ntx
-            d = xp[n, 2 * ty:2 * ty + 4, 4 * tx:4 * tx + 6]
-            np.testing.assert_allclose(v[:, r].reshape(4, 6, 3), np.einsum("ai,ijc,bj->abc", b2, d, b4),
-                                       rtol=1e-5, atol=1e-5)
-            block = dyp[n, 2 * ty:2 * ty + 2, 4 * tx:4 * tx + 4]
-            np.testing.assert_allclose(dm[:, r].reshape(4, 6, 3), np.einsum("ia,ijc,jb->abc", a2, block, a4),
-                                       rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(ys[:, :m].reshape(2, 4, m, 3),
-                                   np.einsum("ai,ijrc,bj->abrc", a2, mm[:, :m].reshape(4, 6, m, 3), a4),
-                                   rtol=1e-5, atol=1e-5)
 
 
 def test_scratch_arrays_share_one_recycled_buffer():

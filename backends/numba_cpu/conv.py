@@ -12,8 +12,8 @@ with the flipped filter); others run the loop backwards (dy @ W^T into a block o
 then scatter-added into dx: col2im). The filter gradient accumulates columns^T @ dy over the
 blocks in BLAS. A 1x1, stride-1, unpadded convolution needs no columns: its GEMMs read the
 input. A 3x3 stride-1 convolution (forward, an input gradient run as one, or a filter
-gradient) of 8 or more input channels goes by Winograd F(2x4, 3x3) or F(2x2, 3x3) instead
-(winograd.py: 3x or 2.25x fewer multiplies, 1.5-1.8x faster on the CNN's layers), and a 1xK or Kx1 one (K = 3, 5,
+gradient) of 8 or more input channels goes by Winograd F(2x2, 3x3) instead (winograd.py:
+2.25x fewer multiplies, 1.5-1.8x faster on the CNN's layers), and a 1xK or Kx1 one (K = 3, 5,
 7) by 1-D Winograd F(2, K) (winograd_1d.py: 1.75x fewer at K = 7). Kernels are serial numba
 functions that release the GIL; Python threads take chunks of their blocks (`_in_chunks`).
 Depthwise convolutions have no GEMM; they run as direct loops with the channel innermost.
@@ -77,9 +77,8 @@ def window_kernel(signature: str, spatial: str, setup: str, tap: str, before: st
 
 _PRELUDE = ("from tfjit.backends.numba_cpu.gemm import matmul\n"
             "from tfjit.backends.numba_cpu.im2col import im2col\n"
-            "from tfjit.backends.numba_cpu.winograd_tiles import (\n"
-            "    input_tiles, input_tiles_2x4, output_gradient_tiles, output_gradient_tiles_2x4, output_tiles,\n"
-            "    output_tiles_2x4)\n\n\n")
+            "from tfjit.backends.numba_cpu.winograd_tiles import (input_tiles, output_gradient_tiles,\n"
+            "                                                    output_tiles)\n\n\n")
 
 # Each GEMM kernel splits its output pixels into `chunks` equal contiguous ranges (whole
 # images for the col2im input gradient, whose scatter-add crosses block edges); a call runs
@@ -316,14 +315,11 @@ def _winograd(f_shape: tuple[int, ...], steps: Any) -> bool:
 
 
 def _winograd_blocks(out_nhwc: tuple[int, ...], f_shape: tuple[int, ...], dtype: np.dtype,
-                     threads: int) -> tuple[int, int, int]:
-    """(tiles a block, chunks, tile width) of a Winograd kernel over the tiles of `out_nhwc`
-    (2 rows by winograd.tile_width columns)."""
-    width = winograd.tile_width(out_nhwc[2])
-    tiles = out_nhwc[0] * -(-out_nhwc[1] // 2) * -(-out_nhwc[2] // width)
-    per_row = winograd.positions(width) * max(f_shape[2], f_shape[3], 1) * dtype.itemsize
-    rows = max(1, min(tiles, WINOGRAD_BLOCK_BYTES // per_row))
-    return winograd.odd_rows(rows), _chunks(threads, tiles), width
+                     threads: int) -> tuple[int, int]:
+    """(tiles a block, chunks) of a Winograd kernel over the 2x2 tiles of `out_nhwc`."""
+    tiles = out_nhwc[0] * -(-out_nhwc[1] // 2) * -(-out_nhwc[2] // 2)
+    rows = max(1, min(tiles, WINOGRAD_BLOCK_BYTES // (16 * max(f_shape[2], f_shape[3], 1) * dtype.itemsize)))
+    return winograd.odd_rows(rows), _chunks(threads, tiles)
 
 
 # -- the ops -------------------------------------------------------------------------------
@@ -379,9 +375,8 @@ class _Forward(_Gemm):
         super().__init__(node, x, f, int(np.prod(out[:3])), g)
         self.winograd = _winograd(f, g[2:6])
         if self.winograd:
-            self.rows, self.chunks, self.tile_width = _winograd_blocks(out, f, self.dtype, self.threads)
-            suffix = "" if self.tile_width == 2 else "_2x4"
-            winograd_tiles.register(self.dtype, "input" + suffix, "output" + suffix)
+            self.rows, self.chunks = _winograd_blocks(out, f, self.dtype, self.threads)
+            winograd_tiles.register(self.dtype, "input", "output")
         self.line = winograd_1d.plan(x, out, f, g, self.dtype, WINOGRAD_MIN_CHANNELS) if WINOGRAD else None
         if self.line:  # 1x7, 7x1 & co: 1-D Winograd (winograd_1d.py)
             self.rows, self.chunks = self.line.rows, _chunks(self.threads, self.line.tiles)
@@ -402,11 +397,9 @@ class _Forward(_Gemm):
                        (*self.line.scratch(self.threads), *ins, *outs))
             return
         if self.winograd:
-            u = winograd.filter_transform(w.reshape(self.f_shape), self.tile_width)
-            positions = winograd.positions(self.tile_width)
-            v, mm, ys = scratch(self.dtype, (self.threads, positions, self.rows, self.f_shape[2]),
-                                (self.threads, positions, self.rows, self.o),
-                                (self.threads, 2 * self.tile_width, self.rows, self.o))
+            u = winograd.filter_transform(w.reshape(self.f_shape))
+            v, mm, ys = scratch(self.dtype, (self.threads, 16, self.rows, self.f_shape[2]),
+                                (self.threads, 16, self.rows, self.o), (self.threads, 4, self.rows, self.o))
             geometry = (int(self.g[6]), int(self.g[7]), int(self.g[8]), int(self.g[9]))
             _in_chunks(kernel, self.threads, self.chunks, (*xs, u, *geometry), (v, mm, ys, *ins, *outs))
             return
@@ -422,7 +415,7 @@ def _forward_kernel(plan: _Forward, ins: list[str], outs: list[str], target: str
         source = winograd_1d.source(plan.line.k, ins, outs, direct, epilogue, setup, _RANGES)
         return _compiled("conv_winograd_1d", source), source
     if plan.winograd:
-        source = winograd.source(ins, outs, direct, epilogue, setup, _RANGES, plan.tile_width)
+        source = winograd.source(ins, outs, direct, epilogue, setup, _RANGES)
         return _compiled("conv_winograd", source), source
     source = forward_source(ins, outs, target, epilogue, setup, pieces)
     return _compiled("conv_forward", source), source
@@ -507,11 +500,9 @@ class Conv2DBackpropFilter(_Gemm):
                          window_geometry(x, tuple(node.types[0].shape[:2]), node.attr_dict))
         self.winograd = _winograd(self.f_shape, self.g[2:6])
         if self.winograd:
-            self.rows, self.chunks, self.tile_width = _winograd_blocks(self.dy_shape, self.f_shape, self.dtype,
-                                                                       self.threads)
-            suffix = "" if self.tile_width == 2 else "_2x4"
-            winograd_tiles.register(self.dtype, "input" + suffix, "output_gradient" + suffix)
-            self.source = winograd.filter_gradient_source(_RANGES, self.tile_width)
+            self.rows, self.chunks = _winograd_blocks(self.dy_shape, self.f_shape, self.dtype, self.threads)
+            winograd_tiles.register(self.dtype, "input", "output_gradient")
+            self.source = winograd.filter_gradient_source(_RANGES)
             self.kernel = _compiled("conv_winograd_filter", self.source)
         else:
             self.source = _filter_source()
@@ -522,13 +513,13 @@ class Conv2DBackpropFilter(_Gemm):
             return np.zeros(self.f_shape, self.dtype)
         xs = to_nhwc(x, self.fmt)
         if self.winograd:
-            c, positions = self.f_shape[2], winograd.positions(self.tile_width)
-            parts, v, mm = scratch(self.dtype, (self.threads, positions, c, self.o),
-                                   (self.threads, positions, self.rows, c), (self.threads, positions, self.rows, self.o))
+            c = self.f_shape[2]
+            parts, v, mm = scratch(self.dtype, (self.threads, 16, c, self.o), (self.threads, 16, self.rows, c),
+                                   (self.threads, 16, self.rows, self.o))
             parts.fill(0)
             _in_chunks(self.kernel, self.threads, self.chunks, (xs, to_nhwc(dy, self.fmt), int(self.g[6]),
                                                                 int(self.g[7])), (v, mm, parts))
-            return winograd.filter_gradient(parts[0] if self.threads == 1 else parts.sum(axis=0), self.tile_width)
+            return winograd.filter_gradient(parts[0] if self.threads == 1 else parts.sum(axis=0))
         dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
         parts = np.zeros((self.threads, self.k, self.o), self.dtype)
         _in_chunks(self.kernel, self.threads, self.chunks, (xs, dys, self.g, self.pointwise),

@@ -3,7 +3,7 @@
 The convolution kernels' per-call scratch (Winograd's transformed tiles and products, im2col's
 columns, a filter gradient's per-thread sums) is a few arrays of 0.1-1 MiB each: below the
 pool's threshold (buffers.MIN_BYTES), so each came from malloc, which hands blocks this size
-back to the OS on free, and every call faulted their pages in again: 0.4-0.55 ms of a 2.6-4.1 ms
+back to the OS on free, and every call faulted their pages in again: 0.3-0.6 ms of a 2.2-4.6 ms
 Winograd call on the CNN's layers (one thread, measured). Taking them together from the pool,
 at least MIN_BYTES, makes them one buffer that is reused while nothing else holds it.
 """
