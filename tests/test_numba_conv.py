@@ -342,6 +342,51 @@ def test_winograd_transforms_refuse_strided_arrays():
         transform(x[:, :, :, ::-1], np.zeros((16, 1, 2), np.float32))
 
 
+def test_winograd_output_transforms_match_their_matrices():
+    """A^T M A (a tile's 4 outputs from its 16 products) and A dY A^T (the filter gradient's
+    transform of a 2x2 block of dy, zeros past a 5x7 output's edge) against their matrices."""
+    winograd_tiles.register(np.float32, "output", "output_gradient")
+
+    @numba.njit
+    def transforms(mm, ys, dy, t0, m, dm):
+        winograd_tiles.output_tiles(mm, mm.shape[1], ys)
+        winograd_tiles.output_gradient_tiles(dy, 3, 4, t0, m, dm)
+
+    a_t = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])
+    dy = RNG.standard_normal((2, 5, 7, 3)).astype(np.float32)
+    padded = np.pad(dy, ((0, 0), (0, 1), (0, 1), (0, 0)))
+    for t0 in range(0, 24, 7):  # 2 images of 3 x 4 tiles, 7 a block
+        m = min(7, 24 - t0)
+        mm = RNG.standard_normal((16, 7, 3)).astype(np.float32)
+        ys, dm = np.zeros((4, 7, 3), np.float32), np.zeros((16, 7, 3), np.float32)
+        transforms(mm, ys, dy, t0, m, dm)
+        want = np.einsum("ai,ijrc,bj->abrc", a_t, mm.reshape(4, 4, 7, 3), a_t)
+        np.testing.assert_allclose(ys.reshape(2, 2, 7, 3), want, rtol=1e-6, atol=1e-6)
+        for r in range(m):
+            n, ty, tx = (t0 + r) // 12, (t0 + r) // 4 % 3, (t0 + r) % 4
+            block = padded[n, 2 * ty:2 * ty + 2, 2 * tx:2 * tx + 2]
+            np.testing.assert_allclose(dm[:, r].reshape(4, 4, 3), np.einsum("ia,ijc,jb->abc", a_t, block, a_t),
+                                       rtol=1e-6, atol=1e-6)
+
+
+def test_scratch_arrays_share_one_recycled_buffer():
+    """A call's scratch arrays are disjoint, cache-line aligned views of one pooled buffer, which
+    a later call gets again once the first call's arrays are gone (and not while they are held)."""
+    from tfjit.backends.numba_cpu.scratch import scratch
+
+    a, b, c = scratch(np.float32, (2, 3, 5), (7,), (0, 4))
+    assert (a.shape, b.shape, c.shape) == ((2, 3, 5), (7,), (0, 4)) and a.dtype == b.dtype == np.float32
+    assert all(x.flags.c_contiguous for x in (a, b, c)) and a.ctypes.data % 64 == b.ctypes.data % 64 == 0
+    a.fill(1)
+    b.fill(2)
+    assert (a == 1).all() and (b == 2).all()  # no overlap
+    held = scratch(np.float32, (2, 3, 5))[0]
+    assert not np.shares_memory(held, a)
+    address = a.base.ctypes.data  # the pooled buffer's
+    del a, b, c, held
+    assert scratch(np.float32, (4,))[0].base.ctypes.data == address
+
+
 def test_a_pointwise_convolution_reads_the_pieces_of_its_input_concat():
     net = tf.placeholder(tf.float32, [2, 5, 3, 6], name="net")
     w0, w1 = tf.placeholder(tf.float32, [1, 1, 6, 3], name="w0"), tf.placeholder(tf.float32, [3, 3, 6, 2], name="w1")

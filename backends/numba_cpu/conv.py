@@ -41,6 +41,7 @@ from .buffers import POOL
 from .codegen import INDEX_ONLY, ElementWriter, Lines, supported
 from . import winograd, winograd_1d, winograd_tiles
 from .compile import compile_kernel
+from .scratch import scratch
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 BLOCK_BYTES = 1 << 19     # one block of columns: fits L2 (1 MiB) next to the filter and output rows
@@ -318,7 +319,7 @@ def _winograd_blocks(out_nhwc: tuple[int, ...], f_shape: tuple[int, ...], dtype:
     """(tiles a block, chunks) of a Winograd kernel over the 2x2 tiles of `out_nhwc`."""
     tiles = out_nhwc[0] * -(-out_nhwc[1] // 2) * -(-out_nhwc[2] // 2)
     rows = max(1, min(tiles, WINOGRAD_BLOCK_BYTES // (16 * max(f_shape[2], f_shape[3], 1) * dtype.itemsize)))
-    return rows, _chunks(threads, tiles)
+    return winograd.odd_rows(rows), _chunks(threads, tiles)
 
 
 # -- the ops -------------------------------------------------------------------------------
@@ -344,9 +345,10 @@ class _Gemm:
         self.threads = numba.get_num_threads() if big else 1
         self.chunks = _chunks(self.threads, pixels)
 
-    def _columns(self) -> np.ndarray:
-        """Each thread's block of columns (empty for pointwise: its shape still gives the rows)."""
-        return POOL.empty((self.threads, self.rows, 0 if self.pointwise else self.k), self.dtype)
+    def _columns(self, *more: tuple[int, ...]) -> list[np.ndarray]:
+        """Each thread's block of columns (empty for pointwise: its shape still gives the rows),
+        and scratch arrays of the shapes `more`."""
+        return scratch(self.dtype, (self.threads, self.rows, 0 if self.pointwise else self.k), *more)
 
 
 class _Forward(_Gemm):
@@ -396,15 +398,14 @@ class _Forward(_Gemm):
             return
         if self.winograd:
             u = winograd.filter_transform(w.reshape(self.f_shape))
-            v = POOL.empty((self.threads, 16, self.rows, self.f_shape[2]), self.dtype)
-            mm = POOL.empty((self.threads, 16, self.rows, self.o), self.dtype)
-            ys = POOL.empty((self.threads, 4, self.rows, self.o), self.dtype)
+            v, mm, ys = scratch(self.dtype, (self.threads, 16, self.rows, self.f_shape[2]),
+                                (self.threads, 16, self.rows, self.o), (self.threads, 4, self.rows, self.o))
             geometry = (int(self.g[6]), int(self.g[7]), int(self.g[8]), int(self.g[9]))
             _in_chunks(kernel, self.threads, self.chunks, (*xs, u, *geometry), (v, mm, ys, *ins, *outs))
             return
-        acc = np.empty((1, 1, 1), self.dtype) if direct else POOL.empty((self.threads, self.rows, self.o), self.dtype)
+        cols, acc = self._columns((1, 1, 1) if direct else (self.threads, self.rows, self.o))
         _in_chunks(kernel, self.threads, self.chunks, (*xs, w, self.g, self.pointwise),
-                   (self._columns(), acc, self.pixels, *ins, *outs))
+                   (cols, acc, self.pixels, *ins, *outs))
 
 
 def _forward_kernel(plan: _Forward, ins: list[str], outs: list[str], target: str, epilogue: list[str],
@@ -460,7 +461,7 @@ class Conv2DBackpropInput(_Gemm):
         else:
             wt = np.ascontiguousarray(f.reshape(self.k, self.o).T)
             dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
-            cols = POOL.empty((self.threads, self.rows, self.k), self.dtype)
+            cols, = scratch(self.dtype, (self.threads, self.rows, self.k))
             _in_chunks(self.kernel, self.threads, self.chunks, (dys, wt, dx, self.g), (cols,))
         return from_nhwc(dx, self.fmt)
 
@@ -513,16 +514,16 @@ class Conv2DBackpropFilter(_Gemm):
         xs = to_nhwc(x, self.fmt)
         if self.winograd:
             c = self.f_shape[2]
-            parts = np.zeros((self.threads, 16, c, self.o), self.dtype)
-            v = POOL.empty((self.threads, 16, self.rows, c), self.dtype)
-            mm = POOL.empty((self.threads, 16, self.rows, self.o), self.dtype)
+            parts, v, mm = scratch(self.dtype, (self.threads, 16, c, self.o), (self.threads, 16, self.rows, c),
+                                   (self.threads, 16, self.rows, self.o))
+            parts.fill(0)
             _in_chunks(self.kernel, self.threads, self.chunks, (xs, to_nhwc(dy, self.fmt), int(self.g[6]),
                                                                 int(self.g[7])), (v, mm, parts))
             return winograd.filter_gradient(parts[0] if self.threads == 1 else parts.sum(axis=0))
         dys = to_nhwc(dy, self.fmt).reshape(self.pixels, self.o)
         parts = np.zeros((self.threads, self.k, self.o), self.dtype)
         _in_chunks(self.kernel, self.threads, self.chunks, (xs, dys, self.g, self.pointwise),
-                    (self._columns(), parts))
+                    (self._columns()[0], parts))
         df = parts[0] if self.threads == 1 else parts.sum(axis=0)
         return df.reshape(self.f_shape)
 

@@ -25,7 +25,8 @@ from textwrap import indent
 
 import numpy as np
 
-from .buffers import POOL
+from . import winograd
+from .scratch import scratch
 
 POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(2), Fraction(-2), Fraction(1, 2), Fraction(-1, 2))
 SIZES = (3, 5, 7)
@@ -71,7 +72,8 @@ class Line:
         self.view = (n * h, w, 1, x_nhwc[3]) if axis == 2 else tuple(x_nhwc)
         self.tiles = self.view[0] * -(-self.length // 2) * self.view[2]
         self.c, self.o, self.dtype = f_shape[2], f_shape[3], dtype
-        self.rows = max(1, min(self.tiles, BLOCK_BYTES // ((self.k + 1) * max(self.c, self.o, 1) * dtype.itemsize)))
+        rows = max(1, min(self.tiles, BLOCK_BYTES // ((self.k + 1) * max(self.c, self.o, 1) * dtype.itemsize)))
+        self.rows = winograd.odd_rows(rows)  # planes not 4 KiB apart: see winograd.odd_rows
         a_t, g, b_t = matrices(self.k)
         self.g, self.a_t, self.b_t = np.array(g, dtype), np.array(a_t, dtype), np.array(b_t, dtype)
 
@@ -84,8 +86,8 @@ class Line:
 
     def scratch(self, threads: int) -> tuple[np.ndarray, np.ndarray]:
         """Each thread's transformed tiles V and GEMM products M."""
-        return (POOL.empty((threads, self.k + 1, self.rows, self.c), self.dtype),
-                POOL.empty((threads, self.k + 1, self.rows, self.o), self.dtype))
+        v, mm = scratch(self.dtype, (threads, self.k + 1, self.rows, self.c), (threads, self.k + 1, self.rows, self.o))
+        return v, mm
 
 
 def plan(x_nhwc: tuple[int, ...], out_nhwc: tuple[int, ...], f_shape: tuple[int, ...], g: np.ndarray,
