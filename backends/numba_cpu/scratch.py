@@ -15,18 +15,15 @@ import numpy as np
 
 from . import buffers
 
-_ALIGN = 64  # bytes: each array starts on a cache line
-
 
 def scratch(dtype: np.dtype, *shapes: tuple[int, ...]) -> list[np.ndarray]:
     """C-contiguous arrays of `shapes` (contents undefined) sharing one pooled buffer."""
     dtype = np.dtype(dtype)
-    step = _ALIGN // dtype.itemsize
+    step = buffers.ALIGNMENT // dtype.itemsize  # each array starts on a cache line
     sizes = [math.prod(shape) for shape in shapes]
     starts = [0]
     for size in sizes:
         starts.append(starts[-1] + -(-size // step) * step)
-    flat = buffers.POOL.empty((max(starts[-1] + step, -(-buffers.MIN_BYTES // dtype.itemsize)),), dtype)
-    shift = -flat.ctypes.data % _ALIGN // dtype.itemsize  # the buffer itself starts 16-byte aligned
-    return [flat[shift + start:shift + start + size].reshape(shape)
+    flat = buffers.POOL.empty((max(starts[-1], -(-buffers.MIN_BYTES // dtype.itemsize)),), dtype)  # aligned
+    return [flat[start:start + size].reshape(shape)
             for start, size, shape in zip(starts, sizes, shapes)]
