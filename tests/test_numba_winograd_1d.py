@@ -15,9 +15,9 @@ from tfjit.backends.numba_cpu import conv, winograd_1d
 
 from test_numba_backend import both
 import test_numba_conv
-from test_numba_conv import assert_same, conv_and_grads, window_kernels
+from test_numba_conv import assert_same, conv_and_grads, own_random_stream, window_kernels  # noqa: F401 (an autouse fixture)
 
-RNG = np.random.default_rng(5)
+RNG = np.random.default_rng(5)  # replaced per test by own_random_stream
 
 
 @pytest.fixture(autouse=True)
@@ -71,11 +71,9 @@ def test_other_windows_keep_the_columns(x_shape, f_shape, padding, dilations):
 
 @pytest.mark.parametrize("case", [((2, 3, 9, 3), (1, 7, 3, 4), (1, 1), "SAME", np.float32),
                                   ((1, 15, 2, 2), (7, 1, 2, 2), (1, 1), "VALID", np.float64)])
-def test_fused_epilogues_by_winograd(case, monkeypatch):
+def test_fused_epilogues_by_winograd(case):
     """conv + bias + relu, the next layer's input gradient through the relu mask, a residual
-    (conv.py's epilogue test on 1xK and Kx1 windows). Its own random stream: the data must not
-    depend on which of test_numba_conv's tests drew from that module's stream before."""
-    monkeypatch.setattr(test_numba_conv, "RNG", np.random.default_rng(5))
+    (conv.py's epilogue test on 1xK and Kx1 windows)."""
     test_numba_conv.test_fused_conv_epilogues_match_the_reference(*case)
 
 
