@@ -215,6 +215,8 @@ def test_softmax_cross_entropy_rows_narrower_than_a_vector_call_libm(width):
     narrow = width < reduction.VECTOR_LANES
     assert ("_f32_exp_libm(" in kernel.source) == narrow and ("_f32_exp(" in kernel.source) == (not narrow)
     assert "_f32_log_libm(" in kernel.source and "_f32_log(" not in kernel.source
+    # A narrow row's length is a constant of its kernel (LLVM unrolls its loops), a wide one's an argument.
+    assert (f"COLS = {width}" in kernel.source) == narrow and ("ROWS, COLS)" in kernel.source) == (not narrow)
 
 
 @pytest.mark.parametrize("width", [6, 20])
@@ -270,11 +272,14 @@ def test_a_value_broadcast_inside_the_kept_axes_is_indexed_by_its_own_shape():
     assert_same(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("axis, kernel", [(1, reduction.RowKernel), (0, column.ColumnKernel)])
-def test_one_compiled_kernel_serves_every_shape_of_a_body(axis, kernel):
-    """Sizes are kernel arguments: a new batch size or width reuses the compiled kernel."""
+@pytest.mark.parametrize("axis, kernel, shapes", [
+    (1, reduction.RowKernel, [(6, 17), (3, 20)]), (1, reduction.RowKernel, [(6, 5), (3, 5)]),
+    (0, column.ColumnKernel, [(6, 5), (3, 9)])])
+def test_one_compiled_kernel_serves_every_shape_of_a_body(axis, kernel, shapes):
+    """Sizes are kernel arguments: a new batch size or width reuses the compiled kernel (but
+    for a row narrower than a vector, whose length is a constant of its kernel)."""
     compiled = []
-    for shape in [(6, 5), (3, 9)]:
+    for shape in shapes:
         x = tf.placeholder(tf.float32, shape, name="x")
         p = x * 0.5
         outs = [tf.reduce_mean(p, axis), tf.reduce_max(p, axis), p - tf.reduce_sum(p, axis, keepdims=True)]
