@@ -305,8 +305,32 @@ def test_softmax_cross_entropy_over_rows_and_columns_runs_as_generated_kernels(d
     feed = {logits: values, labels: RNG.dirichlet(np.ones(7), 6), soft: RNG.dirichlet(np.ones(7), 1)}
     got, want, exe = both([loss, columns, spread, grad], feed)
     assert not any(n.op == "softmax_cross_entropy_with_logits" for n, _ in exe.kernels)
-    assert len(generated(exe, KERNELS)) == sum(n.op == "fused" for n, _ in exe.kernels) >= 3
+    # The row softmaxes and the gradient share their max, exp and sum (one row kernel); the column one is another.
+    assert len(generated(exe, KERNELS)) == sum(n.op == "fused" for n, _ in exe.kernels) == 2
     assert_same(got, want, rtol=1e-5 if dtype == tf.float32 else 1e-12)
+
+
+def test_a_mean_cross_entropy_and_its_gradient_are_one_row_kernel():
+    """The loss of a classifier step and its gradient w.r.t. the logits: the gradient's seed is
+    a constant (simplify), its softmax is the loss's (cse after decompose), so one row kernel
+    computes both; the mean runs apart. Values as the reference's, the gradient also against
+    finite differences of the loss."""
+    logits = tf.placeholder(tf.float64, [5, 4], name="logits")
+    labels = tf.placeholder(tf.float64, [5, 4], name="labels")
+    loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=labels, logits=logits))
+    (grad,) = tf.gradients(loss, [logits])
+    values, hot = RNG.standard_normal((5, 4)) * 3, np.eye(4)[RNG.integers(0, 4, 5)]
+    got, want, exe = both([loss, grad], {logits: values, labels: hot})
+    assert_same(got, want, rtol=1e-12, atol=1e-14)
+    (kernel,) = generated(exe, KERNELS)
+    assert isinstance(kernel, reduction.RowKernel) and len(kernel.body.results) == 2
+    direction = RNG.standard_normal((5, 4))
+
+    def loss_at(x):
+        z = x - x.max(1, keepdims=True)
+        return float(np.mean(-(hot * (z - np.log(np.exp(z).sum(1, keepdims=True)))).sum(1)))
+    slope = (loss_at(values + 1e-6 * direction) - loss_at(values - 1e-6 * direction)) / 2e-6
+    np.testing.assert_allclose(np.sum(got[1] * direction), slope, rtol=1e-6)
 
 
 def test_row_results_of_a_square_input_are_told_from_columns_by_how_they_are_made():

@@ -70,7 +70,8 @@ class LoopKernel:
         values: dict[Value, np.ndarray] = {p: np.asarray(a) for p, a in zip(self.body.params, args)}
         for node, positions in self.prepared.steps:
             opdef = get_op(node.op)  # a view where the op has one: the loop only reads it
-            out = (opdef.view or opdef.reference)(*(values[node.inputs[i]] for i in positions), **node.attr_dict)
+            operands = (values[v] if v in values else _shape_stand_in(v) for v in (node.inputs[i] for i in positions))
+            out = (opdef.view or opdef.reference)(*operands, **node.attr_dict)
             values[node.out] = np.asarray(out)
         outs = self._outputs(into)
         space, size = self._space, self._size
@@ -212,13 +213,25 @@ def _prepare(body: Graph) -> _Prepared:
     ready: set[Value] = set(body.params)
     steps = []
     for node in body.nodes:
-        if node.op in INDEX_ONLY and node.op not in ("identity", "stop_gradient") and all(v in ready for v in node.inputs):
+        if node.op in INDEX_ONLY and node.op not in ("identity", "stop_gradient") \
+                and all(v in ready or _shape_operand(node, i) for i, v in enumerate(node.inputs)):
             steps.append((node, tuple(range(len(node.inputs)))))
             ready.add(node.out)
     computed = [n for n in body.nodes if n.out not in ready]
     used = [v for n in computed for v in n.inputs if v in ready]
     used += [r for r in body.results if r in ready]
     return _Prepared(tuple(steps), tuple(dict.fromkeys(used)))
+
+
+def _shape_operand(node: Node, i: int) -> bool:
+    """Whether input `i` of `node` is read for its static shape only (unreduce's `like`): the
+    op can then be done on the array before the loop even when that input is computed in it."""
+    return node.op == "unreduce" and i == 1 and node.inputs[1].type.is_fully_defined
+
+
+def _shape_stand_in(v: Value) -> np.ndarray:
+    """A zero-stride array of `v`'s static shape and dtype, for an op reading only its shape."""
+    return np.broadcast_to(np.zeros((), v.type.dtype.np_dtype), tuple(v.type.shape))
 
 
 def _fit(a: np.ndarray, space: tuple[int, ...], size: int) -> tuple[np.ndarray, Any]:
