@@ -4,6 +4,8 @@ dtype, keepdims, NaN/inf, size-1 and empty dims, and fused prologues/epilogues. 
 reductions of one case share one prologue, so fusion makes them one kernel (few compiles)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -331,6 +333,26 @@ def test_a_mean_cross_entropy_and_its_gradient_are_one_row_kernel():
         return float(np.mean(-(hot * (z - np.log(np.exp(z).sum(1, keepdims=True)))).sum(1)))
     slope = (loss_at(values + 1e-6 * direction) - loss_at(values - 1e-6 * direction)) / 2e-6
     np.testing.assert_allclose(np.sum(got[1] * direction), slope, rtol=1e-6)
+
+
+@pytest.mark.parametrize("axis, kernel", [(1, reduction.RowKernel), (0, column.ColumnKernel)])
+def test_scalar_inputs_come_as_scalars_and_arrays_with_the_dims_they_vary_along(axis, kernel):
+    """A scalar (a learning rate) reaches a row or column kernel as a NumPy scalar, never
+    indexed, and a column kernel's arrays have only the dims of their span; values as the
+    reference's."""
+    x = tf.placeholder(tf.float32, [3, 4], name="x")
+    lr = tf.placeholder(tf.float32, [], name="lr")
+    b = tf.placeholder(tf.float32, [4], name="b")
+    p = x * b
+    outs = [tf.reduce_sum(p, axis) * lr, tf.reduce_max(p - lr, axis)]
+    feed = {x: RNG.standard_normal((3, 4)), lr: np.float32(0.3), b: RNG.standard_normal(4)}
+    got, want, exe = both(outs, feed)
+    assert_same(got, want)
+    (k,) = generated(exe, kernel)
+    scalar = f"in{[q.type.shape for q in k.body.params].index(())}"
+    assert re.search(rf"\b{scalar}\b", k.source) and not re.search(rf"\b{scalar}\[", k.source)
+    if kernel is column.ColumnKernel:  # over axis 0 of [3, 4]: O = 1, so x is (R, I) and b is (I,)
+        assert "[r, i]" in k.source and ", r, i]" not in k.source
 
 
 def test_row_results_of_a_square_input_are_told_from_columns_by_how_they_are_made():

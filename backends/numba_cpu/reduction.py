@@ -71,7 +71,8 @@ class RowKernel:
         self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel)
 
     def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
-        arrays = [_as_2d(a, self.kinds[p], self.rows, self.cols) for a, p in zip(args, self.body.params)]
+        arrays = [_as_2d(a, self.kinds[p], self.rows, self.cols) if self.kinds[p] != SCALAR else a.reshape(())[()]
+                  for a, p in zip(args, self.body.params)]
         outs = [POOL.empty(r.type.shape, r.type.dtype.np_dtype) for r in self.body.results]
         views = [_as_2d(o, self.kinds[r], self.rows, self.cols) for o, r in zip(outs, self.body.results)]
         scratch = [make() for make in self._make_scratch]
@@ -117,8 +118,8 @@ class RowKernel:
         lines.indent()
         row_names: dict[Value, str] = {}
         for i, p in enumerate(params):
-            if self.kinds[p] in (ROW, SCALAR):
-                row_names[p] = f"in{i}[r, 0]" if self.kinds[p] == ROW else f"in{i}[0, 0]"
+            if self.kinds[p] in (ROW, SCALAR):  # a scalar input comes as a NumPy scalar
+                row_names[p] = f"in{i}[r, 0]" if self.kinds[p] == ROW else f"in{i}"
         for n in self.early:
             k = self._index[n]
             self._extreme(lines, n, f"red_{k}", f"in{params.index(n.inputs[0])}[r]", f"in{params.index(n.inputs[0])}[r, {{}}]")
