@@ -74,6 +74,7 @@ def test_a_loop_over_c_arrays_indexes_them_and_takes_scalar_inputs_as_scalars(dt
     source = "".join(k.source() for k in generated(exe, loop.LoopKernel))
     assert "in0[i0, i]" in source and "in1[0, i]" in source
     assert "_contiguous_row(" not in source and "[()]" not in source
+    assert "for i in range(6):" in source  # a row narrower than a vector: its length is a constant
 
 
 def test_loop_kernels_propagate_nan_and_inf_as_numpy():

@@ -28,7 +28,7 @@ from .buffers import POOL, scratch_maker
 from .column import ColumnKernel
 from .codegen import INDEX_ONLY, ElementWriter, Lines, supported
 from .compile import compile_kernel
-from .loop import PARALLEL_MIN_ELEMENTS
+from .loop import PARALLEL_MIN_ELEMENTS, VECTOR_LANES
 
 
 FULL, ROW, COLUMN, SCALAR = "full", "row", "column", "scalar"  # value kinds in row space
@@ -39,8 +39,6 @@ PARALLEL_BLOCKS = 16
 # several accumulators: in the element loop, one NaN-propagating accumulator is a serial
 # chain (measured: softmax of x * a + b, 6.6 ms against 3 ms for softmax of x).
 _VIA_ROW = {"max", "min"}
-# Rows narrower than this (float32 lanes of an AVX-512 vector) run their element loops scalar.
-VECTOR_LANES = 16
 
 
 class RowKernel:
