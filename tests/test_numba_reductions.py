@@ -353,6 +353,9 @@ def test_scalar_inputs_come_as_scalars_and_arrays_with_the_dims_they_vary_along(
     assert re.search(rf"\b{scalar}\b", k.source) and not re.search(rf"\b{scalar}\[", k.source)
     if kernel is column.ColumnKernel:  # over axis 0 of [3, 4]: O = 1, so x is (R, I) and b is (I,)
         assert "[r, i]" in k.source and ", r, i]" not in k.source
+        # the sum, the max and sum * lr are made in the last loop: locals, not I-sized arrays
+        signature = k.source.splitlines()[0]
+        assert "acc_" in signature and "red_" not in signature and "kv_" not in signature
 
 
 def test_row_results_of_a_square_input_are_told_from_columns_by_how_they_are_made():

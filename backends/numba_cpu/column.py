@@ -54,6 +54,7 @@ class ColumnKernel:
         self.parallel = self.blocks >= 2 and O * R * I >= PARALLEL_MIN_ELEMENTS
         self._inner = f"range(b * I // {self.blocks}, (b + 1) * I // {self.blocks})" if self.parallel \
             else "range(I)"
+        self._local = self._local_values()
         self.scratch = self._scratch()
         self._make_scratch = [scratch_maker((I,), dtype) for dtype in self.scratch.values()]
         self.source = self._source()
@@ -84,10 +85,23 @@ class ColumnKernel:
             scratch[f"acc_{k}"] = np.dtype(_acc_np(n))
             if n.op in reducers.ARG_OPS:
                 scratch[f"idx_{k}"] = np.dtype(np.int64)
-            scratch[f"red_{k}"] = n.types[0].dtype.np_dtype
+            if n.out not in self._local:
+                scratch[f"red_{k}"] = n.types[0].dtype.np_dtype
         for v in self._kept_values():
-            scratch[f"kv_{self._index[v.node]}"] = v.type.dtype.np_dtype
+            if v not in self._local:
+                scratch[f"kv_{self._index[v.node]}"] = v.type.dtype.np_dtype
         return scratch
+
+    def _local_values(self) -> set[Value]:
+        """Reduction results and kept values computed in the last kept loop, when no pass over
+        the data follows it: they live in locals there, not in `I`-sized arrays (a bias
+        gradient's sum and its step-size product: two array arguments fewer)."""
+        last = max(self.phase.values(), default=0)
+        if any(self.phase[n.inputs[0]] == last for n in self.reductions) or \
+                any(self.spans[r][1] and self.phase[r] == last for r in self.body.results):
+            return set()
+        return {n.out for n in self.reductions if self.phase[n.inputs[0]] == last - 1} | \
+            {v for v in self._kept_values() if self.phase[v] == last}
 
     # -- source ------------------------------------------------------------------------------
     def _source(self) -> str:
@@ -171,12 +185,13 @@ class ColumnKernel:
         for n in finished:
             k = self._index[n]
             value = reducers.result(n, f"acc_{k}[i]", f"idx_{k}[i]", "R")
-            lines.add(f"red_{k}[i] = {value}", n.loc.short if n.loc else None)
-            names[n.out] = f"red_{k}[i]"
+            name = f"red_{k}" if n.out in self._local else f"red_{k}[i]"
+            lines.add(f"{name} = {value}", n.loc.short if n.loc else None)
+            names[n.out] = name
         writer = ElementWriter(lines, lambda v: self._load(v, False), prefix=f"k{phase}_")
         writer.names.update(names)
         for v in ready:
-            name = f"kv_{self._index[v.node]}[i]"
+            name = f"kv_{self._index[v.node]}" + ("" if v in self._local else "[i]")
             lines.add(f"{name} = {writer.value(v)}")
             names[v] = writer.names[v] = name
         for i, r in outputs:

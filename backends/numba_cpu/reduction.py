@@ -63,8 +63,10 @@ class RowKernel:
         self.blocks = min(rows, PARALLEL_BLOCKS)
         self.scratch = self._scratch()
         self._sizes = (rows,) if self.narrow else (rows, cols)
-        blocks = self.blocks if self.parallel else 1
-        self._make_scratch = [scratch_maker((blocks, cols), dtype) for dtype in self.scratch.values()]
+        # One row scratch per parallel block; a serial kernel takes its one row as a 1-D array
+        # (a view made in the kernel costs its compile more than the argument does).
+        shape = (self.blocks, cols) if self.parallel else (cols,)
+        self._make_scratch = [scratch_maker(shape, dtype) for dtype in self.scratch.values()]
         self.source = self._source()
         self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel)
 
@@ -97,7 +99,8 @@ class RowKernel:
         # reason), but for a narrow row: its length as a constant lets LLVM unroll the row's
         # loops instead of vectorising them for rows they never run on, which halved such a
         # kernel's compile (a softmax gradient over ten logits: 0.25 s to 0.13 s, measured).
-        args = ins + outs + [f"{name}s" for name in self.scratch] + ["ROWS"] + ([] if self.narrow else ["COLS"])
+        scratch = [f"{name}s" if self.parallel else name for name in self.scratch]
+        args = ins + outs + scratch + ["ROWS"] + ([] if self.narrow else ["COLS"])
         lines.add(f"def kernel({', '.join(args)}):", self.name)
         lines.indent()
         if self.narrow:
@@ -106,8 +109,8 @@ class RowKernel:
         if self.parallel:  # contiguous blocks of rows, one row scratch per block
             lines.add(f"for b in prange({self.blocks}):")
             lines.indent()
-        for name in self.scratch:
-            lines.add(f"{name} = {name}s[{'b' if self.parallel else 0}]")
+            for name in self.scratch:
+                lines.add(f"{name} = {name}s[b]")
         store_name = {v: f"t{i}" for i, v in enumerate(stored)}
         if self.parallel:
             lines.add(f"for r in range(b * ROWS // {self.blocks}, (b + 1) * ROWS // {self.blocks}):")
