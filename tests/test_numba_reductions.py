@@ -358,6 +358,20 @@ def test_scalar_inputs_come_as_scalars_and_arrays_with_the_dims_they_vary_along(
         assert "acc_" in signature and "red_" not in signature and "kv_" not in signature
 
 
+def test_column_accumulators_restart_for_every_outer_element_without_a_loop_of_their_own():
+    """Over the middle axis of [3, 4, 5] (O = 3): the caller fills the accumulators, each o's
+    last read restarts them for the next o; sums, maxima and argmins as the reference's."""
+    x = tf.placeholder(tf.float32, [3, 4, 5], name="x")
+    p = x * 2.0
+    outs = [tf.reduce_sum(p, 1), tf.reduce_max(p, 1), tf.argmin(p, 1)]
+    values = RNG.standard_normal((3, 4, 5)).astype(np.float32)
+    values[1, 2, 3] = np.nan
+    got, want, exe = both(outs, {x: values})
+    assert_same(got, want)
+    (k,) = generated(exe, column.ColumnKernel)
+    assert "for o in range(O):" in k.source and k.source.count("for i in range(I):") == 2, k.source
+
+
 def test_row_results_of_a_square_input_are_told_from_columns_by_how_they_are_made():
     x = tf.placeholder(tf.float32, [3, 3], name="x")
     b = tf.placeholder(tf.float32, [3], name="b")  # a column, as NumPy broadcasts it
