@@ -144,7 +144,11 @@ class RowKernel:
             return
         lines.add(f"{name} = {element.format(0)}", comment)
         lines.add("for j in range(1, COLS):")
-        lines.add(f"    {name} = {reducers.combine(node, name, element.format('j'))}")
+        # NaN-propagating, as scalar_lib's _maximum/_minimum, written out: numba inlines a
+        # helper at each call site at some cost to the compile
+        better = ">" if node.op == "max" else "<"
+        lines.add(f"    {name}_x = {element.format('j')}")
+        lines.add(f"    {name} = {name} if ({name} {better} {name}_x or {name} != {name}) else {name}_x")
 
     def _stored_values(self) -> list[Value]:
         """Full values computed in one phase and read in a later one (not broadcasts of a
