@@ -25,7 +25,7 @@ import numpy as np
 
 from tfjit.errors import InvalidArgumentError, OpError, where
 from tfjit.ir.graph import Graph, Node, Value
-from tfjit.ir.types import TensorType
+from tfjit.ir.types import TensorType, as_dtype
 from tfjit.ops.registry import get_op
 from tfjit.runtime.state import RuntimeState
 
@@ -85,7 +85,7 @@ class CheckedExecutable:
         if compare:
             _compare(node, outputs, expected, state, scratch if writes else None)
         if self.numerics:
-            _check_numerics(node, inputs, outputs, before)
+            _check_numerics(node, inputs, outputs, before, state if writes else None)
         return outputs
 
 
@@ -195,16 +195,31 @@ def _check_feeds(graph: Graph, args: Sequence[np.ndarray]) -> None:
 
 
 def _check_numerics(node: Node, inputs: list[np.ndarray], outputs: tuple[Any, ...],
-                    before: dict[str, np.ndarray]) -> None:
+                    before: dict[str, np.ndarray], state: RuntimeState | None) -> None:
+    """The node's results, and the variables it assigned (`state` after a writing node: an
+    update kernel that also computes the gradient returns nothing), must be finite."""
     bad = _first_bad(outputs)
-    if bad is None:
+    assigned = _assigned(node, state) if bad is None and state is not None else []
+    bad_var = _first_bad([value for _, value in assigned])
+    if bad is None and bad_var is None:
         return
     member = _bad_member(node, inputs, before) if node.op == "fused" else None
+    if member is None and bad is None:
+        var, value = assigned[bad_var[0]]
+        raise InvalidArgumentError(node, node.op, f"check_numerics: {where(node.op, node.loc)} ({node.name}), "
+                                                  f"{kernel_phase(node)} pass: variable {var} "
+                                                  f"{_had(bad_var[1], TensorType(as_dtype(value.dtype), value.shape))}")
     culprit, (index, counts) = member or (node, bad)
     inside = f" in kernel {node.name}" if culprit is not node else ""
     raise InvalidArgumentError(culprit, culprit.op,
                                f"check_numerics: {where(culprit.op, culprit.loc)} ({culprit.name}{inside}), "
                                f"{kernel_phase(culprit)} pass: output {index} {_had(counts, culprit.types[index])}")
+
+
+def _assigned(node: Node, state: RuntimeState) -> list[tuple[str, np.ndarray]]:
+    """The variables `node` assigns, as they are after it ran."""
+    names = dict.fromkeys(n.attr("var") for n in _sub_nodes(node) if n.op in _WRITES)
+    return [(var, state.variables[var]) for var in names if var in state.variables]
 
 
 def _had(counts: tuple[int, int], ttype: TensorType) -> str:

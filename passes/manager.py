@@ -46,6 +46,8 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("dce", in_bodies(dce), "drop what neither the results nor a state write needs", level=0),
     Pass("decompose", decompose, "spell softmax, log_softmax, softmax cross-entropy and logsumexp as max-exp-sum "
                                  "steps so they fuse into one row kernel", level=2),
+    Pass("cse_decomposed", cse, "compute once what decompose spelled twice (a softmax cross-entropy and its "
+                                "gradient share max, exp and sum), so both fuse into one row kernel", level=2),
     Pass("place", Place(), "give every node a device (after decompose: the steps are what runs); colocate "
                            "updates with variables; copy across devices", level=0),
     Pass("split_reductions", split_reductions, "reduce scattered axes on the CPU block by block, each block a "

@@ -12,11 +12,15 @@ from typing import Callable
 
 import numpy as np
 
+from tfjit.ir.attrs import ArrayAttr
 from tfjit.ir.graph import Graph, Node, Value
+from tfjit.ops.registry import get_op
 
 from .rewrite import Rewriter
 
-Rule = Callable[[Node, tuple[Value, ...]], "Value | Node | None"]
+# A rule gives the value standing for the node, a node to emit in its place (after any nodes
+# it needs, when it gives a tuple), or None.
+Rule = Callable[[Node, tuple[Value, ...]], "Value | Node | tuple[Node, ...] | None"]
 
 
 def _const(v: Value) -> np.ndarray | None:
@@ -91,11 +95,75 @@ def _reshape(node: Node, ins: tuple[Value, ...]) -> Value | Node | None:
 
 
 def _same_static_shape(node: Node, ins: tuple[Value, ...]) -> Value | None:
-    """sum_to_shape / unreduce to the shape the value already has (fully known) -> the value."""
+    """sum_to_shape to the shape the value already has (fully known) -> the value."""
     x = ins[0]
     if x.type.is_fully_defined and x.type == node.types[0]:
         return x
     return None
+
+
+# -- splats: a scalar broadcast to a static shape ------------------------------------------------
+# A scalar loss's gradient seed is ones_like(loss), spread by each reduction's gradient with
+# unreduce and scaled elementwise. Spelled as broadcasts of one folded scalar it depends on
+# nothing computed, so the loss's gradient can fuse into the loss's own kernel (the seed is
+# then a constant inside it) instead of waiting for the loss in a kernel of its own.
+def _constant(node: Node, array: np.ndarray) -> Node:
+    attr = ArrayAttr(array)
+    return Node("constant", (), (("value", attr),), (attr.type,), device=node.device, loc=node.loc, name=node.name)
+
+
+def _splat(node: Node, scalar: Value) -> Node:
+    """broadcast_to(scalar) to `node`'s static shape, standing for `node`."""
+    return node.evolve(op="broadcast_to", inputs=(scalar,), attrs=(("shape", tuple(node.types[0].shape)),))
+
+
+def _splatted(v: Value) -> Value | None:
+    """The scalar `v` holds everywhere: `v` itself when it is a scalar, the scalar a
+    broadcast_to spreads, else None."""
+    if v.type.shape == ():
+        return v
+    if v.node.op == "broadcast_to" and len(v.node.inputs) == 1 and v.node.inputs[0].type.shape == ():
+        return v.node.inputs[0]
+    return None
+
+
+def _scalar_like(node: Node, ins: tuple[Value, ...]) -> Node | None:
+    """ones_like / zeros_like of a scalar -> the constant."""
+    t = node.types[0]
+    if t.shape != () or ins[0].type.shape != ():
+        return None
+    return _constant(node, np.full((), 1 if node.op == "ones_like" else 0, t.dtype.np_dtype))
+
+
+def _unreduce(node: Node, ins: tuple[Value, ...]) -> Value | Node | None:
+    """unreduce to the value's own static shape -> the value; unreduce of a splat to a static
+    shape -> the splat at that shape (it no longer waits for the value whose shape it takes)."""
+    x = ins[0]
+    if x.type.is_fully_defined and x.type == node.types[0]:
+        return x
+    scalar = _splatted(x)
+    if scalar is None or not node.types[0].is_fully_defined or scalar.type.dtype != node.types[0].dtype:
+        return None
+    return _splat(node, scalar)
+
+
+def _splat_arithmetic(node: Node, ins: tuple[Value, ...]) -> tuple[Node, Node] | None:
+    """An elementwise op of constant splats and scalar constants -> the splat of its value,
+    computed by the op's reference as constant folding does (exact: the same op on the same
+    values)."""
+    scalars = [_splatted(v) for v in ins]
+    if any(s is None or s.node.op != "constant" for s in scalars) or all(v.type.shape == () for v in ins):
+        return None
+    t = node.types[0]
+    if not t.is_fully_defined:
+        return None
+    with np.errstate(all="ignore"):
+        value = get_op(node.op).reference(*(s.node.attr("value").array for s in scalars), **node.attr_dict)
+    value = np.asarray(value)
+    if value.shape != () or value.dtype != t.dtype.np_dtype:
+        return None
+    c = _constant(node, value)
+    return c, _splat(node, c.out)
 
 
 def _broadcast_to(node: Node, ins: tuple[Value, ...]) -> Value | None:
@@ -126,9 +194,13 @@ RULES: dict[str, Rule] = {
     "reshape": _reshape,
     "broadcast_to": _broadcast_to,
     "sum_to_shape": _same_static_shape,
-    "unreduce": _same_static_shape,
+    "unreduce": _unreduce,
+    "ones_like": _scalar_like,
+    "zeros_like": _scalar_like,
     "pow": _pow,
 }
+for _op in ("add", "subtract", "multiply", "divide"):
+    RULES[_op] = (lambda neutral: lambda node, ins: neutral(node, ins) or _splat_arithmetic(node, ins))(RULES[_op])
 
 
 def simplify(graph: Graph) -> Graph:
@@ -138,6 +210,10 @@ def simplify(graph: Graph) -> Graph:
         result = rule(node, rw.inputs(node)) if rule is not None and not node.control_inputs else None
         if result is None:
             rw.keep(node)
+        elif isinstance(result, tuple):
+            for needed in result[:-1]:
+                rw.emit(None, needed)
+            rw.emit(node, result[-1])
         elif isinstance(result, Node):
             rw.emit(node, result)
         else:

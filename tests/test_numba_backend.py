@@ -52,6 +52,31 @@ def test_loop_kernels_broadcast_like_numpy(dtype, shape_x, shape_b):
     assert generated(exe, loop.LoopKernel)
 
 
+@pytest.mark.parametrize("dtype", [tf.float32, tf.int32, tf.bool])
+def test_a_loop_over_c_arrays_indexes_them_and_takes_scalar_inputs_as_scalars(dtype):
+    """A bias-add-like loop over C arrays reads `in0[i0, i]` (no row views) and its size-1
+    inputs arrive as NumPy scalars of their dtype; values as the reference's, the second run
+    through the kernel's plan."""
+    x = tf.placeholder(dtype, [4, 6], name="x")
+    b = tf.placeholder(dtype, [6], name="b")
+    s = tf.placeholder(dtype, [1, 1], name="s")
+    if dtype == tf.bool:
+        outs = [tf.logical_or(tf.logical_and(x, b), s)]
+        draw = lambda shape: RNG.random(shape) < 0.5  # noqa: E731
+    else:
+        outs = [tf.maximum(x + b, s), (x - s) * b]
+        draw = lambda shape: RNG.integers(-9, 9, shape)  # noqa: E731
+    program = config.pass_manager().run(program_for(outs, {t: np.zeros(t.shape.as_list(), dtype.np_dtype) for t in (x, b, s)}))
+    exe, ref = numba_compile(program), reference_compile(program)
+    for _ in range(2):
+        args = [np.asarray(draw(shape), dtype.np_dtype) for shape in [(4, 6), (6,), (1, 1)]]
+        assert_same(exe.run(args, RuntimeState()), ref.run(args, RuntimeState()))
+    source = "".join(k.source() for k in generated(exe, loop.LoopKernel))
+    assert "in0[i0, i]" in source and "in1[0, i]" in source
+    assert "_contiguous_row(" not in source and "[()]" not in source
+    assert "for i in range(6):" in source  # a row narrower than a vector: its length is a constant
+
+
 def test_loop_kernels_propagate_nan_and_inf_as_numpy():
     x = tf.placeholder(tf.float32, [8], name="x")
     values = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e30, -1e30, 3.0], np.float32)

@@ -4,6 +4,8 @@ dtype, keepdims, NaN/inf, size-1 and empty dims, and fused prologues/epilogues. 
 reductions of one case share one prologue, so fusion makes them one kernel (few compiles)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -114,7 +116,8 @@ def test_nan_and_inf_propagate_as_in_numpy(axis, width):
     if axis == 1:  # a row max of computed values goes through a row scratch ...
         wide = width >= reduction.VECTOR_LANES  # ... and scalar_lib's function, or a loop over a narrow one
         assert ("_row_max(row_" in kernel.source and "_row_min(row_" in kernel.source) == wide
-        assert ("_row_max(" not in kernel.source and "_maximum(red_" in kernel.source) == (not wide)
+        narrow_max = re.search(r"(red_\d+) = \1 if \(\1 > \1_x or \1 != \1\) else \1_x", kernel.source)
+        assert ("_row_max(" not in kernel.source and narrow_max is not None) == (not wide)
 
 
 def test_size_one_dims_around_the_reduced_axes():
@@ -213,8 +216,10 @@ def test_softmax_cross_entropy_rows_narrower_than_a_vector_call_libm(width):
     assert_same(got, want, rtol=1e-5, atol=1e-6)
     (kernel,) = generated(exe, reduction.RowKernel)
     narrow = width < reduction.VECTOR_LANES
-    assert ("_f32_exp_libm(" in kernel.source) == narrow and ("_f32_exp(" in kernel.source) == (not narrow)
-    assert "_f32_log_libm(" in kernel.source and "_f32_log(" not in kernel.source
+    assert ("math.exp(" in kernel.source) == narrow and ("_f32_exp(" in kernel.source) == (not narrow)
+    assert "math.log(" in kernel.source and "_f32_log(" not in kernel.source
+    # A narrow row's length is a constant of its kernel (LLVM unrolls its loops), a wide one's an argument.
+    assert (f"COLS = {width}" in kernel.source) == narrow and ("ROWS, COLS)" in kernel.source) == (not narrow)
 
 
 @pytest.mark.parametrize("width", [6, 20])
@@ -270,11 +275,14 @@ def test_a_value_broadcast_inside_the_kept_axes_is_indexed_by_its_own_shape():
     assert_same(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("axis, kernel", [(1, reduction.RowKernel), (0, column.ColumnKernel)])
-def test_one_compiled_kernel_serves_every_shape_of_a_body(axis, kernel):
-    """Sizes are kernel arguments: a new batch size or width reuses the compiled kernel."""
+@pytest.mark.parametrize("axis, kernel, shapes", [
+    (1, reduction.RowKernel, [(6, 17), (3, 20)]), (1, reduction.RowKernel, [(6, 5), (3, 5)]),
+    (0, column.ColumnKernel, [(6, 5), (3, 9)])])
+def test_one_compiled_kernel_serves_every_shape_of_a_body(axis, kernel, shapes):
+    """Sizes are kernel arguments: a new batch size or width reuses the compiled kernel (but
+    for a row narrower than a vector, whose length is a constant of its kernel)."""
     compiled = []
-    for shape in [(6, 5), (3, 9)]:
+    for shape in shapes:
         x = tf.placeholder(tf.float32, shape, name="x")
         p = x * 0.5
         outs = [tf.reduce_mean(p, axis), tf.reduce_max(p, axis), p - tf.reduce_sum(p, axis, keepdims=True)]
@@ -300,8 +308,69 @@ def test_softmax_cross_entropy_over_rows_and_columns_runs_as_generated_kernels(d
     feed = {logits: values, labels: RNG.dirichlet(np.ones(7), 6), soft: RNG.dirichlet(np.ones(7), 1)}
     got, want, exe = both([loss, columns, spread, grad], feed)
     assert not any(n.op == "softmax_cross_entropy_with_logits" for n, _ in exe.kernels)
-    assert len(generated(exe, KERNELS)) == sum(n.op == "fused" for n, _ in exe.kernels) >= 3
+    # The row softmaxes and the gradient share their max, exp and sum (one row kernel); the column one is another.
+    assert len(generated(exe, KERNELS)) == sum(n.op == "fused" for n, _ in exe.kernels) == 2
     assert_same(got, want, rtol=1e-5 if dtype == tf.float32 else 1e-12)
+
+
+def test_a_mean_cross_entropy_and_its_gradient_are_one_row_kernel():
+    """The loss of a classifier step and its gradient w.r.t. the logits: the gradient's seed is
+    a constant (simplify), its softmax is the loss's (cse after decompose), so one row kernel
+    computes both; the mean runs apart. Values as the reference's, the gradient also against
+    finite differences of the loss."""
+    logits = tf.placeholder(tf.float64, [5, 4], name="logits")
+    labels = tf.placeholder(tf.float64, [5, 4], name="labels")
+    loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=labels, logits=logits))
+    (grad,) = tf.gradients(loss, [logits])
+    values, hot = RNG.standard_normal((5, 4)) * 3, np.eye(4)[RNG.integers(0, 4, 5)]
+    got, want, exe = both([loss, grad], {logits: values, labels: hot})
+    assert_same(got, want, rtol=1e-12, atol=1e-14)
+    (kernel,) = generated(exe, KERNELS)
+    assert isinstance(kernel, reduction.RowKernel) and len(kernel.body.results) == 2
+    direction = RNG.standard_normal((5, 4))
+
+    def loss_at(x):
+        z = x - x.max(1, keepdims=True)
+        return float(np.mean(-(hot * (z - np.log(np.exp(z).sum(1, keepdims=True)))).sum(1)))
+    slope = (loss_at(values + 1e-6 * direction) - loss_at(values - 1e-6 * direction)) / 2e-6
+    np.testing.assert_allclose(np.sum(got[1] * direction), slope, rtol=1e-6)
+
+
+@pytest.mark.parametrize("axis, kernel", [(1, reduction.RowKernel), (0, column.ColumnKernel)])
+def test_scalar_inputs_come_as_scalars_and_arrays_with_the_dims_they_vary_along(axis, kernel):
+    """A scalar (a learning rate) reaches a row or column kernel as a NumPy scalar, never
+    indexed, and a column kernel's arrays have only the dims of their span; values as the
+    reference's."""
+    x = tf.placeholder(tf.float32, [3, 4], name="x")
+    lr = tf.placeholder(tf.float32, [], name="lr")
+    b = tf.placeholder(tf.float32, [4], name="b")
+    p = x * b
+    outs = [tf.reduce_sum(p, axis) * lr, tf.reduce_max(p - lr, axis)]
+    feed = {x: RNG.standard_normal((3, 4)), lr: np.float32(0.3), b: RNG.standard_normal(4)}
+    got, want, exe = both(outs, feed)
+    assert_same(got, want)
+    (k,) = generated(exe, kernel)
+    scalar = f"in{[q.type.shape for q in k.body.params].index(())}"
+    assert re.search(rf"\b{scalar}\b", k.source) and not re.search(rf"\b{scalar}\[", k.source)
+    if kernel is column.ColumnKernel:  # over axis 0 of [3, 4]: O = 1, so x is (R, I) and b is (I,)
+        assert "[r, i]" in k.source and ", r, i]" not in k.source
+        # the sum, the max and sum * lr are made in the last loop: locals, not I-sized arrays
+        signature = k.source.splitlines()[0]
+        assert "acc_" in signature and "red_" not in signature and "kv_" not in signature
+
+
+def test_column_accumulators_restart_for_every_outer_element_without_a_loop_of_their_own():
+    """Over the middle axis of [3, 4, 5] (O = 3): the caller fills the accumulators, each o's
+    last read restarts them for the next o; sums, maxima and argmins as the reference's."""
+    x = tf.placeholder(tf.float32, [3, 4, 5], name="x")
+    p = x * 2.0
+    outs = [tf.reduce_sum(p, 1), tf.reduce_max(p, 1), tf.argmin(p, 1)]
+    values = RNG.standard_normal((3, 4, 5)).astype(np.float32)
+    values[1, 2, 3] = np.nan
+    got, want, exe = both(outs, {x: values})
+    assert_same(got, want)
+    (k,) = generated(exe, column.ColumnKernel)
+    assert "for o in range(O):" in k.source and k.source.count("for i in range(I):") == 2, k.source
 
 
 def test_row_results_of_a_square_input_are_told_from_columns_by_how_they_are_made():

@@ -136,6 +136,33 @@ def test_simplify_drops_exact_no_ops_only():
         }""")
 
 
+def test_simplify_spells_a_scalar_losss_gradient_seed_as_a_folded_splat():
+    """ones_like(loss) spread by unreduce and scaled: one constant broadcast, no longer reading
+    the loss (an unreduce of a non-scalar, or to an unknown shape, stays)."""
+    check_golden(lambda g: dce(simplify(g)), """
+        func @f(%0: f32[4,3], %1: f32[?,3]) -> (f32[4,3], f32[4,3], f32[?,3]) {
+          %2: f32[4] = sum[axes=[1], keepdims=false](%0)
+          %3: f32[] = mean[axes=none, keepdims=false](%2)
+          %4: f32[] = ones_like[dtype=none](%3)
+          %5: f32[4] = unreduce[axes=none, keepdims=false](%4, %2)
+          %6: f32[] = constant[value=dense<f32[]>(4.0)]()
+          %7: f32[4] = divide(%5, %6)
+          %8: f32[4,3] = unreduce[axes=[1], keepdims=false](%7, %0)
+          %9: f32[4,3] = unreduce[axes=[1], keepdims=false](%2, %0)
+          %10: f32[?,3] = unreduce[axes=none, keepdims=false](%4, %1)
+          return %8, %9, %10
+        }""", """
+        func @f(%0: f32[4,3], %1: f32[?,3]) -> (f32[4,3], f32[4,3], f32[?,3]) {
+          %2: f32[4] = sum[axes=[1], keepdims=false](%0)
+          %3: f32[] = constant[value=dense<f32[]>(1.0)]()
+          %4: f32[] = constant[value=dense<f32[]>(0.25)]()
+          %5: f32[4,3] = broadcast_to[shape=[4, 3]](%4)
+          %6: f32[4,3] = unreduce[axes=[1], keepdims=false](%2, %0)
+          %7: f32[?,3] = unreduce[axes=none, keepdims=false](%3, %1)
+          return %5, %6, %7
+        }""")
+
+
 def test_simplify_keeps_a_multiply_by_one_that_broadcasts():
     g = parse_graph(ir("""
         func @f(%0: f32[3]) -> (f32[2,3]) {
@@ -342,7 +369,7 @@ def test_pass_manager_levels_switches_timing_and_errors(capsys):
     def broken(graph):
         raise ValueError("boom")
 
-    with pytest.raises(PassError, match=r"pass `fuse` failed on @softmax \(passes before it: .*dce, decompose, place, split_reductions, merge_matmuls\): boom"):
+    with pytest.raises(PassError, match=r"pass `fuse` failed on @softmax \(passes before it: .*dce, decompose, cse_decomposed, place, split_reductions, merge_matmuls\): boom"):
         PassManager(overrides={"fuse": broken}).run(g)
 
 

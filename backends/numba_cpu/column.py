@@ -9,11 +9,14 @@ vectorises, max/min included (its lanes are independent). A kept value (a reduct
 and what is computed from it) lives in an `I`-sized array; full values a later phase reads
 are recomputed from the inputs (a whole `R x I` block would not stay in cache).
 
-Every value has a span: which of `O`, `R`, `I` it varies along; arrays are reshaped to
-`(O or 1, R or 1, I or 1)` before the call and indexed with 0 along the dims they lack.
+Every value has a span: which of `O`, `R`, `I` it varies along; arrays are reshaped to the
+dims of their span before the call (a scalar input comes as a NumPy scalar).
 Big kernels run blocks of the `I` axis in parallel.
 """
 from __future__ import annotations
+
+import functools
+from typing import Callable
 
 import numpy as np
 
@@ -47,20 +50,25 @@ class ColumnKernel:
         self.phase = reducers.phases(body)
         self.reductions = [n for n in body.nodes if n.op in reducers.OPS]
         self._index = {n: i for i, n in enumerate(body.nodes)}
-        self._shapes = {v: self._shape3(self.spans[v]) for v in list(body.params) + list(body.results)}
+        self._shapes = {v: self._shape(self.spans[v]) for v in body.params}
+        self._shapes.update({r: self._shape(self.spans[r]) or (1,) for r in body.results})
         O, R, I = view
         self.blocks = min(PARALLEL_BLOCKS, I // MIN_BLOCK)
         self.parallel = self.blocks >= 2 and O * R * I >= PARALLEL_MIN_ELEMENTS
         self._inner = f"range(b * I // {self.blocks}, (b + 1) * I // {self.blocks})" if self.parallel \
             else "range(I)"
+        self._local = self._local_values()
         self.scratch = self._scratch()
-        self._make_scratch = [scratch_maker((I,), dtype) for dtype in self.scratch.values()]
+        starts = self._starts()
+        self._make_scratch = [functools.partial(_filled, scratch_maker((I,), dtype), starts[name]) if name in starts
+                              else scratch_maker((I,), dtype) for name, dtype in self.scratch.items()]
         self.source = self._source()
         self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel)
 
     def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
         """The results, in recycled buffers or in `into`'s C-contiguous arrays (result index, array)."""
-        arrays = [a.reshape(self._shapes[p]) for a, p in zip(args, self.body.params)]
+        arrays = [a.reshape(self._shapes[p]) if self._shapes[p] else a.reshape(())[()]  # a scalar as a NumPy scalar
+                  for a, p in zip(args, self.body.params)]
         given = dict(into)
         outs = [given[i] if i in given else POOL.empty(r.type.shape, r.type.dtype.np_dtype)
                 for i, r in enumerate(self.body.results)]
@@ -69,8 +77,10 @@ class ColumnKernel:
                      *self.view)
         return tuple(outs)
 
-    def _shape3(self, span: Span) -> tuple[int, int, int]:
-        return tuple(n if s else 1 for n, s in zip(self.view, span))  # type: ignore[return-value]
+    def _shape(self, span: Span) -> tuple[int, ...]:
+        """A value's array has the view's dims it varies along only (a scalar none): fewer and
+        lower-rank array arguments cost a kernel's compile less (a 3-D array 10 ms, measured)."""
+        return tuple(n for n, s in zip(self.view, span) if s)
 
     def _scratch(self) -> dict[str, np.dtype]:
         """The `I`-sized arrays the kernel keeps per kept element (accumulators, reduction
@@ -83,10 +93,35 @@ class ColumnKernel:
             scratch[f"acc_{k}"] = np.dtype(_acc_np(n))
             if n.op in reducers.ARG_OPS:
                 scratch[f"idx_{k}"] = np.dtype(np.int64)
-            scratch[f"red_{k}"] = n.types[0].dtype.np_dtype
+            if n.out not in self._local:
+                scratch[f"red_{k}"] = n.types[0].dtype.np_dtype
         for v in self._kept_values():
-            scratch[f"kv_{self._index[v.node]}"] = v.type.dtype.np_dtype
+            if v not in self._local:
+                scratch[f"kv_{self._index[v.node]}"] = v.type.dtype.np_dtype
         return scratch
+
+    def _starts(self) -> dict[str, np.generic]:
+        """The start value of each accumulator array: the caller fills them, and each `o`'s
+        last read of an accumulator restarts it for the next `o`, so the kernel has no loop
+        of its own to start them (a loop costs a compile 25-40 ms, measured)."""
+        starts: dict[str, np.generic] = {}
+        for n in self.reductions:
+            k = self._index[n]
+            starts[f"acc_{k}"] = reducers.start_value(n)
+            if n.op in reducers.ARG_OPS:
+                starts[f"idx_{k}"] = np.int64(0)
+        return starts
+
+    def _local_values(self) -> set[Value]:
+        """Reduction results and kept values computed in the last kept loop, when no pass over
+        the data follows it: they live in locals there, not in `I`-sized arrays (a bias
+        gradient's sum and its step-size product: two array arguments fewer)."""
+        last = max(self.phase.values(), default=0)
+        if any(self.phase[n.inputs[0]] == last for n in self.reductions) or \
+                any(self.spans[r][1] and self.phase[r] == last for r in self.body.results):
+            return set()
+        return {n.out for n in self.reductions if self.phase[n.inputs[0]] == last - 1} | \
+            {v for v in self._kept_values() if self.phase[v] == last}
 
     # -- source ------------------------------------------------------------------------------
     def _source(self) -> str:
@@ -119,14 +154,13 @@ class ColumnKernel:
 
     def _load(self, v: Value, in_row_loop: bool) -> str:
         position = self.body.params.index(v)
-        so, sr, si = self.spans[v]
-        if sr and not in_row_loop:
+        if self.spans[v][1] and not in_row_loop:
             raise NotImplementedError(f"value {v} varies along the reduced axes outside the row loop")
-        return f"in{position}[{'o' if so else 0}, {'r' if sr else 0}, {'i' if si else 0}]"
+        index = _index(self.spans[v])
+        return f"in{position}[{index}]" if index else f"in{position}"
 
     def _store(self, position: int, r: Value) -> str:
-        so, sr, si = self.spans[r]
-        return f"out{position}[{'o' if so else 0}, {'r' if sr else 0}, {'i' if si else 0}]"
+        return f"out{position}[{_index(self.spans[r]) or 0}]"
 
     def _phase_loop(self, lines: Lines, phase: int, names: dict[Value, str]) -> None:
         """One pass over the `R x I` block: the full values of this phase, the full results
@@ -136,11 +170,6 @@ class ColumnKernel:
                    if self.spans[r][1] and self.phase[r] == phase]
         if not reductions and not outputs:
             return
-        for n in reductions:
-            k = self._index[n]
-            lines.add(f"for i in {self._inner}:")
-            for line in reducers.init(n, f"acc_{k}[i]", f"idx_{k}[i]"):
-                lines.add("    " + line, n.loc.short if n.loc else None)
         lines.add("for r in range(R):")
         lines.indent()
         lines.add(f"for i in {self._inner}:")
@@ -171,17 +200,31 @@ class ColumnKernel:
         for n in finished:
             k = self._index[n]
             value = reducers.result(n, f"acc_{k}[i]", f"idx_{k}[i]", "R")
-            lines.add(f"red_{k}[i] = {value}", n.loc.short if n.loc else None)
-            names[n.out] = f"red_{k}[i]"
+            name = f"red_{k}" if n.out in self._local else f"red_{k}[i]"
+            lines.add(f"{name} = {value}", n.loc.short if n.loc else None)
+            for line in reducers.init(n, f"acc_{k}[i]", f"idx_{k}[i]"):  # restarted for the next o
+                lines.add(line)
+            names[n.out] = name
         writer = ElementWriter(lines, lambda v: self._load(v, False), prefix=f"k{phase}_")
         writer.names.update(names)
         for v in ready:
-            name = f"kv_{self._index[v.node]}[i]"
+            name = f"kv_{self._index[v.node]}" + ("" if v in self._local else "[i]")
             lines.add(f"{name} = {writer.value(v)}")
             names[v] = writer.names[v] = name
         for i, r in outputs:
             lines.add(f"{self._store(i, r)} = {writer.value(r)}")
         lines.dedent()
+
+
+def _filled(make: Callable[[], np.ndarray], value: np.generic) -> np.ndarray:
+    array = make()
+    array.fill(value)
+    return array
+
+
+def _index(span: Span) -> str:
+    """The loop variables indexing an array of the dims in `span`."""
+    return ", ".join(name for name, s in zip("ori", span) if s)
 
 
 def _acc_np(node: Node) -> str:

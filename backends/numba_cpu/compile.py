@@ -25,6 +25,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _DEPS = files_digest(*(os.path.join(_HERE, f) for f in sorted(os.listdir(_HERE))
                        if f in ("scalar_lib.py", "mathlib.py", "gemm.py", "im2col.py", "winograd_tiles.py")))
 _IMPORTS = (
+    "import math\n"
     "import numpy as np\n"
     "from numba import njit, prange\n"
     f"from tfjit.backends.numba_cpu.scalar_lib import {', '.join(sorted(scalar_lib.NAMES))}\n\n\n"

@@ -27,6 +27,11 @@ from .compile import compile_kernel
 FULL, SCALAR, BROADCAST = "full", "scalar", "broadcast"
 # A parallel loop costs 16-33 us a call more (DESIGN.md): worth it only for big loops.
 PARALLEL_MIN_ELEMENTS = 1 << 20
+# Rows narrower than this (float32 lanes of an AVX-512 vector) cannot fill a vector: their
+# length is a constant of the kernel, so LLVM unrolls the loop along them instead of
+# vectorising it for rows it never runs on (a bias add over ten logits compiled in 62 ms
+# instead of 79 ms, measured; its run time within 0.1 us).
+VECTOR_LANES = 16
 
 
 @dataclass(frozen=True)
@@ -63,14 +68,15 @@ class LoopKernel:
         plan = self._plans.get(tuple(a.shape for a in args))
         if plan is not None:
             kernel, inputs, out_shapes, rows = plan
-            arrays = [np.asarray(args[i]).reshape(shape) for i, shape in inputs]  # a NumPy scalar too
+            arrays = [_argument(np.asarray(args[i]), shape) for i, shape in inputs]  # a NumPy scalar too
             outs = self._outputs(into)
             kernel(*_with_contiguous_rows(arrays, rows), *[o.reshape(s) for o, s in zip(outs, out_shapes)])
             return tuple(outs)
         values: dict[Value, np.ndarray] = {p: np.asarray(a) for p, a in zip(self.body.params, args)}
         for node, positions in self.prepared.steps:
             opdef = get_op(node.op)  # a view where the op has one: the loop only reads it
-            out = (opdef.view or opdef.reference)(*(values[node.inputs[i]] for i in positions), **node.attr_dict)
+            operands = (values[v] if v in values else _shape_stand_in(v) for v in (node.inputs[i] for i in positions))
+            out = (opdef.view or opdef.reference)(*operands, **node.attr_dict)
             values[node.out] = np.asarray(out)
         outs = self._outputs(into)
         space, size = self._space, self._size
@@ -87,14 +93,16 @@ class LoopKernel:
             arrays = [a.reshape(shape) if k == FULL else a for a, k in zip(arrays, kinds)]
         rows = () if flat else tuple(i for i, k in enumerate(kinds) if k != SCALAR)
         arrays = _with_contiguous_rows(arrays, rows)
+        indexed = not flat and all(arrays[i].flags.c_contiguous for i in rows)
+        narrow = shape[-1] if not flat and shape[-1] < VECTOR_LANES else None
         views = [o.reshape(shape) if o.size == size else o.reshape(-1) for o in outs]
         parallel = elementwise and size >= PARALLEL_MIN_ELEMENTS
-        key = (flat, len(shape), tuple(kinds), parallel)
+        key = (flat, len(shape), tuple(kinds), parallel, indexed, narrow)
         kernel = self._compiled.get(key)
         if kernel is None:
             kernel = compile_kernel(self._source(*key), "kernel", parallel=parallel)
             self._compiled[key] = kernel
-        kernel(*arrays, *views)
+        kernel(*[_argument(a, a.shape) if a.ndim == 0 else a for a in arrays], *views)
         if not self.prepared.steps:
             inputs = tuple((self._param_index[v], a.shape) for v, a in zip(self.prepared.inputs, arrays))
             self._plans[tuple(a.shape for a in args)] = (kernel, inputs, tuple(v.shape for v in views), rows)
@@ -106,10 +114,15 @@ class LoopKernel:
 
     def source(self) -> str:
         """The source of each variant compiled so far (else the flat-loop form)."""
-        keys = list(self._compiled) or [(True, 1, tuple([FULL] * len(self.prepared.inputs)), False)]
+        keys = list(self._compiled) or [(True, 1, tuple([FULL] * len(self.prepared.inputs)), False, False, None)]
         return f"# {self.name}\n" + "\n".join(self._source(*key) for key in keys)
 
-    def _source(self, flat: bool, rank: int, kinds: Sequence[Any], parallel: bool = False) -> str:
+    def _source(self, flat: bool, rank: int, kinds: Sequence[Any], parallel: bool = False,
+                indexed: bool = False, narrow: int | None = None) -> str:
+        """`indexed`: every array but the scalars is C-contiguous, so the loop over a row reads
+        `in0[i0, i]` (which vectorises for C arrays) instead of row views, whose making costs a
+        kernel's compile a tenth more (measured on a bias-add-relu epilogue). `narrow`: the
+        length of rows narrower than a vector, a constant of the kernel (VECTOR_LANES)."""
         lines = Lines()
         ins = [f"in{i}" for i in range(len(kinds))]
         outs = [f"out{i}" for i in range(len(self.body.results))]
@@ -117,11 +130,9 @@ class LoopKernel:
         # share one compile; `source()` names the node for dumps.
         lines.add(f"def kernel({', '.join(ins + outs)}):")
         lines.indent()
-        loads: dict[Value, str] = {}
-        for i, (v, kind) in enumerate(zip(self.prepared.inputs, kinds)):
-            if kind == SCALAR:
-                lines.add(f"s{i} = in{i}[()]")
-                loads[v] = f"s{i}"
+        # A scalar input comes as a NumPy scalar: a 0-d array argument cost each compile 7 ms
+        # (measured), a tenth of a small kernel's.
+        loads = {v: f"in{i}" for i, (v, kind) in enumerate(zip(self.prepared.inputs, kinds)) if kind == SCALAR}
         # Values computed from scalars only are the same for every element: compute them once,
         # before the loop (a scalar result, e.g. Adam's lr_t, is written there too).
         hoisted = ElementWriter(lines, lambda v: loads[v], prefix="h")
@@ -139,10 +150,10 @@ class LoopKernel:
         if flat:
             lines.add(f"for i in {'prange' if parallel else 'range'}({first}.shape[0]):")
             lines.indent()
-            arrays = {name: name for name in ins + outs}
+            arrays = {name: name + "[{}]" for name in ins + outs}
         else:
-            arrays = self._rows(lines, rank, kinds, [o for o, _ in varying], parallel)
-            lines.add(f"for i in range({arrays[first]}.shape[0]):")
+            arrays = self._rows(lines, rank, kinds, [o for o, _ in varying], parallel, indexed)
+            lines.add(f"for i in range({narrow or f'{first}.shape[{rank - 1}]'}):")
             lines.indent()
         position = {v: i for i, v in enumerate(self.prepared.inputs)}
 
@@ -152,7 +163,7 @@ class LoopKernel:
             name = f"a{position[v]}"
             kind = kinds[position[v]]
             at = "0" if kind != FULL and kind[1][-1] else "i"  # a broadcast last dim reads element 0
-            lines.add(f"{name} = {arrays[f'in{position[v]}']}[{at}]")
+            lines.add(f"{name} = {arrays[f'in{position[v]}'].format(at)}")
             loads[v] = name
             return name
 
@@ -161,28 +172,37 @@ class LoopKernel:
         for v in self.prepared.inputs:
             writer.names[v] = load(v) if v not in loads else loads[v]
         for o, r in varying:
-            lines.add(f"{arrays[o]}[i] = {writer.value(r)}")
+            lines.add(f"{arrays[o].format('i')} = {writer.value(r)}")
         return lines.source()
 
     @staticmethod
-    def _rows(lines: Lines, rank: int, kinds: Sequence[Any], outs: Sequence[str], parallel: bool) -> dict[str, str]:
-        """Loops over all dims but the last, then each array's row there (index 0 along a
-        broadcast dim): the name of each array's row. Rows are contiguous (the caller made them
-        so), and typed as such the loop along them vectorises; output rows are C already."""
+    def _rows(lines: Lines, rank: int, kinds: Sequence[Any], outs: Sequence[str], parallel: bool,
+              indexed: bool) -> dict[str, str]:
+        """Loops over all dims but the last: how each array's element `i` of the row there is
+        read (index 0 along a broadcast dim), as a format string. Rows are contiguous (the
+        caller made them so): C arrays are indexed in full, others read through row views
+        typed as contiguous; either way the loop along a row vectorises."""
         lead = [f"i{d}" for d in range(rank - 1)]
         for d in range(rank - 1):
             lines.add(f"for i{d} in {'prange' if parallel and d == 0 else 'range'}({outs[0]}.shape[{d}]):")
             lines.indent()
         rows = {}
-        for i, kind in enumerate(kinds):
-            if kind != SCALAR:
-                at = lead if kind == FULL else ["0" if b else f"i{d}" for d, b in enumerate(kind[1][:-1])]
-                lines.add(f"in{i}r = _contiguous_row(in{i}{'[' + ', '.join(at) + ']' if at else ''})")
-                rows[f"in{i}"] = f"in{i}r"
-        for o in outs:
-            lines.add(f"{o}r = {o}{'[' + ', '.join(lead) + ']' if lead else ''}")
-            rows[o] = f"{o}r"
+        at = {f"in{i}": lead if kind == FULL else ["0" if b else f"i{d}" for d, b in enumerate(kind[1][:-1])]
+              for i, kind in enumerate(kinds) if kind != SCALAR}
+        at.update({o: lead for o in outs})
+        for name, index in at.items():
+            if indexed:
+                rows[name] = f"{name}[{', '.join(index + ['{}'])}]"
+                continue
+            row = f"{name}{'[' + ', '.join(index) + ']' if index else ''}"
+            lines.add(f"{name}r = {row if name in outs else f'_contiguous_row({row})'}")
+            rows[name] = f"{name}r[{{}}]"
         return rows
+
+
+def _argument(a: np.ndarray, shape: tuple[int, ...]) -> Any:
+    """`a` in `shape` as the kernel takes it: a 0-d array as a NumPy scalar of its dtype."""
+    return a.reshape(shape) if shape else a.reshape(())[()]
 
 
 def _invariant(body: Graph, scalars: set[Value]) -> set[Value]:
@@ -200,13 +220,25 @@ def _prepare(body: Graph) -> _Prepared:
     ready: set[Value] = set(body.params)
     steps = []
     for node in body.nodes:
-        if node.op in INDEX_ONLY and node.op not in ("identity", "stop_gradient") and all(v in ready for v in node.inputs):
+        if node.op in INDEX_ONLY and node.op not in ("identity", "stop_gradient") \
+                and all(v in ready or _shape_operand(node, i) for i, v in enumerate(node.inputs)):
             steps.append((node, tuple(range(len(node.inputs)))))
             ready.add(node.out)
     computed = [n for n in body.nodes if n.out not in ready]
     used = [v for n in computed for v in n.inputs if v in ready]
     used += [r for r in body.results if r in ready]
     return _Prepared(tuple(steps), tuple(dict.fromkeys(used)))
+
+
+def _shape_operand(node: Node, i: int) -> bool:
+    """Whether input `i` of `node` is read for its static shape only (unreduce's `like`): the
+    op can then be done on the array before the loop even when that input is computed in it."""
+    return node.op == "unreduce" and i == 1 and node.inputs[1].type.is_fully_defined
+
+
+def _shape_stand_in(v: Value) -> np.ndarray:
+    """A zero-stride array of `v`'s static shape and dtype, for an op reading only its shape."""
+    return np.broadcast_to(np.zeros((), v.type.dtype.np_dtype), tuple(v.type.shape))
 
 
 def _fit(a: np.ndarray, space: tuple[int, ...], size: int) -> tuple[np.ndarray, Any]:

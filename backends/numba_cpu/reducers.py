@@ -51,6 +51,23 @@ def start(node: Node) -> str:
     return _extreme(node, lowest=op in ("max", "argmax"))
 
 
+def start_value(node: Node) -> np.generic:
+    """`start(node)` as a NumPy scalar of the accumulator's dtype, for accumulators filled
+    before the kernel runs."""
+    op, dtype = node.op, node.inputs[0].type.dtype.np_dtype
+    if op in ("sum", "mean"):
+        return np.int64(0) if acc_dtype(node) == "i64" and dtype != np.int64 else dtype.type(0)
+    if op == "prod":
+        return node.types[0].dtype.np_dtype.type(1)
+    if op in ("any", "all"):
+        return np.bool_(op == "all")
+    lowest = op in ("max", "argmax")
+    if dtype.kind == "f":
+        return dtype.type(-np.inf if lowest else np.inf)
+    info = np.iinfo(dtype)
+    return dtype.type(info.min if lowest else info.max)
+
+
 def combine(node: Node, acc: str, value: str) -> str | None:
     """`value` folded into `acc`, as one expression (None for argmax/argmin, which also
     track the position)."""

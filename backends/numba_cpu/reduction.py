@@ -28,7 +28,7 @@ from .buffers import POOL, scratch_maker
 from .column import ColumnKernel
 from .codegen import INDEX_ONLY, ElementWriter, Lines, supported
 from .compile import compile_kernel
-from .loop import PARALLEL_MIN_ELEMENTS
+from .loop import PARALLEL_MIN_ELEMENTS, VECTOR_LANES
 
 
 FULL, ROW, COLUMN, SCALAR = "full", "row", "column", "scalar"  # value kinds in row space
@@ -39,8 +39,6 @@ PARALLEL_BLOCKS = 16
 # several accumulators: in the element loop, one NaN-propagating accumulator is a serial
 # chain (measured: softmax of x * a + b, 6.6 ms against 3 ms for softmax of x).
 _VIA_ROW = {"max", "min"}
-# Rows narrower than this (float32 lanes of an AVX-512 vector) run their element loops scalar.
-VECTOR_LANES = 16
 
 
 class RowKernel:
@@ -64,20 +62,24 @@ class RowKernel:
         self.narrow = cols < VECTOR_LANES
         self.blocks = min(rows, PARALLEL_BLOCKS)
         self.scratch = self._scratch()
-        blocks = self.blocks if self.parallel else 1
-        self._make_scratch = [scratch_maker((blocks, cols), dtype) for dtype in self.scratch.values()]
+        self._sizes = (rows,) if self.narrow else (rows, cols)
+        # One row scratch per parallel block; a serial kernel takes its one row as a 1-D array
+        # (a view made in the kernel costs its compile more than the argument does).
+        shape = (self.blocks, cols) if self.parallel else (cols,)
+        self._make_scratch = [scratch_maker(shape, dtype) for dtype in self.scratch.values()]
         self.source = self._source()
         self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel)
 
     def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
         """The results, in recycled buffers or in `into`'s C-contiguous arrays (result index, array)."""
-        arrays = [_as_2d(a, self.kinds[p], self.rows, self.cols) for a, p in zip(args, self.body.params)]
+        arrays = [_as_2d(a, self.kinds[p], self.rows, self.cols) if self.kinds[p] != SCALAR else a.reshape(())[()]
+                  for a, p in zip(args, self.body.params)]
         given = dict(into)
         outs = [given[i] if i in given else POOL.empty(r.type.shape, r.type.dtype.np_dtype)
                 for i, r in enumerate(self.body.results)]
         views = [_as_2d(o, self.kinds[r], self.rows, self.cols) for o, r in zip(outs, self.body.results)]
         scratch = [make() for make in self._make_scratch]
-        self._kernel(*arrays, *views, *scratch, self.rows, self.cols)
+        self._kernel(*arrays, *views, *scratch, *self._sizes)
         return tuple(outs)
 
     def _scratch(self) -> dict[str, np.dtype]:
@@ -96,16 +98,22 @@ class RowKernel:
         params, results = self.body.params, self.body.results
         ins = [f"in{i}" for i in range(len(params))]
         outs = [f"out{i}" for i in range(len(results))]
-        # The sizes are arguments, not constants, as in column.py's kernels (and for the same reason).
-        args = ins + outs + [f"{name}s" for name in self.scratch] + ["ROWS", "COLS"]
+        # The sizes are arguments, not constants, as in column.py's kernels (and for the same
+        # reason), but for a narrow row: its length as a constant lets LLVM unroll the row's
+        # loops instead of vectorising them for rows they never run on, which halved such a
+        # kernel's compile (a softmax gradient over ten logits: 0.25 s to 0.13 s, measured).
+        scratch = [f"{name}s" if self.parallel else name for name in self.scratch]
+        args = ins + outs + scratch + ["ROWS"] + ([] if self.narrow else ["COLS"])
         lines.add(f"def kernel({', '.join(args)}):", self.name)
         lines.indent()
+        if self.narrow:
+            lines.add(f"COLS = {self.cols}")
         stored = self._stored_values()
         if self.parallel:  # contiguous blocks of rows, one row scratch per block
             lines.add(f"for b in prange({self.blocks}):")
             lines.indent()
-        for name in self.scratch:
-            lines.add(f"{name} = {name}s[{'b' if self.parallel else 0}]")
+            for name in self.scratch:
+                lines.add(f"{name} = {name}s[b]")
         store_name = {v: f"t{i}" for i, v in enumerate(stored)}
         if self.parallel:
             lines.add(f"for r in range(b * ROWS // {self.blocks}, (b + 1) * ROWS // {self.blocks}):")
@@ -114,8 +122,8 @@ class RowKernel:
         lines.indent()
         row_names: dict[Value, str] = {}
         for i, p in enumerate(params):
-            if self.kinds[p] in (ROW, SCALAR):
-                row_names[p] = f"in{i}[r, 0]" if self.kinds[p] == ROW else f"in{i}[0, 0]"
+            if self.kinds[p] in (ROW, SCALAR):  # a scalar input comes as a NumPy scalar
+                row_names[p] = f"in{i}[r, 0]" if self.kinds[p] == ROW else f"in{i}"
         for n in self.early:
             k = self._index[n]
             self._extreme(lines, n, f"red_{k}", f"in{params.index(n.inputs[0])}[r]", f"in{params.index(n.inputs[0])}[r, {{}}]")
@@ -139,7 +147,11 @@ class RowKernel:
             return
         lines.add(f"{name} = {element.format(0)}", comment)
         lines.add("for j in range(1, COLS):")
-        lines.add(f"    {name} = {reducers.combine(node, name, element.format('j'))}")
+        # NaN-propagating, as scalar_lib's _maximum/_minimum, written out: numba inlines a
+        # helper at each call site at some cost to the compile
+        better = ">" if node.op == "max" else "<"
+        lines.add(f"    {name}_x = {element.format('j')}")
+        lines.add(f"    {name} = {name} if ({name} {better} {name}_x or {name} != {name}) else {name}_x")
 
     def _stored_values(self) -> list[Value]:
         """Full values computed in one phase and read in a later one (not broadcasts of a

@@ -18,6 +18,10 @@ Expr = Callable[[list[str], dict[str, Any], DType], str]
 
 # Ops whose float32 form calls a fast vectorisable approximation (else libm's, `vector=False`).
 _TRANSCENDENTAL = {"exp", "log", "log1p", "expm1", "tanh", "sigmoid"}
+# libm's float32 functions called straight from the kernel (numba types math.exp of a float32
+# as expf), not through an inlined helper: numba inlines a helper at each call site, which
+# cost a softmax gradient's compile 10% (measured).
+_LIBM = {"exp", "log", "log1p", "expm1", "tanh"}
 
 
 def _call(fn: str) -> Expr:
@@ -102,7 +106,7 @@ def expression(op: str, args: list[str], attrs: dict[str, Any], dtype: DType,
     """Source computing one element of `op` over dtype `dtype` operands, or None (no codegen);
     `vector=False`: float32 transcendentals call libm (see the module's docstring)."""
     if not vector and op in _TRANSCENDENTAL and dtype.short == "f32":
-        return f"_f32_{op}_libm({args[0]})"
+        return f"math.{op}(_f32({args[0]}))" if op in _LIBM else f"_f32_{op}_libm({args[0]})"
     rule = EXPRESSIONS.get(op)
     if rule is None or dtype.short not in SUPPORTED_DTYPES:
         return None

@@ -245,34 +245,9 @@ def _f32_sigmoid(x):  # type: ignore[no-untyped-def]
     return mathlib._sigmoid_f32(_f32(x))
 
 
-# float32 transcendentals through libm (LLVM's intrinsics or the C library's float functions):
-# for values computed once per row and for rows narrower than a vector, where mathlib's forms
-# would not vectorise and would only cost their compile (scalar.py).
-@inline
-def _f32_exp_libm(x):  # type: ignore[no-untyped-def]
-    return math.exp(_f32(x))
-
-
-@inline
-def _f32_log_libm(x):  # type: ignore[no-untyped-def]
-    return math.log(_f32(x))
-
-
-@inline
-def _f32_log1p_libm(x):  # type: ignore[no-untyped-def]
-    return math.log1p(_f32(x))
-
-
-@inline
-def _f32_expm1_libm(x):  # type: ignore[no-untyped-def]
-    return math.expm1(_f32(x))
-
-
-@inline
-def _f32_tanh_libm(x):  # type: ignore[no-untyped-def]
-    return math.tanh(_f32(x))
-
-
+# float32 sigmoid through libm's exp (the other transcendentals call libm straight from the
+# kernel, scalar.py): for values computed once per row and for rows narrower than a vector,
+# where mathlib's forms would not vectorise and would only cost their compile.
 @inline
 def _f32_sigmoid_libm(x):  # type: ignore[no-untyped-def]
     e = math.exp(-abs(_f32(x)))  # never overflows

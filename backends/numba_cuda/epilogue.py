@@ -65,7 +65,7 @@ class Epilogue:
             lines.add(f"{name} = {args[a.param]}[{_index(a, self.space)}]")
             return name
 
-        writer = _WritingWriter(lines, load, dict(zip(self.targets, variables)))
+        writer = _WritingWriter(lines, load, dict(zip(self.targets, variables)), set(self.inputs))
         writer.names.update(names)
         stores = [(o, writer.value(r), r) for o, r in zip(outs, self.body.results)]
         stores += [(variables[k], writer.value(t.out), t.out) for k, t in enumerate(self.targets)]
@@ -79,11 +79,15 @@ class Epilogue:
 class _WritingWriter(ElementWriter):
     """An element writer that also computes assignments' new values."""
 
-    def __init__(self, lines: Lines, load, variables: dict[Node, str]):  # type: ignore[no-untyped-def]
+    def __init__(self, lines: Lines, load, variables: dict[Node, str], reads: set[Value]):  # type: ignore[no-untyped-def]
         super().__init__(lines, load)
         self.variables = variables
+        self.reads = reads  # values read from memory: an index-only op there is done by the read's index map
 
     def value(self, v: Value) -> str:
+        if v in self.reads and v not in self.names:
+            self.names[v] = self.load(v)
+            return self.names[v]
         node = v.node
         if node.op not in WRITES or v in self.names:
             return super().value(v)

@@ -172,7 +172,7 @@ def _accesses(body: Graph, steps: Sequence[tuple[Node, tuple[int, ...]]], inputs
     for node, positions in steps:
         if len(positions) != 1 and node.op not in SHAPE_OPERAND:
             raise NotImplementedError(f"{node.op} with a shape operand")
-        others = [np.zeros(maps[v].shape, np.int64) for v in node.inputs[1:]]
+        others = [np.zeros(maps[v].shape if v in maps else _shape(v), np.int64) for v in node.inputs[1:]]  # shapes only
         maps[node.out] = np.asarray(get_op(node.op).reference(maps[node.inputs[0]], *others, **node.attr_dict))
         origin[node.out] = origin[node.inputs[0]]
     return [_affine(maps[v], origin[v], space, size) for v in inputs]
