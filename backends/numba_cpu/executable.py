@@ -21,17 +21,19 @@ from tfjit.ir.graph import Graph, Node, Value
 from tfjit.ops.registry import Fusion, get_op
 from tfjit.runtime.state import RuntimeState
 
-from . import contraction, control_flow, conv, gemm_update, layout, loop, pool, reduction
+from . import contraction, control_flow, conv, gemm_update, layout, loop, pool, reduction, split_contraction
 from .buffers import POOL
 from .sink_concats import sink_concats
 from .sink_reads import sink_reads
+from .sink_splits import sink_splits
 
 
 class NumbaExecutable:
     def __init__(self, graph: Graph):
         # sink_reads: so optimizer kernels update their slots in place; sink_concats: so a
-        # pointwise convolution reads a concat's pieces instead of a copy of them
-        self.graph = graph = sink_concats(sink_reads(graph))
+        # pointwise convolution reads a concat's pieces instead of a copy of them; sink_splits:
+        # so an RNN cell's product, gate split and gate math run as one kernel
+        self.graph = graph = sink_splits(sink_concats(sink_reads(graph)))
         self.kernels: list[tuple[Node, Any]] = [(n, _kernel_for(n)) for n in graph.nodes]
         self._step, self._filename = _generate_step(graph, [k for _, k in self.kernels])
 
@@ -177,12 +179,15 @@ def _call_kernel(node: Node, kernel: Any, inputs: list[np.ndarray], state: Runti
     return tuple(out)
 
 
+_WRITES_INTO = (loop.LoopKernel, split_contraction.SplitContractionKernel)  # kernels taking `into=`
+
+
 def _placed_concats(graph: Graph, kernels: list[Any]) -> dict[Node, dict[Value, str]]:
-    """Concats whose inputs the loop kernels producing them write straight into the concat's
+    """Concats whose inputs the kernels producing them write straight into the concat's
     result, each input into its block (an unrolled RNN's hidden states, stacked for the next
     layer's merged product, are then never copied): per concat, each input's index into the
     result. Only blocks that are contiguous qualify (every dim before the axis is 1), and an
-    input produced by a loop kernel of this step, not placed into another concat already."""
+    input produced by a kernel of this step taking `into=`, not placed into another concat already."""
     producer = {v: (node, kernel) for node, kernel in zip(graph.nodes, kernels) for v in node.outputs}
     placed: set[Value] = set()
     out: dict[Node, dict[Value, str]] = {}
@@ -193,7 +198,7 @@ def _placed_concats(graph: Graph, kernels: list[Any]) -> dict[Node, dict[Value, 
         axis = node.attr("axis") % len(shape)
         sizes = [v.type.shape[axis] if v.type.is_fully_defined else 0 for v in node.inputs]
         if any(d != 1 for d in shape[:axis]) or 0 in sizes or len(set(node.inputs)) != len(node.inputs) \
-                or any(v in placed or not isinstance(producer.get(v, (None, None))[1], loop.LoopKernel)
+                or any(v in placed or not isinstance(producer.get(v, (None, None))[1], _WRITES_INTO)
                        for v in node.inputs):
             continue
         starts = np.cumsum([0] + sizes)

@@ -1,0 +1,211 @@
+"""A matmul, its epilogue, a split of the result along its columns and the elementwise math
+on the pieces, as one kernel run in column blocks, one block per core.
+
+An RNN cell is `gates = h @ W + xW + b`, `split(gates, 4, axis=1)` and elementwise gate math
+on the four (batch, hidden) pieces. Run as three kernels, the product is threaded by
+OpenBLAS and the gate math (a fifth of the cell) runs on one core. Here hidden columns
+j0:j1 are one block: the product's columns j0:j1 of each piece (a single-threaded GEMM per
+piece, on the block's fixed share of W, which stays in that core's cache across the steps),
+then the epilogue and the gate math for those columns while they are in cache, each result
+written once. The blocks run on the calling thread and blas's pool helpers (`blas.run_blocks`).
+
+Covered: a float32/float64 2-D matmul; elementwise epilogues whose inputs are the product's
+shape, a row or column of it, or one element; a split along the last axis into equal pieces;
+elementwise math at the pieces' shape, inputs likewise, results at that shape. Anything else
+is declined (`build` returns None) and the body runs node by node.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from tfjit.ir.graph import Graph, Node, Value
+
+from . import blas
+from .buffers import POOL
+from .codegen import ElementWriter, Lines, supported
+from .compile import compile_kernel
+
+FULL, ROW, COLUMN, SCALAR = "full", "row", "column", "scalar"
+_IDENTITY = ("identity", "stop_gradient")  # the only re-indexing ops allowed in the bodies
+
+
+class SplitContractionKernel:
+    """`kernel(*arrays, into=()) -> results` for a body matmul -> epilogue -> split -> elementwise."""
+
+    returns_tuple = True
+
+    def __init__(self, plan: "_Plan", name: str):
+        body, matmul, split = plan.body, plan.matmul, plan.split
+        self.name = name
+        self.transpose = (bool(matmul.attr("transpose_a")), bool(matmul.attr("transpose_b")))
+        self.product_shape = tuple(matmul.types[0].shape)
+        self.dtype = matmul.types[0].dtype.np_dtype
+        self._operands = [body.params.index(v) for v in matmul.inputs]
+        self._inputs = [(body.params.index(v), kind) for v, (kind, _) in plan.kinds.items()]
+        self._out_types = [(tuple(r.type.shape), r.type.dtype.np_dtype) for r in body.results]
+        self.source = f"# {name}: product columns through BLAS, then the math on them\n" + plan.source
+        self._kernel = compile_kernel(plan.source, "kernel", prelude="from tfjit.backends.numba_cpu.gemm import matmul\n")
+        a = matmul.inputs[0].type.shape
+        m, k = a[::-1] if self.transpose[0] else a
+        self._blocks = blas.column_blocks(split.types[0].shape[-1], 2.0 * m * k * self.product_shape[1])
+
+    def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
+        a, b = (args[i] for i in self._operands)
+        a = a.T if self.transpose[0] else a
+        b = b.T if self.transpose[1] else b
+        arrays = [_view(np.asarray(args[i]), kind) for i, kind in self._inputs]
+        given = dict(into)
+        outs = [given[i] if i in given else POOL.empty(shape, dtype) for i, (shape, dtype) in enumerate(self._out_types)]
+        acc = POOL.empty(self.product_shape, self.dtype)
+        call = functools.partial(self._kernel, a, b, *arrays, acc, *outs)
+        blas.run_blocks([functools.partial(call, j0, j1) for j0, j1 in self._blocks])
+        return tuple(outs)
+
+
+def _view(a: np.ndarray, kind: str) -> np.ndarray:
+    """An input as the kernel reads it: 2-D with contiguous rows, a 1-D row, a column, or 0-d."""
+    if kind == SCALAR:
+        return a.reshape(())
+    if kind == ROW:
+        return np.ascontiguousarray(a.reshape(-1))
+    if kind == COLUMN:
+        return a.reshape(-1, 1)
+    return a if a.strides[-1] == a.itemsize else np.ascontiguousarray(a)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    body: Graph
+    matmul: Node
+    split: Node
+    kinds: dict[Value, tuple[str, tuple[int, int]]]  # each input the math reads: how, in which space
+    source: str
+
+
+def build(body: Graph, name: str) -> SplitContractionKernel | None:
+    """The kernel for a contraction body of this form (see the module docstring), or None."""
+    found = plan(body)
+    return None if found is None else SplitContractionKernel(found, name)
+
+
+def plan(body: Graph) -> _Plan | None:
+    """How the kernel would run `body` (its source included, not compiled), or None where
+    the body is not of the covered form."""
+    matmuls = [n for n in body.nodes if n.op == "matmul"]
+    splits = [n for n in body.nodes if n.op == "split"]
+    if len(matmuls) != 1 or len(splits) != 1:
+        return None
+    matmul, split = matmuls[0], splits[0]
+    from .contraction import covered
+
+    if not covered(matmul) or len(matmul.types[0].shape) != 2 or any(len(v.type.shape) != 2 for v in matmul.inputs):
+        return None
+    m, n = matmul.types[0].shape
+    width = split.types[0].shape[-1] if split.types[0].shape else 0
+    if split.attr("axis") % 2 != 1 or len(split.inputs) != 1 or width * len(split.outputs) != n \
+            or any(tuple(t.shape) != (m, width) for t in split.types):
+        return None
+    order = body.nodes.index(split)
+    before = [x for x in body.nodes[:order] if x is not matmul]
+    after = body.nodes[order + 1:]
+    if body.nodes.index(matmul) > order or not all(r.node in after for r in body.results) or not after:
+        return None
+    rest = Graph(body.name, body.params, before + after, [])
+    if not supported(rest) or any(x.op in _INDEX_ONLY_OPS and x.op not in _IDENTITY for x in rest.nodes):
+        return None
+    spaces = [((m, n), before), ((m, width), after)]
+    if any(len(t.shape) != 2 and int(np.prod(t.shape)) != 1 or len(t.shape) == 2 and tuple(t.shape) != space
+           for space, nodes in spaces for x in nodes for t in x.types):
+        return None
+    if any(split in (v.node for v in x.inputs) for x in before) or matmul.out in (v for x in after for v in x.inputs):
+        return None  # the pieces feed the math after the split only; the product the math before it only
+    kinds: dict[Value, tuple[str, tuple[int, int]]] = {}
+    for space, nodes in spaces:
+        for v in (v for x in nodes for v in x.inputs if v.node.op == "param"):
+            kind = _kind(v.type.shape, space)
+            seen = kinds.setdefault(v, (kind, space)) if kind is not None else None
+            if seen is None or seen != (kind, space) and not (kind == seen[0] == SCALAR):
+                return None  # read differently before and after the split: only one element can be
+    try:
+        return _Plan(body, matmul, split, kinds, _source(body, matmul, split, kinds))
+    except NotImplementedError:  # an op without an element form at this dtype
+        return None
+
+
+_INDEX_ONLY_OPS = {"broadcast_to", "expand_dims", "squeeze", "reshape", "unreduce", "identity", "stop_gradient"}
+
+
+def _kind(shape: tuple[int, ...], space: tuple[int, int]) -> str | None:
+    """How an input of `shape` broadcasts against a 2-D space, or None."""
+    if int(np.prod(shape)) == 1:
+        return SCALAR
+    if tuple(shape) == space:
+        return FULL
+    if tuple(shape) in ((space[1],), (1, space[1])):
+        return ROW
+    if tuple(shape) == (space[0], 1):
+        return COLUMN
+    return None
+
+
+def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str, tuple[int, int]]]) -> str:
+    lines = Lines()
+    inputs = {v: f"q{i}" for i, v in enumerate(kinds)}
+    outs = [f"o{i}" for i in range(len(body.results))]
+    width = split.types[0].shape[-1]
+    lines.add(f"def kernel(a, b, {''.join(q + ', ' for q in inputs.values())}acc, {', '.join(outs)}, j0, j1):")
+    lines.indent()
+    lines.add(f"for p in range({len(split.outputs)}):")
+    lines.indent()
+    lines.add(f"lo = p * {width} + j0")
+    lines.add("matmul(a, b[:, lo:lo + j1 - j0], acc[:, lo:lo + j1 - j0], 0.0)")
+    lines.dedent()
+    for v, q in inputs.items():
+        if kinds[v][0] == SCALAR:
+            lines.add(f"{q}s = {q}[()]")
+    lines.add("for i in range(acc.shape[0]):")
+    lines.indent()
+    lines.add("accr = _contiguous_row(acc[i])")
+    for v, q in inputs.items():
+        kind = kinds[v][0]
+        if kind == FULL:
+            lines.add(f"{q}r = _contiguous_row({q}[i])")
+        elif kind == COLUMN:
+            lines.add(f"{q}s = {q}[i, 0]")
+    for o in outs:
+        lines.add(f"{o}r = {o}[i]")
+    lines.add("for j in range(j0, j1):")
+    lines.indent()
+    loaded: dict[tuple[int, Value], str] = {}
+
+    def loader(piece: int | None) -> Callable[[Value], str]:
+        offset = "" if piece is None else f" + {piece * width}"
+
+        def load(v: Value) -> str:
+            key = (-1 if piece is None else piece, v)
+            if key not in loaded:
+                q, kind = inputs[v], kinds[v][0]
+                if kind in (SCALAR, COLUMN):
+                    loaded[key] = f"{q}s"
+                else:
+                    name = f"{q}_{len(loaded)}"
+                    lines.add(f"{name} = {q}{'r' if kind == FULL else ''}[j{offset}]")
+                    loaded[key] = name
+            return loaded[key]
+        return load
+
+    pieces: dict[Value, str] = {}
+    for p, piece in enumerate(split.outputs):
+        writer = ElementWriter(lines, loader(p), prefix=f"e{p}_")
+        writer.names[matmul.out] = f"m{p}"
+        lines.add(f"m{p} = accr[j + {p * width}]")
+        pieces[piece] = writer.value(split.inputs[0])
+    writer = ElementWriter(lines, loader(None), prefix="g")
+    writer.names.update(pieces)
+    for o, r in zip(outs, body.results):
+        lines.add(f"{o}r[j] = {writer.value(r)}")
+    return lines.source()
