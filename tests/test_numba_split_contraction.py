@@ -40,9 +40,11 @@ def _lstm(batch, inputs, hidden, steps, dtype=tf.float32):
     return hs, c, feeds
 
 
-@pytest.mark.parametrize("batch, hidden, blocks", [(5, 24, 1), (64, 128, 2)])
-def test_lstm_cells_give_the_references_values_in_one_or_two_blocks(batch, hidden, blocks):
-    """(5, 24): one block (a small product); (64, 128): 2*64*128*512 flops, a block per core."""
+@pytest.mark.parametrize("batch, hidden, blocks, packed", [(5, 24, 1, False), (64, 128, 2, True), (64, 136, 2, False)])
+def test_lstm_cells_give_the_references_values_in_one_or_two_blocks(batch, hidden, blocks, packed):
+    """(5, 24): one block (a small product); (64, 128): 2*64*128*512 flops, a block per core,
+    the weight packed by blocks; (64, 136): two unequal blocks (edges on 16 columns), a GEMM
+    per piece and block."""
     hs, c, feeds = _lstm(batch, 16, hidden, 3)
     got, want, exe = both([tf.concat(hs, 0), c], feeds)
     assert_same(got, want, rtol=1e-5, atol=1e-5)
@@ -50,6 +52,8 @@ def test_lstm_cells_give_the_references_values_in_one_or_two_blocks(batch, hidde
     assert len(kernels) == 3  # every step's product, split and gate math: one kernel
     if blas._POOL.helpers:
         assert {len(k._blocks) for k in kernels} == {blocks}
+        transposes = [n for n in exe.graph.nodes if n.op == "transpose"]
+        assert len(transposes) == packed  # one packed weight, shared by the three steps
     assert not [n for n, _ in exe.kernels if n.op == "split" and n.inputs[0].type.shape == (batch, 4 * hidden)]
     assert "into=" in "".join(linecache.getlines(exe._filename))  # the h's written into the concat
 

@@ -109,7 +109,7 @@ def build(node: Node) -> ContractionKernel | None:
     the body is not one it covers."""
     body = node.attr("body")
     if any(n.op == "split" for n in body.nodes):  # a split's pieces and their math (sink_splits)
-        return split_contraction.build(body, node.name or "contraction")
+        return split_contraction.build(body, node.name or "contraction", node.attr("block_width"))
     matmuls = [n for n in body.nodes if n.op == "matmul"]
     if len(matmuls) != 1 or not covered(matmuls[0]):
         return None

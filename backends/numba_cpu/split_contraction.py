@@ -44,14 +44,18 @@ class SplitContractionKernel:
         self.transpose = (bool(matmul.attr("transpose_a")), bool(matmul.attr("transpose_b")))
         self.product_shape = tuple(matmul.types[0].shape)
         self.dtype = matmul.types[0].dtype.np_dtype
-        self._operands = [body.params.index(v) for v in matmul.inputs]
+        # with a packed weight (sink_splits) the product reads it, the body's last param
+        self._operands = [body.params.index(matmul.inputs[0]),
+                          len(body.params) - 1 if plan.block_width else body.params.index(matmul.inputs[1])]
         self._inputs = [(body.params.index(v), kind) for v, (kind, _) in plan.kinds.items()]
         self._out_types = [(tuple(r.type.shape), r.type.dtype.np_dtype) for r in body.results]
         self.source = f"# {name}: product columns through BLAS, then the math on them\n" + plan.source
         self._kernel = compile_kernel(plan.source, "kernel", prelude="from tfjit.backends.numba_cpu.gemm import matmul\n")
         a = matmul.inputs[0].type.shape
         m, k = a[::-1] if self.transpose[0] else a
-        self._blocks = blas.column_blocks(split.types[0].shape[-1], 2.0 * m * k * self.product_shape[1])
+        width = split.types[0].shape[-1]
+        self._blocks = ([(j0, j0 + plan.block_width) for j0 in range(0, width, plan.block_width)] if plan.block_width
+                        else blas.column_blocks(width, 2.0 * m * k * self.product_shape[1]))
 
     def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
         a, b = (args[i] for i in self._operands)
@@ -84,15 +88,17 @@ class _Plan:
     split: Node
     kinds: dict[Value, tuple[str, tuple[int, int]]]  # each input the math reads: how, in which space
     source: str
+    block_width: int | None  # the blocks of a packed weight (sink_splits), or None
 
 
-def build(body: Graph, name: str) -> SplitContractionKernel | None:
-    """The kernel for a contraction body of this form (see the module docstring), or None."""
-    found = plan(body)
+def build(body: Graph, name: str, block_width: int | None = None) -> SplitContractionKernel | None:
+    """The kernel for a contraction body of this form (see the module docstring), or None.
+    `block_width`: the body's last param is the weight packed for blocks of that many columns."""
+    found = plan(body, block_width)
     return None if found is None else SplitContractionKernel(found, name)
 
 
-def plan(body: Graph) -> _Plan | None:
+def plan(body: Graph, block_width: int | None = None) -> _Plan | None:
     """How the kernel would run `body` (its source included, not compiled), or None where
     the body is not of the covered form."""
     matmuls = [n for n in body.nodes if n.op == "matmul"]
@@ -131,7 +137,8 @@ def plan(body: Graph) -> _Plan | None:
             if seen is None or seen != (kind, space) and not (kind == seen[0] == SCALAR):
                 return None  # read differently before and after the split: only one element can be
     try:
-        return _Plan(body, matmul, split, kinds, _source(body, matmul, split, kinds))
+        return _Plan(body, matmul, split, kinds, _source(body, matmul, split, kinds, block_width is not None),
+                     block_width)
     except NotImplementedError:  # an op without an element form at this dtype
         return None
 
@@ -152,11 +159,13 @@ def _kind(shape: tuple[int, ...], space: tuple[int, int]) -> str | None:
     return None
 
 
-def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str, tuple[int, int]]]) -> str:
+def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str, tuple[int, int]]],
+            packed: bool) -> str:
     """The kernel for columns j0:j1 of every piece. Each array is read through contiguous 1-D
     slices indexed from 0 (one per piece for the math before the split): indexed so, numba
     knows no index is negative and the loop vectorises (an offset index `j + 256` from an
-    unknown start did not, and ran the gate math 5-10x slower, measured)."""
+    unknown start did not, and ran the gate math 5-10x slower, measured). With a `packed`
+    weight, block j0:j1's columns of every piece are columns P*j0:P*j1 of it, and of `acc`."""
     lines = Lines()
     inputs = {v: f"q{i}" for i, v in enumerate(kinds)}
     outs = [f"o{i}" for i in range(len(body.results))]
@@ -164,11 +173,14 @@ def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str
     pieces = len(split.outputs)
     lines.add(f"def kernel(a, b, {''.join(q + ', ' for q in inputs.values())}acc, {', '.join(outs)}, j0, j1):")
     lines.indent()
-    lines.add(f"for p in range({pieces}):")
-    lines.indent()
-    lines.add(f"lo = p * {width} + j0")
-    lines.add("matmul(a, b[:, lo:lo + j1 - j0], acc[:, lo:lo + j1 - j0], 0.0)")
-    lines.dedent()
+    if packed:
+        lines.add(f"matmul(a, b[:, {pieces} * j0:{pieces} * j1], acc[:, {pieces} * j0:{pieces} * j1], 0.0)")
+    else:
+        lines.add(f"for p in range({pieces}):")
+        lines.indent()
+        lines.add(f"lo = p * {width} + j0")
+        lines.add("matmul(a, b[:, lo:lo + j1 - j0], acc[:, lo:lo + j1 - j0], 0.0)")
+        lines.dedent()
 
     def offsets(v: Value) -> list[int]:  # where each piece's columns start in the input
         return [p * width for p in range(pieces)] if kinds[v][1][1] != width else [0]
@@ -182,8 +194,9 @@ def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str
                 lines.add(f"{q}_{at} = _contiguous_row({q}[{at} + j0:{at} + j1])")
     lines.add("for i in range(acc.shape[0]):")
     lines.indent()
-    for at in range(0, pieces * width, width):
-        lines.add(f"acc_{at} = _contiguous_row(acc[i, {at} + j0:{at} + j1])")
+    for p, at in enumerate(range(0, pieces * width, width)):
+        cols = f"{pieces} * j0 + {p} * (j1 - j0):{pieces} * j0 + {p + 1} * (j1 - j0)" if packed else f"{at} + j0:{at} + j1"
+        lines.add(f"acc_{at} = _contiguous_row(acc[i, {cols}])")
     for v, q in inputs.items():
         kind = kinds[v][0]
         if kind == FULL:
