@@ -40,11 +40,14 @@ def _lstm(batch, inputs, hidden, steps, dtype=tf.float32):
     return hs, c, feeds
 
 
+@pytest.mark.parametrize("way", blas.WAYS)
 @pytest.mark.parametrize("batch, hidden, blocks, packed", [(5, 24, 1, False), (64, 128, 2, True), (64, 136, 2, False)])
-def test_lstm_cells_give_the_references_values_in_one_or_two_blocks(batch, hidden, blocks, packed):
+def test_lstm_cells_give_the_references_values_in_one_or_two_blocks(monkeypatch, way, batch, hidden, blocks, packed):
     """(5, 24): one block (a small product); (64, 128): 2*64*128*512 flops, a block per core,
     the weight packed by blocks; (64, 136): two unequal blocks (edges on 16 columns), a GEMM
-    per piece and block."""
+    per piece and block. Each with the product on NumPy's threaded BLAS (then the math block
+    by block) or in the blocks themselves."""
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
     hs, c, feeds = _lstm(batch, 16, hidden, 3)
     got, want, exe = both([tf.concat(hs, 0), c], feeds)
     assert_same(got, want, rtol=1e-5, atol=1e-5)

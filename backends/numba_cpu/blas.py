@@ -174,6 +174,15 @@ def column_blocks(width: int, flops: float) -> list[tuple[int, int]]:
     return list(zip(edges, edges[1:]))
 
 
+def chooser(key: tuple[Any, ...], char: str, flops: float) -> "_Chooser | None":
+    """The chooser between NumPy's threaded BLAS and blocks on our threads for the product of
+    a kernel that can run either way (shared by the kernels of one `key`), or None where only
+    the blocks can run."""
+    if flops < SMALL_GEMM_FLOPS or not _POOL.helpers or _numpy_gemm(char) is None:
+        return None
+    return _CHOOSERS.get(key) or _CHOOSERS.setdefault(key, _Chooser())
+
+
 def run_blocks(tasks: list[Callable[[], None]]) -> None:
     """Run independent calls (each releasing the GIL) on the calling thread and the pool's
     helpers; a helper that is late to start leaves its calls to the others."""

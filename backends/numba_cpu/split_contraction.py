@@ -17,6 +17,7 @@ is declined (`build` returns None) and the body runs node by node.
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -54,8 +55,11 @@ class SplitContractionKernel:
         a = matmul.inputs[0].type.shape
         m, k = a[::-1] if self.transpose[0] else a
         width = split.types[0].shape[-1]
+        flops = 2.0 * m * k * self.product_shape[1]
         self._blocks = ([(j0, j0 + plan.block_width) for j0 in range(0, width, plan.block_width)] if plan.block_width
-                        else blas.column_blocks(width, 2.0 * m * k * self.product_shape[1]))
+                        else blas.column_blocks(width, flops))
+        key = ("split", *self.product_shape, k, self.transpose, tuple(self._blocks))
+        self._chooser = blas.chooser(key, self.dtype.char, flops) if len(self._blocks) > 1 else None
 
     def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
         a, b = (args[i] for i in self._operands)
@@ -66,7 +70,16 @@ class SplitContractionKernel:
         outs = [given[i] if i in given else POOL.empty(shape, dtype) for i, (shape, dtype) in enumerate(self._out_types)]
         acc = POOL.empty(self.product_shape, self.dtype)
         call = functools.partial(self._kernel, a, b, *arrays, acc, *outs)
-        blas.run_blocks([functools.partial(call, j0, j1) for j0, j1 in self._blocks])
+        way = self._chooser.pick() if self._chooser else "blocks"
+        start = time.perf_counter()
+        if way == "threaded":  # the whole product on NumPy's threaded BLAS, then the math block by block
+            np.matmul(a, b, out=acc)
+            for j0, j1 in self._blocks:
+                call(j0, j1, False)
+        else:
+            blas.run_blocks([functools.partial(call, j0, j1, True) for j0, j1 in self._blocks])
+        if self._chooser:
+            self._chooser.record(way, time.perf_counter() - start)
         return tuple(outs)
 
 
@@ -171,7 +184,9 @@ def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str
     outs = [f"o{i}" for i in range(len(body.results))]
     width = split.types[0].shape[-1]
     pieces = len(split.outputs)
-    lines.add(f"def kernel(a, b, {''.join(q + ', ' for q in inputs.values())}acc, {', '.join(outs)}, j0, j1):")
+    lines.add(f"def kernel(a, b, {''.join(q + ', ' for q in inputs.values())}acc, {', '.join(outs)}, j0, j1, product):")
+    lines.indent()
+    lines.add("if product:")  # else the caller computed the product
     lines.indent()
     if packed:
         lines.add(f"matmul(a, b[:, {pieces} * j0:{pieces} * j1], acc[:, {pieces} * j0:{pieces} * j1], 0.0)")
@@ -181,6 +196,7 @@ def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str
         lines.add(f"lo = p * {width} + j0")
         lines.add("matmul(a, b[:, lo:lo + j1 - j0], acc[:, lo:lo + j1 - j0], 0.0)")
         lines.dedent()
+    lines.dedent()
 
     def offsets(v: Value) -> list[int]:  # where each piece's columns start in the input
         return [p * width for p in range(pieces)] if kinds[v][1][1] != width else [0]
