@@ -164,34 +164,6 @@ def _blocks(block: Callable[[int, int, int, int], None], m: int, n: int, k: int,
     return [functools.partial(block, 0, m, j0, j1) for j0, j1 in spans]
 
 
-def column_blocks(width: int, flops: float) -> list[tuple[int, int]]:
-    """Column ranges of `width` columns splitting work of `flops` over the calling thread and
-    the pool's helpers (one range per thread, edges on whole vectors); one range for work
-    below SMALL_GEMM_FLOPS."""
-    if flops < SMALL_GEMM_FLOPS or _POOL.helpers == 0:
-        return [(0, width)]
-    edges = _edges(width, _POOL.helpers + 1)
-    return list(zip(edges, edges[1:]))
-
-
-def chooser(key: tuple[Any, ...], char: str, flops: float) -> "_Chooser | None":
-    """The chooser between NumPy's threaded BLAS and blocks on our threads for the product of
-    a kernel that can run either way (shared by the kernels of one `key`), or None where only
-    the blocks can run."""
-    if flops < SMALL_GEMM_FLOPS or not _POOL.helpers or _numpy_gemm(char) is None:
-        return None
-    return _CHOOSERS.get(key) or _CHOOSERS.setdefault(key, _Chooser())
-
-
-def run_blocks(tasks: list[Callable[[], None]]) -> None:
-    """Run independent calls (each releasing the GIL) on the calling thread and the pool's
-    helpers; a helper that is late to start leaves its calls to the others."""
-    if len(tasks) == 1:
-        tasks[0]()
-    else:
-        _POOL.run(tasks)
-
-
 class _Chooser:
     """Picks the faster way to run one product shape, by measurement: NumPy's threaded
     OpenBLAS (fastest on an idle machine) or the block pool (far faster when other processes

@@ -23,7 +23,6 @@ import numpy as np
 from tfjit.ir.graph import Graph, Node, Value
 from tfjit.ops.registry import get_op
 
-from . import split_contraction
 from .blas import matmul_into
 from .buffers import POOL
 from .codegen import supported
@@ -109,7 +108,9 @@ def build(node: Node) -> ContractionKernel | None:
     the body is not one it covers."""
     body = node.attr("body")
     if any(n.op == "split" for n in body.nodes):  # a split's pieces and their math (sink_splits)
-        return split_contraction.build(body, node.name or "contraction", node.attr("block_width"))
+        from . import split_contraction
+
+        return split_contraction.build(body, node.name or "contraction")
     matmuls = [n for n in body.nodes if n.op == "matmul"]
     if len(matmuls) != 1 or not covered(matmuls[0]):
         return None

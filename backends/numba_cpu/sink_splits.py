@@ -3,23 +3,14 @@ contraction kernel (an RNN cell's product, gate split and gate math become one k
 
 Fusion keeps the three apart (a split has several results, and the gate math runs at the
 pieces' shape, not the product's); in this backend `split_contraction` runs them as one
-kernel in column blocks, one per core. The rewrite applies only where that kernel takes the
-merged body: the contraction's only result feeds the split alone, and every piece feeds that
-one loop kernel alone.
-
-Where the kernel runs in several equal blocks, each block's columns of the weight (a slice
-of every piece) are packed next to each other once per run (`_packed_weight`: a reshape,
-transpose and reshape, shared by all the cells reading that weight), so a block's product is
-one GEMM instead of one per piece: 4 GEMMs of 64x256x128 took 225 us against 200 us for one
-of 64x256x512 (measured). The merged node then takes the packed weight as its last input,
-its attribute `block_width` naming the blocks it was packed for.
+kernel. The rewrite applies only where that kernel takes the merged body: the contraction's
+only result feeds the split alone, and every piece feeds that one loop kernel alone.
 """
 from __future__ import annotations
 
 from tfjit.ir.graph import Graph, Node, Value
-from tfjit.ir.types import TensorType
 
-from . import blas, split_contraction
+from . import split_contraction
 
 
 def sink_splits(graph: Graph) -> Graph:
@@ -54,7 +45,6 @@ def sink_splits(graph: Graph) -> Graph:
         return graph
     mapping: dict[Value, Value] = {}
     nodes = []
-    packed: dict[tuple[Value, int, int], Value] = {}  # (weight, pieces, block width) -> packed weight
     for node in graph.nodes:
         if node in dropped:
             continue
@@ -62,8 +52,6 @@ def sink_splits(graph: Graph) -> Graph:
         inputs = tuple(mapping.get(v, v) for v in new.inputs)
         if inputs != new.inputs:
             new = new.evolve(inputs=inputs)
-        if node in merged:
-            new = _with_packed_weight(new, packed, nodes)
         mapping.update(zip(node.outputs, new.outputs))
         nodes.append(new)
     return Graph(graph.name, list(graph.params), nodes, [mapping.get(r, r) for r in graph.results])
@@ -95,34 +83,3 @@ def _merged(product: Node, split: Node, loop: Node) -> Node:
     return Node("fused", tuple(inputs), (("body", body), ("kind", "contraction")), loop.types,
                 device=product.device, loc=product.loc, name=product.name)
 
-
-def _with_packed_weight(node: Node, packed: dict[tuple[Value, int, int], Value], nodes: list[Node]) -> Node:
-    """The merged node taking its weight packed by blocks (nodes computing it appended to
-    `nodes` on first use), or the node itself where it runs in one block, in unequal blocks,
-    or reads its weight transposed."""
-    body: Graph = node.attr("body")
-    found = split_contraction.plan(body)
-    assert found is not None
-    matmul, split = found.matmul, found.split
-    (m, n), k = matmul.types[0].shape, matmul.inputs[1].type.shape[0]
-    width, pieces = split.types[0].shape[-1], len(split.outputs)
-    blocks = blas.column_blocks(width, 2.0 * m * k * n)
-    block = blocks[0][1]
-    if len(blocks) == 1 or matmul.attr("transpose_b") or any(j1 - j0 != block for j0, j1 in blocks):
-        return node
-    weight = node.inputs[body.params.index(matmul.inputs[1])]
-    key = (weight, pieces, block)
-    if key not in packed:
-        dtype = weight.type.dtype
-        split4 = Node("reshape", (weight,), (("shape", (k, pieces, len(blocks), block)),),
-                      (TensorType(dtype, (k, pieces, len(blocks), block)),), name=f"{node.name}/packed")
-        swapped = Node("transpose", (split4.out,), (("perm", (0, 2, 1, 3)),),
-                       (TensorType(dtype, (k, len(blocks), pieces, block)),), name=f"{node.name}/packed")
-        flat = Node("reshape", (swapped.out,), (("shape", (k, n)),), (TensorType(dtype, (k, n)),),
-                    name=f"{node.name}/packed")
-        nodes.extend((split4, swapped, flat))
-        packed[key] = flat.out
-    param = Node("param", (), (("index", len(body.params)),), (weight.type,)).out
-    body = Graph(body.name, [*body.params, param], list(body.nodes), list(body.results))
-    attrs = tuple((a, body if a == "body" else v) for a, v in node.attrs) + (("block_width", block),)
-    return node.evolve(inputs=(*node.inputs, packed[key]), attrs=attrs)
