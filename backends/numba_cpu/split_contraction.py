@@ -29,7 +29,7 @@ import numpy as np
 from tfjit.ir.graph import Graph, Node, Value
 
 from .buffers import POOL
-from .codegen import ElementWriter, Lines, supported
+from .codegen import INDEX_ONLY, ElementWriter, Lines, supported
 from .compile import compile_kernel
 from .contraction import covered, product
 
@@ -110,14 +110,15 @@ def plan(body: Graph) -> _Plan | None:
     if body.nodes.index(matmul) > order or not all(r.node in after for r in body.results) or not after:
         return None
     rest = Graph(body.name, body.params, before + after, [])
-    if not supported(rest) or any(x.op in _INDEX_ONLY_OPS and x.op not in _IDENTITY for x in rest.nodes):
+    if not supported(rest) or any(x.op in INDEX_ONLY and x.op not in _IDENTITY for x in rest.nodes):
         return None
     spaces = [((m, n), before), ((m, width), after)]
     if any(len(t.shape) != 2 and int(np.prod(t.shape)) != 1 or len(t.shape) == 2 and tuple(t.shape) != space
            for space, nodes in spaces for x in nodes for t in x.types):
         return None
-    if any(split in (v.node for v in x.inputs) for x in before) or matmul.out in (v for x in after for v in x.inputs):
-        return None  # the pieces feed the math after the split only; the product the math before it only
+    if not _reads_only(before, {matmul.out}) or not _reads_only(after, set(split.outputs)) \
+            or not (split.inputs[0] == matmul.out or split.inputs[0].node in before):
+        return None
     kinds: dict[Value, tuple[str, tuple[int, int]]] = {}
     for space, nodes in spaces:
         for v in (v for x in nodes for v in x.inputs if v.node.op == "param"):
@@ -131,7 +132,11 @@ def plan(body: Graph) -> _Plan | None:
         return None
 
 
-_INDEX_ONLY_OPS = {"broadcast_to", "expand_dims", "squeeze", "reshape", "unreduce", "identity", "stop_gradient"}
+def _reads_only(nodes: list[Node], values: set[Value]) -> bool:
+    """Whether `nodes` read nothing but `values`, params, constants and each other's results
+    (the math before the split reads the product, the math after it the pieces)."""
+    inside = set(values) | {v for x in nodes for v in x.outputs}
+    return all(v in inside or v.node.op in ("param", "constant") for x in nodes for v in x.inputs)
 
 
 def _kind(shape: tuple[int, ...], space: tuple[int, int]) -> str | None:
