@@ -35,7 +35,7 @@ def sink_splits(graph: Graph) -> Graph:
         if not (product.op == "fused" and product.attr("kind") == "contraction" and len(product.outputs) == 1
                 and users.get(product.out) == [split] and product.out not in results and product not in controlled
                 and not product.control_inputs and loop.op == "fused" and loop.attr("kind") == "loop"
-                and loop not in merged):
+                and not loop.control_inputs and loop not in controlled and loop not in merged):
             continue
         node = _merged(product, split, loop)
         if split_contraction.plan(node.attr("body")) is not None:
