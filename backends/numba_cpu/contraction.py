@@ -112,6 +112,10 @@ def build(node: Node) -> ContractionKernel | None:
     """A contraction kernel for a fused `contraction` node without assignments, or None when
     the body is not one it covers."""
     body = node.attr("body")
+    if any(n.op == "split" for n in body.nodes):  # a split's pieces and their math (sink_splits)
+        from . import split_contraction
+
+        return split_contraction.build(body, node.name or "contraction")
     matmuls = [n for n in body.nodes if n.op == "matmul"]
     if len(matmuls) != 1 or not covered(matmuls[0]):
         return None

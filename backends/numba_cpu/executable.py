@@ -32,18 +32,20 @@ from tfjit.ops.registry import Fusion, get_op
 from tfjit.passes.plan_memory import MemoryPlan, plan
 from tfjit.runtime.state import RuntimeState
 
-from . import contraction, control_flow, conv, gemm_update, layout, loop, pool, reduction
+from . import contraction, control_flow, conv, gemm_update, layout, loop, pool, reduction, split_contraction
 from .buffers import POOL, Arena
 from .column import ColumnKernel
 from .sink_concats import sink_concats
 from .sink_reads import sink_reads
+from .sink_splits import sink_splits
 
 
 class NumbaExecutable:
     def __init__(self, graph: Graph):
         # sink_reads: so optimizer kernels update their slots in place; sink_concats: so a
-        # pointwise convolution reads a concat's pieces instead of a copy of them
-        self.graph = graph = sink_concats(sink_reads(graph))
+        # pointwise convolution reads a concat's pieces instead of a copy of them; sink_splits:
+        # so an RNN cell's product, gate split and gate math run as one kernel
+        self.graph = graph = sink_splits(sink_concats(sink_reads(graph)))
         self.kernels: list[tuple[Node, Any]] = [(n, _kernel_for(n)) for n in graph.nodes]
         kernels = [k for _, k in self.kernels]
         concats = _placed_concats(graph, kernels)
@@ -132,7 +134,7 @@ def kernel_sources(exe: NumbaExecutable, indent: str = "") -> str:
 # Kernels whose results are always arrays they compute (never an input or a view of one) and
 # that write them into arrays given as `into=((result index, array), ...)`.
 _INTO_KERNELS = (loop.LoopKernel, reduction.RowKernel, ColumnKernel, contraction.ContractionKernel,
-                 contraction.MatmulKernel)
+                 contraction.MatmulKernel, split_contraction.SplitContractionKernel)
 
 
 def _writes_into(kernel: Any) -> bool:
@@ -226,12 +228,15 @@ def _call_kernel(node: Node, kernel: Any, inputs: list[np.ndarray], state: Runti
     return tuple(out)
 
 
+_WRITES_BLOCKS = (loop.LoopKernel, split_contraction.SplitContractionKernel)  # kernels writing into a concat's blocks
+
+
 def _placed_concats(graph: Graph, kernels: list[Any]) -> dict[Node, dict[Value, str]]:
-    """Concats whose inputs the loop kernels producing them write straight into the concat's
+    """Concats whose inputs the kernels producing them write straight into the concat's
     result, each input into its block (an unrolled RNN's hidden states, stacked for the next
     layer's merged product, are then never copied): per concat, each input's index into the
     result. Only blocks that are contiguous qualify (every dim before the axis is 1), and an
-    input produced by a loop kernel of this step, not placed into another concat already."""
+    input produced by a kernel of this step taking `into=`, not placed into another concat already."""
     producer = {v: (node, kernel) for node, kernel in zip(graph.nodes, kernels) for v in node.outputs}
     placed: set[Value] = set()
     out: dict[Node, dict[Value, str]] = {}
@@ -242,7 +247,7 @@ def _placed_concats(graph: Graph, kernels: list[Any]) -> dict[Node, dict[Value, 
         axis = node.attr("axis") % len(shape)
         sizes = [v.type.shape[axis] if v.type.is_fully_defined else 0 for v in node.inputs]
         if any(d != 1 for d in shape[:axis]) or 0 in sizes or len(set(node.inputs)) != len(node.inputs) \
-                or any(v in placed or not isinstance(producer.get(v, (None, None))[1], loop.LoopKernel)
+                or any(v in placed or not isinstance(producer.get(v, (None, None))[1], _WRITES_BLOCKS)
                        for v in node.inputs):
             continue
         starts = np.cumsum([0] + sizes)

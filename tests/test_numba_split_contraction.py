@@ -1,0 +1,106 @@
+"""An RNN cell's product, gate split and gate math as one kernel (backends/numba_cpu/
+sink_splits.py, split_contraction.py): the reference backend's values for LSTM- and GRU-like
+cells, with tiny and large products (each way `blas` runs them); hidden states written
+straight into the concat stacking them; chains of another form left alone, same values."""
+from __future__ import annotations
+
+import linecache
+
+import numpy as np
+import pytest
+
+import tfjit as tf
+from tfjit.backends.numba_cpu import blas, executable, split_contraction
+
+from test_numba_backend import assert_same, both
+
+RNG = np.random.default_rng(11)
+
+
+def _merged(exe):
+    return [k for _, k in exe.kernels if isinstance(k, split_contraction.SplitContractionKernel)]
+
+
+def _lstm(batch, inputs, hidden, steps, dtype=tf.float32):
+    """An unrolled LSTM layer (BasicLSTMCell's math) and its feeds: (hs, c, feeds)."""
+    x = tf.placeholder(dtype, [steps, batch, inputs], name="x")
+    wx = tf.placeholder(dtype, [inputs, 4 * hidden], name="wx")
+    wh = tf.placeholder(dtype, [hidden, 4 * hidden], name="wh")
+    b = tf.placeholder(dtype, [4 * hidden], name="b")
+    h = c = tf.zeros([batch, hidden], dtype=dtype)
+    hs = []
+    for inp in tf.unstack(x, axis=0):
+        i, j, f, o = tf.split(tf.matmul(inp, wx) + tf.matmul(h, wh) + b, 4, axis=1)
+        c = c * tf.sigmoid(f + 1.0) + tf.sigmoid(i) * tf.tanh(j)
+        h = tf.tanh(c) * tf.sigmoid(o)
+        hs.append(h)
+    scale = 1.0 / np.sqrt(hidden)
+    feeds = {x: RNG.standard_normal((steps, batch, inputs)), wx: RNG.standard_normal((inputs, 4 * hidden)) * scale,
+             wh: RNG.standard_normal((hidden, 4 * hidden)) * scale, b: RNG.standard_normal(4 * hidden) * 0.1}
+    return hs, c, feeds
+
+
+@pytest.mark.parametrize("way", blas.WAYS)
+@pytest.mark.parametrize("batch, hidden", [(5, 24), (64, 128)])
+def test_lstm_cells_give_the_references_values(monkeypatch, way, batch, hidden):
+    """(5, 24): a tiny product; (64, 128): 2*64*128*512 flops, a large one, on NumPy's threaded
+    BLAS or in blocks on our threads (`way`)."""
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
+    assert (2 * batch * hidden * 4 * hidden >= blas.SMALL_GEMM_FLOPS) == (batch == 64)
+    hs, c, feeds = _lstm(batch, 16, hidden, 3)
+    got, want, exe = both([tf.concat(hs, 0), c], feeds)
+    assert_same(got, want, rtol=1e-5, atol=1e-5)
+    assert len(_merged(exe)) == 3  # every step's product, split and gate math: one kernel
+    assert not [n for n, _ in exe.kernels if n.op == "split" and n.inputs[0].type.shape == (batch, 4 * hidden)]
+    assert "into=" in "".join(linecache.getlines(exe._filename))  # the h's written into the concat
+
+
+def test_gru_like_cells_with_row_column_and_scalar_inputs_in_float64():
+    """Three pieces, a transposed weight, a bias row and a scalar before the split, a per-row
+    mask column and a full state after it."""
+    batch, hidden = 6, 20
+    x = tf.placeholder(tf.float64, [batch, 3 * hidden], name="x")
+    h = tf.placeholder(tf.float64, [batch, hidden], name="h")
+    w = tf.placeholder(tf.float64, [3 * hidden, hidden], name="w")  # used transposed
+    b = tf.placeholder(tf.float64, [1, 3 * hidden], name="b")
+    mask = tf.placeholder(tf.float64, [batch, 1], name="mask")
+    gates = (tf.matmul(h, w, transpose_b=True) + b) * 0.5 + x
+    r, z, n = tf.split(gates, 3, axis=1)
+    new = (1.0 - tf.sigmoid(z)) * tf.tanh(n * tf.sigmoid(r)) + tf.sigmoid(z) * h
+    out = mask * new + (1.0 - mask) * h
+    feeds = {x: RNG.standard_normal((batch, 3 * hidden)), h: RNG.standard_normal((batch, hidden)),
+             w: RNG.standard_normal((3 * hidden, hidden)), b: RNG.standard_normal((1, 3 * hidden)),
+             mask: (RNG.random((batch, 1)) > 0.3).astype(np.float64)}
+    got, want, exe = both([out], feeds)
+    assert_same(got, want, rtol=1e-12, atol=1e-12)
+    assert len(_merged(exe)) == 1
+
+
+def test_nan_and_inf_pass_through_the_gate_math_as_in_the_reference():
+    hs, c, feeds = _lstm(4, 8, 16, 2)
+    x = next(k for k in feeds if k.name.startswith("x"))
+    feeds[x][0, 1, 2] = np.nan
+    feeds[x][1, 2, 3] = np.inf
+    got, want, exe = both([hs[-1], c], feeds)
+    assert_same(got, want, rtol=1e-5, atol=1e-5)
+    assert np.isnan(got[0]).any() and len(_merged(exe)) == 2
+
+
+def test_chains_of_another_form_are_left_alone_with_the_same_values():
+    """A piece also fetched, a split along rows, and pieces at a broadcast shape: not merged."""
+    batch, hidden = 4, 8
+    a = tf.placeholder(tf.float32, [batch, hidden], name="a")
+    w = tf.placeholder(tf.float32, [hidden, 2 * hidden], name="w")
+    v = tf.placeholder(tf.float32, [2 * batch, hidden], name="v")
+    p, q = tf.split(tf.matmul(a, w) + 1.0, 2, axis=1)
+    fetched = [tf.tanh(p) * q, p]
+    top, bottom = tf.split(tf.matmul(v, w) * 2.0, 2, axis=0)
+    rows = tf.sigmoid(top) - bottom
+    s, t = tf.split(tf.matmul(a, w) - 1.0, 2, axis=1)
+    wide = tf.expand_dims(s, 0) * tf.expand_dims(t, 1)
+    feeds = {a: RNG.standard_normal((batch, hidden)), w: RNG.standard_normal((hidden, 2 * hidden)),
+             v: RNG.standard_normal((2 * batch, hidden))}
+    got, want, exe = both([*fetched, rows, wide], feeds)
+    assert_same(got, want, rtol=1e-5, atol=1e-5)
+    assert not _merged(exe)
+
