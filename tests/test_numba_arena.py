@@ -47,11 +47,11 @@ def _arena_arrays(exe):
     return [a for arena in exe._arenas for planned in arena.into for _, a in planned]
 
 
-def _lstm(steps, batch, width, stacked=False, gates_summed=False):
+def _lstm(steps, batch, width, stacked=False, gate_read_twice=False):
     """An unrolled LSTM cell: each step's product is split into four gate views that the
     cell's loop kernel reads while later kernels are computed. `stacked`: the hidden states
     concatenated and multiplied again (each cell's kernel then writes its h into the concat's
-    block, and its c into the arena). `gates_summed`: each output gate is also reduced into the
+    block, and its c into the arena). `gate_read_twice`: each output gate is also reduced into the
     result by a kernel of its own, so the split stays a node (views of the product, read by
     two kernels) rather than joining the product's kernel (sink_splits)."""
     x = tf.placeholder(tf.float32, [steps, batch, width], name="x")
@@ -67,11 +67,11 @@ def _lstm(steps, batch, width, stacked=False, gates_summed=False):
         hs.append(h)
     if stacked:
         return x, tf.reduce_sum(tf.matmul(tf.concat(hs, axis=0), w[:width]), axis=0)
-    return x, (h + 1e-3 * tf.add_n(gate_maxes) if gates_summed else h)
+    return x, (h + 1e-3 * tf.add_n(gate_maxes) if gate_read_twice else h)
 
 
 def test_views_keep_their_buffer_alive_across_later_kernels():
-    x, h = _lstm(steps=3, batch=4, width=8, gates_summed=True)
+    x, h = _lstm(steps=3, batch=4, width=8, gate_read_twice=True)
     exe, ref = _compiled([h], {x: np.zeros((3, 4, 8), np.float32)})
     planned = exe.memory.buffer_of
     splits = [n for n in exe.graph.nodes if n.op == "split"]
