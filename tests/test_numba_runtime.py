@@ -208,6 +208,25 @@ def test_batched_matmuls_and_broadcast_epilogue_operands_match_the_reference():
     _assert_same(got, want, tf.float32)
 
 
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+def test_a_product_plus_one_operand_adds_it_with_numpy_as_the_reference_does(dtype):
+    # a dense layer's bias with nothing after it (logits): no generated epilogue to compile
+    x = tf.placeholder(dtype, [5, 7])
+    w = tf.placeholder(dtype, [7, 3])
+    w2 = tf.placeholder(dtype, [3, 7])
+    b = tf.placeholder(dtype, [3])
+    c = tf.placeholder(dtype, [5, 1])
+    xv = RNG.standard_normal((5, 7))
+    xv[0, 0] = np.inf  # inf + -inf is NaN, without a warning
+    feed = {x: xv, w: np.abs(RNG.standard_normal((7, 3))), w2: RNG.standard_normal((3, 7)),
+            b: np.array([-np.inf, np.nan, 0.5]), c: RNG.standard_normal((5, 1))}
+    fetches = [tf.matmul(x, w) + b, c + tf.matmul(x, w2, transpose_b=True), tf.nn.relu(tf.matmul(w, w2) + 1.0)]
+    got, want, kernels = _both(fetches, feed)
+    assert [type(k.epilogue).__name__ for k in kernels] == ["AddEpilogue", "AddEpilogue", "LoopKernel"]
+    assert np.isnan(got[0][0, 0]) and np.isnan(got[0][:, 1]).all()
+    _assert_same(got, want, dtype)
+
+
 def test_uncovered_contractions_fall_back_to_the_reference():
     x = tf.placeholder(tf.int32, [4, 3])
     w = tf.placeholder(tf.int32, [3, 2])
