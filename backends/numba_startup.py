@@ -15,6 +15,12 @@ generated kernels do not have (measured on a first call of the MLP training step
 - Typing an array argument asks whether it is a `numpy.ma.MaskedArray`, and so imports
   numpy.ma (15 ms) on the process's first call with each new array type. Where numpy.ma was
   never imported no masked array can exist, so `install` types arrays without asking then.
+- Each compilation first refreshes numba's CPU context, whose first refresh imports and installs
+  the implementations of every feature numba has (typed containers, random generators,
+  polynomials, jitclasses, datetimes, complex math, strings...; 35-40 ms of a first call,
+  measured). While one of tfjit's functions compiles (its kernels and their helpers), the
+  refresh loads only what kernels use (`KERNEL_MODULES`); any other compilation gets numba's
+  whole refresh, which then loads the rest.
 
 Each step falls back to numba's own way where numba's internals differ from these (another
 numba version): it can then cost time, never change a result.
@@ -22,6 +28,8 @@ numba version): it can then cost time, never change a result.
 from __future__ import annotations
 
 import ctypes
+import dis
+import importlib
 import importlib.util
 import sys
 from typing import Any
@@ -41,17 +49,41 @@ def install() -> None:
     _installed = True
     event.register("numba:compile", _FirstCompile())
     _type_arrays_without_numpy_ma()
+    from numba.core.cpu import CPUContext
+
+    _refresh_kernel_registries_only(CPUContext)
 
 
 class _FirstCompile(event.Listener):
     """Runs `before_first_compile` when numba starts its first compilation, before its
-    registries are loaded."""
+    registries are loaded; counts the compilations in progress started by tfjit's functions
+    (numba compiles under one lock, and a kernel's helpers compile inside the kernel's)."""
 
     def on_start(self, ev: event.Event) -> None:
+        global _tfjit_compiles
         before_first_compile()
+        if _tfjit_compiles or _is_tfjit(ev.data):
+            _tfjit_compiles += 1
 
     def on_end(self, ev: event.Event) -> None:
-        pass
+        global _tfjit_compiles
+        if _tfjit_compiles:
+            _tfjit_compiles -= 1
+
+
+_tfjit_compiles = 0  # compilations in progress that a tfjit function started
+
+
+def _is_tfjit(data: Any) -> bool:
+    """Whether the compilation event's function is one of tfjit's CPU functions (a generated
+    kernel's module or the package's own; a GPU kernel's compile keeps numba's refresh)."""
+    from numba.core.registry import cpu_target
+
+    dispatcher = (data or {}).get("dispatcher")
+    if getattr(dispatcher, "targetdescr", None) is not cpu_target:
+        return False
+    module = getattr(getattr(dispatcher, "py_func", None), "__module__", None) or ""
+    return module.startswith(("_tfjit_kernel_", "tfjit."))
 
 
 def before_first_compile() -> None:
@@ -125,3 +157,57 @@ def _type_arrays_without_numpy_ma() -> None:
         return numba_rule(val, c) if "numpy.ma" in sys.modules else array_type(val)
 
     numba_typeof.typeof_impl.register(numpy_support.np.ndarray)(typeof_array)
+
+
+# What numba's `CPUContext.load_additional_registries` imports (numba 0.68); where it
+# imports anything else, its own refresh runs for every compilation.
+NUMBA_IMPORTS = frozenset("""
+    ClassBuilder arraymath arrayobj builtins cffiimpl charseq cmathimpl datetime_registry dictimpl
+    enumimpl function_type gdb_hook generator_core generator_methods hashing heapq inline_closurecall
+    iterators jitclass legacy linalg listobj listobject literal mathimpl ndarray npdatetime npyimpl
+    numbers optional polynomial_core polynomial_functions printimpl randomimpl rangeobj setobj
+    setobject slicing tupleobj typeddict typedlist typedset unicode""".split())
+# The part of them the generated kernels use: arrays and their NumPy functions and ufuncs,
+# numbers, math, ranges, tuples, slices.
+KERNEL_MODULES = (
+    "numba.cpython.builtins", "numba.cpython.iterators", "numba.cpython.numbers", "numba.cpython.rangeobj",
+    "numba.cpython.slicing", "numba.cpython.tupleobj", "numba.core.optional", "numba.core.inline_closurecall",
+    "numba.np.arraymath", "numba.np.arrayobj", "numba.np.npyimpl", "numba.cpython.mathimpl",
+    "numba.np.unsafe.ndarray",
+)
+
+
+def _refresh_kernel_registries_only(context_class: type) -> None:
+    """Replaces numba's `context_class.load_additional_registries` with one that loads only
+    `KERNEL_MODULES` while tfjit compiles; leaves one that imports other modules than numba's
+    (another numba version, or one already replaced) as it is."""
+    numba_load = context_class.load_additional_registries
+    if _imported_names(numba_load) != NUMBA_IMPORTS:
+        return
+
+    def load_additional_registries(self: Any) -> None:
+        """numba's loading of its registries; while tfjit compiles, only `KERNEL_MODULES`."""
+        if not _tfjit_compiles:
+            return numba_load(self)
+        from numba.core.runtime import rtsys
+
+        rtsys.initialize(self)
+        for name in KERNEL_MODULES:
+            importlib.import_module(name)
+        from numba.cpython import mathimpl
+        from numba.np import npyimpl
+
+        # numba's own registries of these two, then any installed before (numba puts the lowering
+        # of every @intrinsic it types into the first registry installed, whichever that is)
+        for registry in (mathimpl.registry, npyimpl.registry, *self._registries):
+            self.install_registry(registry)
+
+    context_class.load_additional_registries = load_additional_registries  # type: ignore[method-assign]
+
+
+def _imported_names(function: Any) -> frozenset[str]:
+    """The names `function` imports from modules (`from m import a, b`)."""
+    try:
+        return frozenset(i.argval for i in dis.get_instructions(function) if i.opname == "IMPORT_FROM")
+    except TypeError:
+        return frozenset()

@@ -1,8 +1,11 @@
 """numba's start-up trimmed for tfjit (backends/numba_startup.py): a fresh process compiles and
 loads kernels without importing scipy.linalg, numpy.ma or numba.cpython.hashing, and what it
-does instead gives numba's own values."""
+does instead gives numba's own values; a kernel's compile loads only the registries kernels use,
+and the user's own numba code still compiles with all of numba's."""
 from __future__ import annotations
 
+import cmath
+import heapq
 import json
 import os
 import subprocess
@@ -75,3 +78,83 @@ def test_arrays_numba_cannot_type_raise_numbas_error():
     with pytest.raises(errors.NumbaValueError) as numbas:
         typeof._typeof_ndarray(raw, None)
     assert str(ours.value) == str(numbas.value)
+
+
+
+_KERNEL_AND_USER_CODE = r"""
+import cmath, heapq, json, sys
+import numpy as np
+from numba import njit
+from tfjit.backends.numba_cpu.compile import compile_kernel
+
+UNUSED = ("numba.cpython.heapq", "numba.cpython.enumimpl", "numba.cpython.cmathimpl", "numba.np.polynomial",
+          "numba.np.random")
+
+
+@njit
+def user(xs):  # the user's own numba code, needing what the kernels' refresh leaves out
+    h = [x for x in xs]
+    heapq.heapify(h)
+    s = 0.0
+    for i, v in enumerate(h):
+        s += i * v + cmath.sqrt(complex(-v)).imag
+    return s
+
+
+def run_kernel():  # max(int, int) types an @intrinsic: its lowering is registered as it is typed
+    source = ("def kernel(a, out):\n    for i in range(max(a.shape[0], 1)):\n"
+              "        out[i] = math.log1p(_f32(a[i])) * _f32(2)\n")
+    kernel = compile_kernel(source, "kernel")
+    a = np.linspace(0, 3, 7, dtype=np.float32)
+    out = np.empty_like(a)
+    kernel(a, out)
+    return out.tolist()
+
+
+xs = np.array([3.0, 1.0, 2.0, 5.0])
+result = {}
+if sys.argv[1] == "kernel first":
+    result["out"] = run_kernel()
+    result["after_kernel"] = [m for m in UNUSED if m in sys.modules]
+    result["user"] = user(xs)
+else:
+    result["user"] = user(xs)
+    result["out"] = run_kernel()
+result["after_both"] = [m for m in UNUSED if m in sys.modules]
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.parametrize("order", ["kernel first", "user first"])
+def test_kernels_compile_with_a_trimmed_registry_refresh_and_user_code_with_numbas(tmp_path, order):
+    env = dict(os.environ, TFJIT_CACHE_DIR=str(tmp_path / "tfjit"), NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    done = subprocess.run([sys.executable, "-c", _KERNEL_AND_USER_CODE, order], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    a = np.linspace(0, 3, 7, dtype=np.float32)
+    np.testing.assert_allclose(result["out"], np.log1p(a) * 2, rtol=1e-6)
+    h = [3.0, 1.0, 2.0, 5.0]
+    heapq.heapify(h)
+    assert result["user"] == pytest.approx(sum(i * v + cmath.sqrt(complex(-v)).imag for i, v in enumerate(h)))
+    if order == "kernel first":
+        assert result["after_kernel"] == []  # the kernel's compile loaded only what kernels use
+    assert len(result["after_both"]) == 5  # the user's code: numba's whole refresh, as without tfjit
+
+
+def test_the_trimmed_refresh_replaces_only_the_loading_it_knows():
+    from numba.core.cpu import CPUContext
+
+    from tfjit.backends import numba_startup
+
+    class Other:  # another numba's loading: left as it is
+        def load_additional_registries(self):
+            from numba.np import arraymath, arrayobj  # noqa: F401
+
+    before = Other.load_additional_registries
+    numba_startup._refresh_kernel_registries_only(Other)
+    assert Other.load_additional_registries is before
+    patched = CPUContext.load_additional_registries  # this numba's: replaced once, on install
+    assert patched.__module__ == numba_startup.__name__
+    numba_startup._refresh_kernel_registries_only(CPUContext)
+    assert CPUContext.load_additional_registries is patched
