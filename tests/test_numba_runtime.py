@@ -277,6 +277,33 @@ def test_lone_matmuls_small_and_large_match_the_reference(dtype, transpose_a, tr
         np.testing.assert_allclose(g, w_, rtol=tol, atol=tol, equal_nan=True)
 
 
+# -- a step's new weights as a copy and one GEMM ------------------------------------------------
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize("transpose_a", [False, True])
+def test_new_weights_by_a_scaled_product_are_one_gemm_into_a_copy(dtype, transpose_a):
+    from tfjit.backends.numba_cpu import gemm_update
+
+    m, k, n = 6, 5, 4
+    x = tf.placeholder(dtype, [k, m] if transpose_a else [m, k])
+    gs = [tf.placeholder(dtype, [k, n]) for _ in range(4)]  # one product per fetch
+    ws = [tf.placeholder(dtype, [m, n]) for _ in range(4)]
+    lr = tf.placeholder(dtype, [])
+    p = [tf.matmul(x, g, transpose_a=transpose_a) for g in gs]
+    fetches = [ws[0] - 0.1 * p[0], ws[1] + p[1] * lr, ws[2] - p[2],
+               0.5 * p[3] - ws[3]]  # not a step: a generated epilogue
+    feed = {x: RNG.standard_normal(x.shape.as_list()), lr: 0.25,
+            **{g: RNG.standard_normal((k, n)) for g in gs}, **{w: RNG.standard_normal((m, n)) for w in ws}}
+    feed[gs[0]][0, 0] = np.inf  # inf * 0.1 - w: as in NumPy
+    got, want, exe = both(fetches, feed)
+    steps = [k for _, k in exe.kernels if isinstance(k, gemm_update.GemmStepKernel)]
+    assert sorted((s.sign, s.scale is None) for s in steps) == [(-1.0, False), (-1.0, True), (1.0, False)]
+    assert len([k for _, k in exe.kernels if isinstance(k, contraction.ContractionKernel)]) == 1
+    tol = 1e-5 if dtype == tf.float32 else 1e-12
+    for g_, w_ in zip(got, want):
+        assert g_.dtype == w_.dtype and g_.shape == w_.shape
+        np.testing.assert_allclose(g_, w_, rtol=tol, atol=tol, equal_nan=True)
+
+
 # -- weight updates as one GEMM into the variable ------------------------------------------------
 def _gemm_update_run(dtype, m, k, n, transpose_a, update, order="C", fetch_old=False, runs=3):
     """Runs `update(w, product)` `runs` times on a fresh graph; returns the fetched results of

@@ -134,7 +134,7 @@ def kernel_sources(exe: NumbaExecutable, indent: str = "") -> str:
 # Kernels whose results are always arrays they compute (never an input or a view of one) and
 # that write them into arrays given as `into=((result index, array), ...)`.
 _INTO_KERNELS = (loop.LoopKernel, reduction.RowKernel, ColumnKernel, contraction.ContractionKernel,
-                 contraction.MatmulKernel, split_contraction.SplitContractionKernel)
+                 contraction.MatmulKernel, split_contraction.SplitContractionKernel, gemm_update.GemmStepKernel)
 
 
 def _writes_into(kernel: Any) -> bool:
@@ -165,7 +165,8 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
     elif kind == "reduction":
         generated = reduction.build(node)
     elif kind == "contraction":
-        generated = contraction.build(node) or gemm_update.build(node) or conv.build_fused(node)
+        generated = (gemm_update.build_step(node) or contraction.build(node) or gemm_update.build(node)
+                     or conv.build_fused(node))
     elif kind is None:  # convolutions, pooling and lone matmuls
         generated = conv.build(node) or pool.build(node) or contraction.build_matmul(node)
     if generated is not None:
