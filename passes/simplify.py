@@ -166,6 +166,19 @@ def _splat_arithmetic(node: Node, ins: tuple[Value, ...]) -> tuple[Node, Node] |
     return c, _splat(node, c.out)
 
 
+def _splat_operand(node: Node, ins: tuple[Value, ...]) -> Node | None:
+    """An elementwise op of a splat and an operand of the result's own type -> the op of the
+    splatted scalar (exact: the same op on the same values). Kernels read a scalar once, where
+    they index a broadcast array element by element (a strided read that kept a fused loss
+    gradient's loop from vectorising: the regression step ran 10% slower, measured)."""
+    t = node.types[0]
+    scalars = [v.node.inputs[0] if v.node.op == "broadcast_to" and v.type.shape != () and _splatted(v) is not None
+               else None for v in ins]
+    if all(s is None for s in scalars) or not any(s is None and v.type == t for s, v in zip(scalars, ins)):
+        return None
+    return node.evolve(inputs=tuple(v if s is None else s for s, v in zip(scalars, ins)))
+
+
 def _broadcast_to(node: Node, ins: tuple[Value, ...]) -> Value | None:
     return _same_type(node, ins[0]) if ins[0].type.is_fully_defined else None  # an unknown dim may be 1
 
@@ -200,7 +213,8 @@ RULES: dict[str, Rule] = {
     "pow": _pow,
 }
 for _op in ("add", "subtract", "multiply", "divide"):
-    RULES[_op] = (lambda neutral: lambda node, ins: neutral(node, ins) or _splat_arithmetic(node, ins))(RULES[_op])
+    RULES[_op] = (lambda neutral: lambda node, ins: neutral(node, ins) or _splat_arithmetic(node, ins)
+                  or _splat_operand(node, ins))(RULES[_op])
 
 
 def simplify(graph: Graph) -> Graph:

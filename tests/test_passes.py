@@ -163,6 +163,23 @@ def test_simplify_spells_a_scalar_losss_gradient_seed_as_a_folded_splat():
         }""")
 
 
+def test_simplify_reads_a_splat_operand_as_its_scalar():
+    """x * broadcast_to(s) at x's own type -> x * s; a splat that sets the result's shape stays."""
+    check_golden(lambda g: dce(simplify(g)), """
+        func @f(%0: f32[4,3], %1: f32[], %2: f32[3]) -> (f32[4,3], f32[4,3]) {
+          %3: f32[4,3] = broadcast_to[shape=[4, 3]](%1)
+          %4: f32[4,3] = multiply(%3, %0)
+          %5: f32[4,3] = subtract(%3, %2)
+          return %4, %5
+        }""", """
+        func @f(%0: f32[4,3], %1: f32[], %2: f32[3]) -> (f32[4,3], f32[4,3]) {
+          %3: f32[4,3] = broadcast_to[shape=[4, 3]](%1)
+          %4: f32[4,3] = multiply(%1, %0)
+          %5: f32[4,3] = subtract(%3, %2)
+          return %4, %5
+        }""")
+
+
 def test_simplify_keeps_a_multiply_by_one_that_broadcasts():
     g = parse_graph(ir("""
         func @f(%0: f32[3]) -> (f32[2,3]) {
