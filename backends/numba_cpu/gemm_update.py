@@ -82,32 +82,37 @@ def build(node: Node) -> GemmUpdateKernel | None:
     """The kernel for a fused contraction body that is a covered update (see the module
     docstring), or None."""
     body: Graph = node.attr("body")
-    nodes = [n for n in body.nodes if n.op != "constant"]
-    if len(nodes) not in (2, 3) or nodes[0].op != "matmul" or nodes[-1].op not in _SIGNS:
+    found = _scaled_product(body, tuple(_SIGNS))
+    if found is None:
         return None
-    matmul, assign = nodes[0], nodes[-1]
+    matmul, assign, scale, value = found
     (out,) = matmul.types
-    if not covered(matmul) or len(out.shape) != 2:
-        return None
-    if not all(v in body.params for v in matmul.inputs):
-        return None
-    scale: int | float | None = None
-    value = matmul.out
-    if len(nodes) == 3:
-        scaled = nodes[1]
-        if scaled.op != "multiply" or matmul.out not in scaled.inputs or scaled.types[0] != out:
-            return None
-        other = scaled.inputs[1] if scaled.inputs[0] == matmul.out else scaled.inputs[0]
-        scale = _scalar(other, body, out)
-        if scale is None:
-            return None
-        value = scaled.out
     if assign.inputs != (value,) or tuple(assign.types[0].shape or ()) != tuple(out.shape):
         return None
     if any(r != assign.out for r in body.results):
         return None
     operands = (body.params.index(matmul.inputs[0]), body.params.index(matmul.inputs[1]))
     return GemmUpdateKernel(node.name or "update", assign, matmul, operands, scale, bool(body.results))
+
+
+def _scaled_product(body: Graph, last_ops: tuple[str, ...]) -> tuple[Node, Node, int | float | None, Value] | None:
+    """A body `matmul(a, b)` of two params, optionally times a scale, then one node of
+    `last_ops`: (the matmul, that last node, the scale (see `_scalar`; None: 1), the scaled
+    product); None for any other body."""
+    nodes = [n for n in body.nodes if n.op != "constant"]
+    if len(nodes) not in (2, 3) or nodes[0].op != "matmul" or nodes[-1].op not in last_ops:
+        return None
+    matmul = nodes[0]
+    (out,) = matmul.types
+    if not covered(matmul) or len(out.shape) != 2 or not all(v in body.params for v in matmul.inputs):
+        return None
+    if len(nodes) == 2:
+        return matmul, nodes[-1], None, matmul.out
+    scaled = nodes[1]
+    if scaled.op != "multiply" or matmul.out not in scaled.inputs or scaled.types[0] != out:
+        return None
+    scale = _scalar(scaled.inputs[1] if scaled.inputs[0] == matmul.out else scaled.inputs[0], body, out)
+    return None if scale is None else (matmul, nodes[-1], scale, scaled.out)
 
 
 def _scalar(v: Value, body: Graph, out: Any) -> int | float | None:
@@ -120,7 +125,6 @@ def _scalar(v: Value, body: Graph, out: Any) -> int | float | None:
     if v.node.op == "constant":
         return float(np.asarray(v.node.attr("value").array).reshape(()))
     return None
-
 
 
 class GemmStepKernel:
@@ -158,23 +162,11 @@ def build_step(node: Node) -> GemmStepKernel | None:
     (the scale optional, `w` a body param of the product's type, the sum the only result),
     or None."""
     body: Graph = node.attr("body")
-    nodes = [n for n in body.nodes if n.op != "constant"]
-    if len(nodes) not in (2, 3) or nodes[0].op != "matmul" or nodes[-1].op not in ("subtract", "add"):
+    found = _scaled_product(body, ("subtract", "add"))
+    if found is None:
         return None
-    matmul, step = nodes[0], nodes[-1]
+    matmul, step, scale, value = found
     (out,) = matmul.types
-    if not covered(matmul) or len(out.shape) != 2 or not all(v in body.params for v in matmul.inputs):
-        return None
-    scale: int | float | None = None
-    value = matmul.out
-    if len(nodes) == 3:
-        scaled = nodes[1]
-        if scaled.op != "multiply" or matmul.out not in scaled.inputs or scaled.types[0] != out:
-            return None
-        scale = _scalar(scaled.inputs[1] if scaled.inputs[0] == matmul.out else scaled.inputs[0], body, out)
-        if scale is None:
-            return None
-        value = scaled.out
     if body.results != [step.out] or step.types[0] != out or value not in step.inputs:
         return None
     weights = step.inputs[0] if step.inputs[1] == value else step.inputs[1]
