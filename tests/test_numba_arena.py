@@ -11,7 +11,6 @@ import re
 import threading
 
 import numpy as np
-import pytest
 
 import tfjit as tf
 from tfjit import config
@@ -21,17 +20,9 @@ from tfjit.backends.reference import compile_graph as reference_compile
 from tfjit.debug import program_for
 from tfjit.runtime.state import RuntimeState
 
-from test_numba_backend import assert_same
+from test_numba_backend import assert_same, numba_backend  # noqa: F401 (a fixture)
 
 RNG = np.random.default_rng(21)
-
-
-@pytest.fixture
-def numba():
-    previous = config.current.backend
-    config.set_backend("numba")
-    yield
-    config.set_backend(previous)
 
 
 def _compiled(fetches, feed_dict):
@@ -133,7 +124,7 @@ def test_results_and_their_views_never_live_in_the_arena_and_survive_later_runs(
             np.testing.assert_array_equal(c, g)
 
 
-def test_values_a_queue_keeps_stay_intact_across_later_runs(numba):
+def test_values_a_queue_keeps_stay_intact_across_later_runs(numba_backend):
     x = tf.placeholder(tf.float32, [4, 5], name="x")
     y = tf.exp(x) + 1.0
     q = tf.FIFOQueue(4, [tf.float32], shapes=[[4, 5]])
@@ -147,7 +138,7 @@ def test_values_a_queue_keeps_stay_intact_across_later_runs(numba):
             np.testing.assert_allclose(sess.run(q.dequeue()), want, rtol=2e-6)
 
 
-def test_two_threads_running_one_session_each_get_their_own_results(numba):
+def test_two_threads_running_one_session_each_get_their_own_results(numba_backend):
     x = tf.placeholder(tf.float32, [16, 32], name="x")
     w = tf.constant(RNG.standard_normal((32, 32)).astype(np.float32))
     h = tf.tanh(tf.matmul(x, w) + 1.0)
@@ -180,7 +171,7 @@ def test_two_threads_running_one_session_each_get_their_own_results(numba):
     assert not errors, errors
 
 
-def test_while_bodies_run_on_arenas_of_their_own(numba):
+def test_while_bodies_run_on_arenas_of_their_own(numba_backend):
     x = tf.placeholder(tf.float32, [4, 6], name="x")
     w = tf.constant(RNG.standard_normal((6, 6)).astype(np.float32) * 0.5)
 
