@@ -30,13 +30,19 @@ def sink_concats(graph: Graph) -> Graph:
             moved[kernel] = node
     if not moved:
         return graph
-    dropped = set(moved.values())
+    return rebuilt(graph, {kernel: _with_concat_inside(kernel, concat) for kernel, concat in moved.items()},
+                   set(moved.values()))
+
+
+def rebuilt(graph: Graph, replaced: dict[Node, Node], dropped: set[Node]) -> Graph:
+    """`graph` without the `dropped` nodes and with each node of `replaced` swapped for its
+    replacement (whose results stand for the old node's), later inputs renamed to follow."""
     mapping: dict[Value, Value] = {}
     nodes = []
     for node in graph.nodes:
         if node in dropped:
             continue
-        new = _with_concat_inside(node, moved[node]) if node in moved else node
+        new = replaced.get(node, node)
         inputs = tuple(mapping.get(v, v) for v in new.inputs)
         if inputs != new.inputs:
             new = new.evolve(inputs=inputs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from tfjit.ir.graph import Graph, Node, Value
 
 from . import split_contraction
+from .sink_concats import rebuilt
 
 
 def sink_splits(graph: Graph) -> Graph:
@@ -41,20 +42,7 @@ def sink_splits(graph: Graph) -> Graph:
         if split_contraction.plan(node.attr("body")) is not None:
             merged[loop] = node
             dropped.update((product, split))
-    if not merged:
-        return graph
-    mapping: dict[Value, Value] = {}
-    nodes = []
-    for node in graph.nodes:
-        if node in dropped:
-            continue
-        new = merged.get(node, node)
-        inputs = tuple(mapping.get(v, v) for v in new.inputs)
-        if inputs != new.inputs:
-            new = new.evolve(inputs=inputs)
-        mapping.update(zip(node.outputs, new.outputs))
-        nodes.append(new)
-    return Graph(graph.name, list(graph.params), nodes, [mapping.get(r, r) for r in graph.results])
+    return rebuilt(graph, merged, dropped) if merged else graph
 
 
 def _merged(product: Node, split: Node, loop: Node) -> Node:
