@@ -208,6 +208,72 @@ def test_batched_matmuls_and_broadcast_epilogue_operands_match_the_reference():
     _assert_same(got, want, tf.float32)
 
 
+def _reducing(kernels):
+    from tfjit.backends.numba_cpu.reducing_epilogue import ReducingEpilogue
+
+    return [k for k in kernels if isinstance(k.epilogue, ReducingEpilogue)]
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+def test_a_matmul_epilogue_ending_in_sums_and_means_matches_the_reference(dtype):
+    """The regression step's loss and gradients, and row, column and keepdims reductions over
+    row, column and scalar broadcast operands, all in the product's kernel; a NaN propagates."""
+    m, k, n = 6, 5, 4
+    x, w, b = tf.placeholder(dtype, [m, k]), tf.placeholder(dtype, [k, n]), tf.placeholder(dtype, [n])
+    d, c, s = tf.placeholder(dtype, [m, n]), tf.placeholder(dtype, [m, 1]), tf.placeholder(dtype, [])
+    nan = tf.placeholder(dtype, [m, n])
+    y = tf.sigmoid(tf.matmul(x, w) + b)
+    loss = tf.reduce_mean(tf.square(y - d))
+    gw, gb = tf.gradients(loss, [w, b])
+    z = y * c - s
+    fetches = [loss, gw, gb, tf.reduce_sum(z, axis=1), tf.reduce_mean(z, axis=0, keepdims=True),
+               tf.reduce_sum(y * s, keepdims=True), tf.reduce_mean(y - nan, axis=0), tf.reduce_mean(y * nan)]
+    feed = {v: RNG.standard_normal(v.shape.as_list()) for v in (x, w, b, d, c, nan)}
+    feed[s] = 0.75
+    feed[nan][2, 1] = np.nan
+    got, want, kernels = _both(fetches, feed)
+    (kernel,) = _reducing(kernels)
+    assert len(kernel.epilogue.reductions) == 7  # the loss, the bias gradient and the five others
+    assert np.isnan(got[-2][1]) and not np.isnan(got[-2][0]) and np.isnan(got[-1])
+    _assert_same(got, want, dtype)
+
+
+def test_reducing_epilogues_of_batched_and_one_row_or_column_products_match_the_reference():
+    """Sums over a batched product (all axes, the leading ones), over a one-row and a one-column
+    product; a sum over a middle axis (not fused), and a per-matrix operand broadcast over the
+    batch (a loop, then NumPy's sum), give the reference's numbers."""
+    xb = tf.placeholder(tf.float32, [3, 4, 5])
+    wbs = [tf.placeholder(tf.float32, [3, 5, 2]) for _ in range(3)]
+    per_matrix = tf.placeholder(tf.float32, [4, 2])
+    row, col = tf.placeholder(tf.float32, [1, 5]), tf.placeholder(tf.float32, [5, 1])
+    w = tf.placeholder(tf.float32, [5, 3])
+    relu = tf.nn.relu(tf.matmul(xb, wbs[0]) - 0.5)
+    fetches = [tf.reduce_sum(relu), tf.reduce_mean(relu, axis=[0, 1]),
+               tf.reduce_sum(tf.exp(tf.matmul(xb, wbs[1])), axis=1),
+               tf.reduce_sum(tf.matmul(xb, wbs[2]) * per_matrix, axis=[0, 1]) * 2.0,
+               tf.reduce_sum(tf.abs(tf.matmul(row, w)), axis=0),
+               tf.reduce_mean(tf.tanh(tf.matmul(w, col, transpose_a=True)), axis=1)]
+    feed = {v: RNG.standard_normal(v.shape.as_list()) for v in (xb, *wbs, per_matrix, row, col, w)}
+    got, want, kernels = _both(fetches, feed)
+    assert sorted(type(k.epilogue).__name__ for k in kernels) == \
+        ["LoopKernel", "LoopThenReductions", "ReducingEpilogue", "ReducingEpilogue", "ReducingEpilogue"]
+    _assert_same(got, want, tf.float32)
+
+
+def test_a_big_reducing_epilogue_runs_blocks_of_rows_in_parallel(monkeypatch):
+    from tfjit.backends.numba_cpu import reducing_epilogue
+
+    monkeypatch.setattr(reducing_epilogue, "PARALLEL_MIN_ELEMENTS", 64)
+    x, w, d = tf.placeholder(tf.float32, [40, 6]), tf.placeholder(tf.float32, [6, 8]), tf.placeholder(tf.float32, [40, 8])
+    y = tf.sigmoid(tf.matmul(x, w))
+    fetches = [tf.reduce_mean(tf.square(y - d)), tf.reduce_sum(y - d, axis=0), tf.reduce_sum(y, axis=1), y * 2.0]
+    feed = {v: RNG.standard_normal(v.shape.as_list()) for v in (x, w, d)}
+    got, want, kernels = _both(fetches, feed)
+    (kernel,) = _reducing(kernels)
+    assert kernel.epilogue.parallel and kernel.epilogue.blocks > 1
+    _assert_same(got, want, tf.float32)
+
+
 @pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
 def test_a_product_plus_one_operand_adds_it_with_numpy_as_the_reference_does(dtype):
     # a dense layer's bias with nothing after it (logits): no generated epilogue to compile
