@@ -193,7 +193,10 @@ class _Chooser:
         if self.probing:
             return self.probing
         self.calls += 1
-        if not self.times["threaded"] or self._median("threaded") <= STALL * self.fastest:
+        # Before the blocks are first tried, the threads are judged on a full window only (a
+        # second call, too, may pay for their start).
+        judged = len(self.times["threaded"]) >= WINDOW or bool(self.times["blocks"])
+        if not judged or self._median("threaded") <= STALL * self.fastest:
             return "threaded"
         best = min(WAYS, key=lambda w: self._median(w) if self.times[w] else 0.0)  # an untried way first
         if self.times[best] and self.calls < self.next_probe:
@@ -220,8 +223,9 @@ class _Chooser:
             self.next_probe = self.calls + self.gap
 
     def _median(self, way: str) -> float:
+        """The median of the way's times (the lower of the middle two)."""
         times = sorted(self.times[way])
-        return times[len(times) // 2]
+        return times[(len(times) - 1) // 2]
 
 
 WAYS = ("threaded", "blocks")
