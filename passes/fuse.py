@@ -156,6 +156,11 @@ class _Fuser:
         if producer_group.kind == "contraction" and consumer_group.kind == "reduction":
             kind, space, why_not = "contraction", producer_group.space, _why_not_reduced_epilogue(
                 producer_group, consumer_group, self.users)
+        elif producer_group.kind == "contraction" and _reduced_values(producer_group):
+            kind, space, why_not = "contraction", producer_group.space, _why_not_after_reduction(
+                producer_group, consumer_group)
+            if why_not is None and _same_space(consumer_group.space, producer_group.space):
+                kind, space, why_not = _merged_kind(producer_group, consumer_group, producer, consumer)
         else:
             kind, space, why_not = _merged_kind(producer_group, consumer_group, producer, consumer)
         if why_not is None and producer.device != consumer.device:
@@ -246,6 +251,32 @@ def _why_not_reduced_epilogue(p: Group, c: Group, users: dict[Node, list[Node]])
     size = _elements(p.space)
     if any(_elements(t.shape) == size for u in users.get(red, []) for t in u.types):
         return "its result feeds a value at the product's shape (a softmax's or layer norm's next pass)"
+    return None
+
+
+def _reduced_values(g: Group) -> set[Value]:
+    """The values of contraction group `g` that are not at the product's shape: the results
+    of the sums and means its epilogue ends in, and what is computed from them."""
+    size = _elements(g.space)
+    return {v for n in g.members for v in n.outputs if _role(n) != "contraction" and _elements(v.type.shape) != size}
+
+
+def _why_not_after_reduction(p: Group, c: Group) -> str | None:
+    """Why group `c` may not join contraction `p`, whose epilogue reduces, or None when it
+    may: a loop at the product's shape that reads none of the reduced values (the epilogue
+    computes every full value before it reduces), or a loop at a reduced value's shape (or a
+    scalar one) that reads only reduced values of `p` (a bias's gradient step)."""
+    if c.kind != "loop":
+        return f"a contraction whose epilogue reduces takes no {c.kind} kernel"
+    reduced = _reduced_values(p)
+    inside = set(p.members)
+    reads = {v for n in c.members for v in n.inputs if v.node in inside}
+    if _same_space(c.space, p.space):
+        return "it reads a reduced value at the product's shape" if reads & reduced else None
+    if not reads <= reduced:
+        return f"shape {c.space} differs from the contraction's output {p.space}"
+    if _elements(c.space) != 1 and not all(_same_space(c.space, v.type.shape) for v in reads):
+        return f"shape {c.space} is not the reduced values' shape"
     return None
 
 

@@ -221,20 +221,24 @@ def test_a_matmul_epilogue_ending_in_sums_and_means_matches_the_reference(dtype)
     m, k, n = 6, 5, 4
     x, w, b = tf.placeholder(dtype, [m, k]), tf.placeholder(dtype, [k, n]), tf.placeholder(dtype, [n])
     d, c, s = tf.placeholder(dtype, [m, n]), tf.placeholder(dtype, [m, 1]), tf.placeholder(dtype, [])
-    nan = tf.placeholder(dtype, [m, n])
+    nan, per_row = tf.placeholder(dtype, [m, n]), tf.placeholder(dtype, [m])
     y = tf.sigmoid(tf.matmul(x, w) + b)
     loss = tf.reduce_mean(tf.square(y - d))
     gw, gb = tf.gradients(loss, [w, b])
     z = y * c - s
     fetches = [loss, gw, gb, tf.reduce_sum(z, axis=1), tf.reduce_mean(z, axis=0, keepdims=True),
-               tf.reduce_sum(y * s, keepdims=True), tf.reduce_mean(y - nan, axis=0), tf.reduce_mean(y * nan)]
-    feed = {v: RNG.standard_normal(v.shape.as_list()) for v in (x, w, b, d, c, nan)}
+               tf.reduce_sum(y * s, keepdims=True), tf.reduce_mean(y - nan, axis=0), tf.reduce_mean(y * nan),
+               # values computed from the sums: a bias's step, a scaled loss, per row and per column
+               b - 0.1 * gb, tf.sqrt(loss) * s + 1.0, tf.reduce_max(y, axis=1) + tf.reduce_sum(y, axis=1) * per_row,
+               tf.exp(-tf.reduce_mean(z, axis=0, keepdims=True)) / b]
+    feed = {v: RNG.standard_normal(v.shape.as_list()) for v in (x, w, b, d, c, nan, per_row)}
     feed[s] = 0.75
     feed[nan][2, 1] = np.nan
     got, want, kernels = _both(fetches, feed)
     (kernel,) = _reducing(kernels)
-    assert len(kernel.epilogue.reductions) == 7  # the loss, the bias gradient and the five others
-    assert np.isnan(got[-2][1]) and not np.isnan(got[-2][0]) and np.isnan(got[-1])
+    assert len(kernel.epilogue.reductions) == 8  # the loss, the bias gradient and the six others
+    assert {n.op for n in kernel.epilogue.post} == {"subtract", "multiply", "sqrt", "add", "exp", "neg", "divide"}
+    assert np.isnan(got[7]) and np.isnan(got[6][1]) and not np.isnan(got[6][0])
     _assert_same(got, want, dtype)
 
 

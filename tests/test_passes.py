@@ -274,6 +274,32 @@ def test_fuse_ends_a_matmul_epilogue_in_its_sums_and_means_on_the_cpu(device):
     assert any("Sig -> RowSum" in r and why_not_row_sum in r for r in reasons)
 
 
+def test_fuse_takes_a_step_from_an_epilogue_sum_but_not_its_assignment_or_a_full_value_from_a_sum():
+    """b - lr * sum(dz, axis=0) and the scaled loss are computed after the product's kernel
+    reduces; the assignment, and a value at the product's shape reading the scaled loss (a next
+    pass over the product), stay out."""
+    g = parse_graph(ir("""
+        func @f(%0: f32[4,3], %1: f32[3,2], %2: f32[2], %3: f32[]) -> (f32[2], f32[4,2], f32[2]) {
+          %4: f32[4,2] = matmul[transpose_a=false, transpose_b=false](%0, %1) {name="MatMul"}
+          %5: f32[4,2] = sigmoid(%4) {name="Sig"}
+          %6: f32[2] = sum[axes=[0], keepdims=false](%5) {name="BiasGrad"}
+          %7: f32[2] = multiply(%3, %6) {name="Scaled"}
+          %8: f32[2] = subtract(%2, %7) {name="Step"}
+          %9: f32[] = mean[axes=none, keepdims=false](%5) {name="Loss"}
+          %13: f32[] = multiply(%9, %3) {name="ScaledLoss"}
+          %10: f32[4,2] = multiply(%5, %13) {name="Rescaled"}
+          %11: f32[2] = variable[dtype=f32, shape=[2], var="b"]() {name="b"}
+          %12: f32[2] = assign_sub[dtype=f32, shape=[2], var="b"](%7) {name="Update"}
+          return %8, %10, %12
+        }"""))
+    (kernel,) = [n for n in fuse(g).nodes if n.op == "fused" and n.attr("kind") == "contraction"]
+    assert {n.name for n in kernel.attr("body").nodes} == {"MatMul", "Sig", "BiasGrad", "Scaled", "Step", "Loss",
+                                                           "ScaledLoss"}
+    reasons = explain_fusion(g)
+    assert any("Scaled -> Update" in r and "takes no update kernel" in r for r in reasons)
+    assert any("Sig -> Rescaled" in r and "reads a reduced value" in r for r in reasons)
+
+
 def test_fuse_does_not_recompute_a_small_producer_inside_a_big_loop():
     g = parse_graph(ir("""
         func @f(%0: f32[64,32], %1: f32[32]) -> (f32[64,32]) {

@@ -30,7 +30,7 @@ from .buffers import POOL
 from .codegen import supported
 from .loop import PARALLEL_MIN_ELEMENTS, LoopKernel
 from .reducing_epilogue import OPS as REDUCING_OPS
-from .reducing_epilogue import ReducingEpilogue
+from .reducing_epilogue import ReducingEpilogue, after_reductions
 
 BLAS_DTYPES = ("float32", "float64")
 
@@ -78,43 +78,39 @@ class ContractionKernel:
 class LoopThenReductions:
     """An epilogue ending in sums or means that `ReducingEpilogue` does not take (an operand
     broadcast other than along rows or columns, a sum over middle axes): a loop kernel
-    computes the elementwise results and the reductions' inputs, then NumPy reduces them (the
-    reference's reductions), as when the reductions were kernels of their own."""
+    computes the elementwise results and what the reductions read, then NumPy runs the
+    reductions and what is computed from them (the reference's ops), as when those were
+    kernels of their own."""
 
     def __init__(self, body: Graph, name: str):
         reductions = [n for n in body.nodes if n.op in REDUCING_OPS]
-        if any(v.node in reductions for n in body.nodes for v in n.inputs):
-            raise NotImplementedError("a reduction's result used inside the epilogue")
-        self.reductions = [n for n in reductions if n.out in body.results]
-        loop_results = list(dict.fromkeys([r for r in body.results if r.node not in reductions]
-                                          + [n.inputs[0] for n in self.reductions]))
-        self.loop = LoopKernel(Graph(body.name, body.params, [n for n in body.nodes if n not in reductions],
-                                     loop_results), name)
-        self._from_loop = {r: loop_results.index(r) for r in body.results if r in loop_results}
-        self._into_loop = {i: loop_results.index(r) for i, r in enumerate(body.results) if r in loop_results}
-        self.results = body.results
+        self.after = sorted(reductions + after_reductions(body, reductions), key=body.nodes.index)
+        after = set(self.after)
+        read = [v for n in self.after for v in n.inputs if v.node not in after and v.node.op not in ("param", "constant")]
+        self.loop_results = list(dict.fromkeys([r for r in body.results if r.node not in after] + read))
+        nodes = [n for n in body.nodes if n not in after]
+        self.loop = LoopKernel(Graph(body.name, body.params, nodes, self.loop_results), name) if self.loop_results else None
+        self.params, self.results = body.params, body.results
 
     def __call__(self, acc: np.ndarray, *args: np.ndarray,
                  into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
         given = dict(into)
-        values = self.loop(acc, *args, into=tuple((self._into_loop[i], a) for i, a in given.items()
-                                                   if i in self._into_loop))
-        reduced = {}
+        values: dict[Value, np.ndarray] = dict(zip(self.params, (acc, *args)))
+        if self.loop is not None:
+            into_loop = tuple((self.loop_results.index(r), given[i]) for i, r in enumerate(self.results)
+                              if i in given and r in self.loop_results)
+            values.update(zip(self.loop_results, self.loop(acc, *args, into=into_loop)))
         with np.errstate(all="ignore"):
-            for n in self.reductions:
-                reduced[n.out] = np.asarray(get_op(n.op).reference(values[self.loop.body.results.index(n.inputs[0])],
-                                                                   **n.attr_dict))
-        outs = []
-        for i, r in enumerate(self.results):
-            if r in reduced:
-                out = given.get(i)
-                outs.append(reduced[r] if out is None else _copied(out, reduced[r]))
-            else:
-                outs.append(values[self._from_loop[r]])
-        return tuple(outs)
+            for n in self.after:
+                operands = [values[v] if v in values else np.asarray(v.node.attr("value").array) for v in n.inputs]
+                out = get_op(n.op).reference(*operands, **n.attr_dict)
+                values.update(zip(n.outputs, out if isinstance(out, tuple) else (out,)))
+        return tuple(_copied(given[i], values[r]) if i in given and r not in self.loop_results else np.asarray(values[r])
+                     for i, r in enumerate(self.results))
 
     def source(self) -> str:
-        return self.loop.source() + "".join(f"{n.op}(...)  # NumPy's, after the loop\n" for n in self.reductions)
+        loop = self.loop.source() if self.loop is not None else ""
+        return loop + "".join(f"{n.op}(...)  # NumPy's, after the loop\n" for n in self.after)
 
 
 def _copied(out: np.ndarray, value: np.ndarray) -> np.ndarray:
@@ -216,12 +212,15 @@ def build(node: Node) -> ContractionKernel | None:
     if len(matmuls) != 1 or not covered(matmuls[0]):
         return None
     matmul = matmuls[0]
-    # The epilogue's elementwise nodes, and the sums or means they may end in (reducing_epilogue.py)
-    rest = Graph(body.name, body.params, [n for n in body.nodes if n is not matmul and n.op not in REDUCING_OPS], [])
+    # The epilogue's elementwise nodes, and the sums or means they may end in with what is
+    # computed from those (reducing_epilogue.py)
+    reductions = [n for n in body.nodes if n.op in REDUCING_OPS]
+    after = set(after_reductions(body, reductions))
+    rest = Graph(body.name, body.params, [n for n in body.nodes if n is not matmul and n not in reductions], [])
     if any(get_op(n.op).stateful for n in rest.nodes) or not supported(rest):
         return None
     size = int(np.prod(matmul.types[0].shape))
-    if any(int(np.prod(t.shape)) not in (1, size) for n in rest.nodes for t in n.types):
+    if any(int(np.prod(t.shape)) not in (1, size) for n in rest.nodes if n not in after for t in n.types):
         return None  # an elementwise epilogue value at another shape
     if not any(r != matmul.out for r in body.results):
         return None  # no epilogue to fuse

@@ -34,23 +34,28 @@ PARALLEL_BLOCKS = 16  # blocks of rows of a big kernel (a few per thread: a slow
 
 class ReducingEpilogue:
     """`epilogue(acc, *args, into=()) -> results` for an epilogue body over the product `acc`
-    (param 0) whose results include sums or means of its values."""
+    (param 0) whose results include sums or means of its values, or values computed from
+    those at their shape (`post`: a bias's new value `b - lr * sum(dz, axis=0)`)."""
 
     def __init__(self, body: Graph, name: str, space: tuple[int, ...]):
         self.body = body
         self.space = space
         self.rows, self.cols = int(np.prod(space[:-1], dtype=np.int64)), int(space[-1])
-        read = {v for n in body.nodes for v in n.inputs} | set(body.results)
-        self.inputs = [i for i, p in enumerate(body.params) if p in read]  # the params the loop reads
-        self.kinds = {v: _kind(v, space) for v in reducers.values(body)
-                      if v.node.op not in OPS and (v.node.op != "param" or v in read)}
         self.reductions = [n for n in body.nodes if n.op in OPS]
         self.reduced = {n: _reduced(n, space) for n in self.reductions}
-        _check(body, self.kinds, self.reductions)
+        self.post = after_reductions(body, self.reductions)
+        main = [n for n in body.nodes if n not in self.post and n not in self.reductions]
+        self.kinds = _main_kinds(body, main, self.reductions, space)
+        _post_kinds(self.kinds, self.post, self.reduced, self.rows, self.cols)
+        _check(main, self.kinds)
+        if any(self.kinds[r] != FULL for r in body.results if r.node in main or r in body.params):
+            raise NotImplementedError("an elementwise result that does not fill the product's shape")
+        read = {v for n in body.nodes for v in n.inputs} | set(body.results)
+        self.inputs = [i for i, p in enumerate(body.params) if p in read]  # the params the kernel reads
         self.parallel = self.rows >= 2 and self.rows * self.cols >= PARALLEL_MIN_ELEMENTS
         self.blocks = min(self.rows, PARALLEL_BLOCKS) if self.parallel else 1
-        self._shapes = [self._view(body.params[i], self.kinds[body.params[i]]) for i in self.inputs]
-        self._out_shapes = [self._out_view(r) for r in body.results]
+        self._shapes = [self._view(self.kinds[body.params[i]]) for i in self.inputs]
+        self._out_shapes = [self._view(self.kinds[r]) if self.kinds[r] != SCALAR else (1,) for r in body.results]
         self._partials = [scratch_maker((self.blocks,) if self.reduced[n] == SCALAR else (self.blocks, self.cols),
                                         n.inputs[0].type.dtype.np_dtype)
                           for n in self.reductions if self.parallel and self.reduced[n] != ROW]
@@ -72,15 +77,8 @@ class ReducingEpilogue:
     def source(self) -> str:
         return self._source
 
-    def _view(self, v: Value, kind: str) -> tuple[int, ...]:
+    def _view(self, kind: str) -> tuple[int, ...]:
         return {SCALAR: (), ROW: (self.rows,), COL: (self.cols,), FULL: (self.rows, self.cols)}[kind]
-
-    def _out_view(self, r: Value) -> tuple[int, ...]:
-        if r.node.op in OPS:
-            return {SCALAR: (1,), ROW: (self.rows,), COL: (self.cols,)}[self.reduced[r.node]]
-        if self.kinds[r] != FULL:
-            raise NotImplementedError("an elementwise result that does not fill the product's shape")
-        return (self.rows, self.cols)
 
     # -- source ----------------------------------------------------------------------------------
     def _write(self) -> str:
@@ -99,17 +97,22 @@ class ReducingEpilogue:
 
         names: dict[Value, str] = {}
         writers = {kind: ElementWriter(lines, load, prefix=prefix) for kind, prefix in
-                   ((SCALAR, "h"), (ROW, "w"), (FULL, "v"))}
+                   ((SCALAR, "h"), (ROW, "w"), (FULL, "v"), ("post " + SCALAR, "s"), ("post " + ROW, "q"),
+                    ("post " + COL, "c"))}
 
-        def compute(kind: str) -> None:
-            """Values of this kind (COL and FULL: inside the element loop) not yet written."""
-            writer = writers[kind]
+        def compute(kind: str, post: bool = False) -> None:
+            """The body values of this kind not yet written (COL with FULL, in the element loop;
+            `post`: those computed from reductions' results)."""
+            writer = writers[("post " if post else "") + kind]
             writer.names.update(names)
-            for n in body.nodes:
+            for n in self.post if post else body.nodes:
                 for v in n.outputs:
-                    if v in self.kinds and v not in names and _level(self.kinds[v]) == _level(kind) \
-                            and n.op not in INDEX_ONLY and n.op != "constant":
+                    if v not in names and _level(self.kinds.get(v, "")) == _level(kind) and n.op not in OPS \
+                            and (post or n not in self.post) and n.op not in INDEX_ONLY and n.op != "constant":
                         names[v] = writer.value(v)
+
+        def value(v: Value, kind: str, post: bool = False) -> str:
+            return names.get(v) or writers[("post " if post else "") + kind].value(v)
 
         compute(SCALAR)
         # A column sum accumulates in its output (serial; a local array if it is no result) or
@@ -138,47 +141,109 @@ class ReducingEpilogue:
         lines.indent()
         compute(FULL)
         for r, o in outs.items():
-            if r.node.op not in OPS:
-                lines.add(f"{o}[r, j] = {names.get(r) or writers[FULL].value(r)}")
+            if self.kinds[r] == FULL:
+                lines.add(f"{o}[r, j] = {value(r, FULL)}")
         for n in self.reductions:
-            value = names.get(n.inputs[0]) or writers[FULL].value(n.inputs[0])
             acc = column_accs[n].format("j") if self.reduced[n] == COL else f"{accs[n]}_r"
-            lines.add(f"{acc} = {reducers.combine(n, acc, value)}", n.loc.short if n.loc else None)
+            lines.add(f"{acc} = {reducers.combine(n, acc, value(n.inputs[0], FULL))}", n.loc.short if n.loc else None)
         lines.dedent()
         for n in self.reductions:
             if self.reduced[n] == SCALAR:
                 lines.add(f"{accs[n]} = {reducers.combine(n, accs[n], f'{accs[n]}_r')}")
-            elif self.reduced[n] == ROW and n.out in outs:
-                lines.add(f"{outs[n.out]}[r] = {reducers.result(n, f'{accs[n]}_r', '', 'COLS')}")
+            elif self.reduced[n] == ROW:
+                names[n.out] = f"red_{accs[n]}"
+                lines.add(f"{names[n.out]} = {reducers.result(n, f'{accs[n]}_r', '', 'COLS')}")
+        self._results(lines, ROW, outs, "[r]", compute, value)
         lines.dedent()
         for n in self.reductions:
             if self.reduced[n] == SCALAR and self.parallel:
                 lines.add(f"{part_of[n]}[b] = {accs[n]}")
         if self.parallel:
             lines.dedent()
-        self._finish(lines, outs, accs, part_of)
+        self._finish(lines, outs, accs, part_of, column_accs, names, compute, value)
         return lines.source()
 
-    def _finish(self, lines: Lines, outs: dict[Value, str], accs: dict[Node, str], part_of: dict[Node, str]) -> None:
-        """The full and column reductions' results, from their (per-block) sums."""
+    def _results(self, lines: Lines, kind: str, outs: dict[Value, str], at: str, compute, value) -> None:  # type: ignore[no-untyped-def]
+        """The values computed from reductions of this kind, and the results of this kind."""
+        compute(kind, post=True)
+        for r, o in outs.items():
+            if self.kinds[r] == kind:
+                lines.add(f"{o}{at} = {value(r, kind, post=True)}")
+
+    def _finish(self, lines: Lines, outs: dict[Value, str], accs: dict[Node, str], part_of: dict[Node, str],
+                column_accs: dict[Node, str], names: dict[Value, str], compute, value) -> None:  # type: ignore[no-untyped-def]
+        """The full and column reductions' results, from their (per-block) sums, and the values
+        computed from them."""
         for n in self.reductions:
-            if n.out not in outs or self.reduced[n] == ROW:
+            if self.reduced[n] != SCALAR:
                 continue
-            o, kind = outs[n.out], self.reduced[n]
-            count = "ROWS * COLS" if kind == SCALAR else "ROWS"
             total = f"{accs[n]}_t" if self.parallel else accs[n]  # not a name the parallel loop assigns
-            if kind == SCALAR:
-                if self.parallel:
-                    lines.add(f"{total} = {reducers.start(n)}")
-                    lines.add(f"for b in range({self.blocks}): {total} = {reducers.combine(n, total, f'{part_of[n]}[b]')}")
-                lines.add(f"{o}[0] = {reducers.result(n, total, '', count)}")
-            elif self.parallel:
-                lines.add("for j in range(COLS):")
-                lines.add(f"    {total} = {reducers.start(n)}")
-                lines.add(f"    for b in range({self.blocks}): {total} = {reducers.combine(n, total, f'{part_of[n]}[b, j]')}")
-                lines.add(f"    {o}[j] = {reducers.result(n, total, '', count)}")
-            elif n.op == "mean":
-                lines.add(f"for j in range(COLS): {o}[j] = {reducers.result(n, f'{o}[j]', '', count)}")
+            if self.parallel:
+                lines.add(f"{total} = {reducers.start(n)}")
+                lines.add(f"for b in range({self.blocks}): {total} = {reducers.combine(n, total, f'{part_of[n]}[b]')}")
+            names[n.out] = f"red_{accs[n]}"
+            lines.add(f"{names[n.out]} = {reducers.result(n, total, '', 'ROWS * COLS')}")
+        self._results(lines, SCALAR, outs, "[0]", compute, value)
+        columns = [n for n in self.reductions if self.reduced[n] == COL]
+        if not any(self.kinds[r] == COL for r in outs):
+            return
+        lines.add("for j in range(COLS):")
+        lines.indent()
+        for n in columns:
+            if self.parallel:
+                lines.add(f"{accs[n]}_t = {reducers.start(n)}")
+                lines.add(f"for b in range({self.blocks}): {accs[n]}_t = {reducers.combine(n, f'{accs[n]}_t', f'{part_of[n]}[b, j]')}")
+                total = f"{accs[n]}_t"
+            else:
+                total = column_accs[n].format("j")
+            names[n.out] = f"red_{accs[n]}"
+            lines.add(f"{names[n.out]} = {reducers.result(n, total, '', 'ROWS')}")
+        self._results(lines, COL, outs, "[j]", compute, value)
+
+
+def after_reductions(body: Graph, reductions: list[Node]) -> list[Node]:
+    """The body's nodes computed from the reductions' results, in order."""
+    reached = {n.out for n in reductions}
+    post = []
+    for n in body.nodes:
+        if n not in reductions and any(v in reached for v in n.inputs):
+            post.append(n)
+            reached.update(n.outputs)
+    return post
+
+
+def _main_kinds(body: Graph, main: list[Node], reductions: list[Node], space: tuple[int, ...]) -> dict[Value, str]:
+    """What each value the element loop reads or computes varies along."""
+    values = [v for n in main for v in (*n.inputs, *n.outputs)] + [n.inputs[0] for n in reductions]
+    values += [r for r in body.results if r.node in main or r in body.params]
+    return {v: _kind(v, space) for v in dict.fromkeys(values)}
+
+
+def _post_kinds(kinds: dict[Value, str], post: list[Node], reduced: dict[Node, str], rows: int, cols: int) -> None:
+    """Adds to `kinds` the reductions' results and the values computed from them: each one
+    scalar, one per column (from column sums) or one per row (from row sums, without full
+    sums, which are ready only after the last row)."""
+    size_of = {COL: cols, ROW: rows}
+    for n, kind in reduced.items():
+        kinds[n.out] = kind
+    for n in post:
+        inputs = [kinds.get(v) if v.node in reduced or v.node in post else None for v in n.inputs]
+        along = {k for k in inputs if k not in (None, SCALAR)}
+        if len(along) > 1 or (ROW in along and SCALAR in inputs):
+            raise NotImplementedError("values from row sums with column or full sums")
+        size = int(np.prod(n.types[0].shape, dtype=np.int64))
+        kind = next(iter(along), SCALAR)
+        if size != size_of.get(kind, 1):
+            raise NotImplementedError(f"a value of shape {n.types[0].shape} computed from a reduction")
+        kinds[n.out] = kind
+        for v, k in zip(n.inputs, inputs):
+            if k is not None:
+                continue
+            own = SCALAR if v.type.num_elements == 1 else kind
+            if v.node.op not in ("param", "constant") and own != SCALAR:
+                raise NotImplementedError("a value of the element loop read after the reduction")
+            if kinds.setdefault(v, own) != own:
+                raise NotImplementedError("an operand read both in the element loop and after the reduction")
 
 
 def _level(kind: str) -> str:
@@ -221,13 +286,10 @@ def _reduced(node: Node, space: tuple[int, ...]) -> str:
     raise NotImplementedError(f"a reduction over axes {axes} of {space}")
 
 
-def _check(body: Graph, kinds: dict[Value, str], reductions: list[Node]) -> None:
-    """NotImplementedError where the row view does not hold: an index-only op that changes
-    what a value varies along, or a reduction's result read inside the body."""
-    outs = {n.out for n in reductions}
-    for n in body.nodes:
-        if any(v in outs for v in n.inputs):
-            raise NotImplementedError("a reduction's result used inside the epilogue")
+def _check(main: list[Node], kinds: dict[Value, str]) -> None:
+    """NotImplementedError where the row view does not hold in the element loop: an index-only
+    op that changes what a value varies along, or a constant that is no scalar."""
+    for n in main:
         if n.op in INDEX_ONLY and kinds[n.out] != kinds[n.inputs[0]]:
             raise NotImplementedError(f"{n.op} changing a value's broadcast inside the epilogue")
         if n.op == "constant" and n.attr("value").array.size != 1:
