@@ -268,7 +268,8 @@ def test_a_big_reducing_epilogue_runs_blocks_of_rows_in_parallel(monkeypatch):
     from tfjit.backends.numba_cpu import reducing_epilogue
 
     monkeypatch.setattr(reducing_epilogue, "PARALLEL_MIN_ELEMENTS", 64)
-    x, w, d = tf.placeholder(tf.float32, [40, 6]), tf.placeholder(tf.float32, [6, 8]), tf.placeholder(tf.float32, [40, 8])
+    x, w = tf.placeholder(tf.float32, [40, 6]), tf.placeholder(tf.float32, [6, 8])
+    d = tf.placeholder(tf.float32, [40, 8])
     y = tf.sigmoid(tf.matmul(x, w))
     fetches = [tf.reduce_mean(tf.square(y - d)), tf.reduce_sum(y - d, axis=0), tf.reduce_sum(y, axis=1), y * 2.0]
     feed = {v: RNG.standard_normal(v.shape.as_list()) for v in (x, w, d)}
@@ -531,7 +532,7 @@ def test_the_faster_way_is_chosen_and_the_slower_one_retried_less_often_each_tim
     assert "blocks" in later[:blas.WINDOW] and later.count("blocks") >= 30
     picks = _drive(chooser, speed, 2000)
     starts = [i for i, w in enumerate(picks) if w == "threaded" and (i == 0 or picks[i - 1] != "threaded")]
-    assert all(picks[i:i + blas.PROBE_CALLS] == ["threaded"] * blas.PROBE_CALLS for i in starts)  # tried a few calls in a row
+    assert all(picks[i:i + blas.PROBE_CALLS] == ["threaded"] * blas.PROBE_CALLS for i in starts)  # a few in a row
     gaps = np.diff(starts)  # calls between tries: about doubled after each loss
     assert len(gaps) >= 3 and all(1.9 < b / a < 2.1 for a, b in zip(gaps, gaps[1:]))
     speed["threaded"] = 1.0  # idle again: the next try of the threaded way wins it back

@@ -86,10 +86,12 @@ class LoopThenReductions:
         reductions = [n for n in body.nodes if n.op in REDUCING_OPS]
         self.after = sorted(reductions + after_reductions(body, reductions), key=body.nodes.index)
         after = set(self.after)
-        read = [v for n in self.after for v in n.inputs if v.node not in after and v.node.op not in ("param", "constant")]
+        read = [v for n in self.after for v in n.inputs
+                if v.node not in after and v.node.op not in ("param", "constant")]
         self.loop_results = list(dict.fromkeys([r for r in body.results if r.node not in after] + read))
         nodes = [n for n in body.nodes if n not in after]
-        self.loop = LoopKernel(Graph(body.name, body.params, nodes, self.loop_results), name) if self.loop_results else None
+        self.loop = LoopKernel(Graph(body.name, body.params, nodes, self.loop_results), name) \
+            if self.loop_results else None
         self.params, self.results = body.params, body.results
 
     def __call__(self, acc: np.ndarray, *args: np.ndarray,
@@ -105,8 +107,8 @@ class LoopThenReductions:
                 operands = [values[v] if v in values else np.asarray(v.node.attr("value").array) for v in n.inputs]
                 out = get_op(n.op).reference(*operands, **n.attr_dict)
                 values.update(zip(n.outputs, out if isinstance(out, tuple) else (out,)))
-        return tuple(_copied(given[i], values[r]) if i in given and r not in self.loop_results else np.asarray(values[r])
-                     for i, r in enumerate(self.results))
+        return tuple(_copied(given[i], values[r]) if i in given and r not in self.loop_results
+                     else np.asarray(values[r]) for i, r in enumerate(self.results))
 
     def source(self) -> str:
         loop = self.loop.source() if self.loop is not None else ""

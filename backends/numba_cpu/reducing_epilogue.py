@@ -10,12 +10,16 @@ The product's shape `S` is viewed as rows: `ROWS = prod(S[:-1])` rows of `COLS =
 elements. Each body value is a scalar, one value per row, one per column, or full; each
 reduction is over every axis (a full sum), the leading axes (a sum per column) or the last
 axis (a sum per row). A full sum adds up per-row partial sums (a vectorised inner loop, and
-better rounding than one running sum). Bodies outside this (other broadcasts, other axes,
-other reductions, a reduction's result used inside the body) raise NotImplementedError, and
-the node's body then runs node by node. Big kernels run blocks of rows in parallel, each
-with its own partial sums.
+better rounding than one running sum). Values computed from the reductions' results at their
+shape (a bias's step `b - lr * sum(dz, axis=0)`, a scaled loss) come after them: per row
+after the row's loop, per column and scalar after the last row. Bodies outside this (other
+broadcasts, other axes, a reduced value read at the product's shape) raise
+NotImplementedError; contraction.py then runs a loop kernel and NumPy's reductions. Big
+kernels run blocks of rows in parallel, each with its own partial sums.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 
@@ -39,6 +43,7 @@ class ReducingEpilogue:
 
     def __init__(self, body: Graph, name: str, space: tuple[int, ...]):
         self.body = body
+        self.name = name
         self.space = space
         self.rows, self.cols = int(np.prod(space[:-1], dtype=np.int64)), int(space[-1])
         self.reductions = [n for n in body.nodes if n.op in OPS]
@@ -64,7 +69,7 @@ class ReducingEpilogue:
 
     def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
         """The results, in recycled buffers or in `into`'s C-contiguous arrays (result index, array)."""
-        arrays = [np.asarray(args[i]).reshape(s) if s else np.asarray(args[i]).reshape(())[()]  # a scalar as a NumPy scalar
+        arrays = [np.asarray(args[i]).reshape(s) if s else np.asarray(args[i]).reshape(())[()]  # a NumPy scalar
                   for i, s in zip(self.inputs, self._shapes)]
         given = dict(into)
         outs = [given[i] if i in given else POOL.empty(r.type.shape, r.type.dtype.np_dtype)
@@ -75,7 +80,7 @@ class ReducingEpilogue:
         return tuple(outs)
 
     def source(self) -> str:
-        return self._source
+        return f"# {self.name}\n{self._source}"
 
     def _view(self, kind: str) -> tuple[int, ...]:
         return {SCALAR: (), ROW: (self.rows,), COL: (self.cols,), FULL: (self.rows, self.cols)}[kind]
@@ -163,7 +168,8 @@ class ReducingEpilogue:
         self._finish(lines, outs, accs, part_of, column_accs, names, compute, value)
         return lines.source()
 
-    def _results(self, lines: Lines, kind: str, outs: dict[Value, str], at: str, compute, value) -> None:  # type: ignore[no-untyped-def]
+    def _results(self, lines: Lines, kind: str, outs: dict[Value, str], at: str, compute: Callable[..., None],
+                 value: Callable[..., str]) -> None:
         """The values computed from reductions of this kind, and the results of this kind."""
         compute(kind, post=True)
         for r, o in outs.items():
@@ -171,7 +177,8 @@ class ReducingEpilogue:
                 lines.add(f"{o}{at} = {value(r, kind, post=True)}")
 
     def _finish(self, lines: Lines, outs: dict[Value, str], accs: dict[Node, str], part_of: dict[Node, str],
-                column_accs: dict[Node, str], names: dict[Value, str], compute, value) -> None:  # type: ignore[no-untyped-def]
+                column_accs: dict[Node, str], names: dict[Value, str], compute: Callable[..., None],
+                value: Callable[..., str]) -> None:
         """The full and column reductions' results, from their (per-block) sums, and the values
         computed from them."""
         for n in self.reductions:
@@ -192,7 +199,8 @@ class ReducingEpilogue:
         for n in columns:
             if self.parallel:
                 lines.add(f"{accs[n]}_t = {reducers.start(n)}")
-                lines.add(f"for b in range({self.blocks}): {accs[n]}_t = {reducers.combine(n, f'{accs[n]}_t', f'{part_of[n]}[b, j]')}")
+                combined = reducers.combine(n, f"{accs[n]}_t", f"{part_of[n]}[b, j]")
+                lines.add(f"for b in range({self.blocks}): {accs[n]}_t = {combined}")
                 total = f"{accs[n]}_t"
             else:
                 total = column_accs[n].format("j")
