@@ -255,10 +255,13 @@ def _why_not_reduced_epilogue(p: Group, c: Group, users: dict[Node, list[Node]])
 
 
 def _reduced_values(g: Group) -> set[Value]:
-    """The values of contraction group `g` that are not at the product's shape: the results
-    of the sums and means its epilogue ends in, and what is computed from them."""
-    size = _elements(g.space)
-    return {v for n in g.members for v in n.outputs if _role(n) != "contraction" and _elements(v.type.shape) != size}
+    """The values of contraction group `g` that its epilogue's sums and means give, and what
+    is computed from them (members are in program order)."""
+    reduced: set[Value] = set()
+    for n in g.members:
+        if _role(n) == "reduction" or any(v in reduced for v in n.inputs):
+            reduced.update(n.outputs)
+    return reduced
 
 
 def _why_not_after_reduction(p: Group, c: Group) -> str | None:

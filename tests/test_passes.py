@@ -300,6 +300,24 @@ def test_fuse_takes_a_step_from_an_epilogue_sum_but_not_its_assignment_or_a_full
     assert any("Sig -> Rescaled" in r and "reads a reduced value" in r for r in reasons)
 
 
+def test_fuse_keeps_a_scaled_product_and_its_assignment_in_one_kernel():
+    """A scalar computed in the epilogue is no reduced value: `W -= (lr * 0.5) * (x^T g)` stays
+    one contraction with its assignment (one GEMM into the variable)."""
+    g = parse_graph(ir("""
+        func @f(%0: f32[3,4], %1: f32[3,2], %2: f32[]) -> () {
+          %3: f32[4,2] = matmul[transpose_a=true, transpose_b=false](%0, %1) {name="MatMul"}
+          %4: f32[] = constant[value=dense<f32[]>(0.5)]() {name="Half"}
+          %5: f32[] = multiply(%2, %4) {name="Lr"}
+          %6: f32[4,2] = multiply(%5, %3) {name="Scaled"}
+          %7: f32[4,2] = variable[dtype=f32, shape=[4, 2], var="W"]() {name="W"}
+          %8: f32[4,2] = assign_sub[dtype=f32, shape=[4, 2], var="W"](%6) {name="Update"}
+          return
+        }"""))
+    (kernel,) = [n for n in fuse(g).nodes if n.op == "fused"]
+    assert kernel.attr("kind") == "contraction"
+    assert {n.name for n in kernel.attr("body").nodes} >= {"MatMul", "Lr", "Scaled", "Update"}
+
+
 def test_fuse_does_not_recompute_a_small_producer_inside_a_big_loop():
     g = parse_graph(ir("""
         func @f(%0: f32[64,32], %1: f32[32]) -> (f32[64,32]) {
