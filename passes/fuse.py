@@ -156,7 +156,8 @@ class _Fuser:
         if producer_group.kind == "contraction" and consumer_group.kind == "reduction":
             kind, space, why_not = "contraction", producer_group.space, _why_not_reduced_epilogue(
                 producer_group, consumer_group, self.users)
-        elif producer_group.kind == "contraction" and _reduced_values(producer_group):
+        elif producer_group.kind == "contraction" and consumer_group.kind in ("loop", "update") \
+                and _reduced_values(producer_group):
             kind, space, why_not = "contraction", producer_group.space, _why_not_after_reduction(
                 producer_group, consumer_group)
             if why_not is None and _same_space(consumer_group.space, producer_group.space):
@@ -269,8 +270,8 @@ def _why_not_after_reduction(p: Group, c: Group) -> str | None:
     may: a loop at the product's shape that reads none of the reduced values (the epilogue
     computes every full value before it reduces), or a loop at a reduced value's shape (or a
     scalar one) that reads only reduced values of `p` (a bias's gradient step)."""
-    if c.kind != "loop":
-        return f"a contraction whose epilogue reduces takes no {c.kind} kernel"
+    if c.kind == "update":
+        return "a contraction whose epilogue reduces assigns no variable"
     reduced = _reduced_values(p)
     inside = set(p.members)
     reads = {v for n in c.members for v in n.inputs if v.node in inside}
