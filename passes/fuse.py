@@ -5,7 +5,8 @@ Kernel kinds and what they may hold (the backends generate one loop nest per kin
 - reduction:   reductions over the same input shape and axes, with the elementwise ops that
                feed them (prologue) and use their results (epilogue) at the full or the
                reduced shape — softmax, layer-norm and cross-entropy rows become one kernel;
-- contraction: one matmul/tensordot (or conv) plus its elementwise epilogue at its output shape;
+- contraction: one matmul/tensordot (or conv) plus its elementwise epilogue at its output shape,
+               which may end in sums or means of its values (a loss, a bias gradient);
 - update:      variable assignments with the elementwise math computing the new values, so an
                optimizer's update of a variable and its slots is one in-place kernel.
 
@@ -152,7 +153,17 @@ class _Fuser:
 
     def _try_merge(self, producer_group: Group, consumer_group: Group, producer: Node, consumer: Node) -> Group:
         pair = f"{producer.name or producer.op} -> {consumer.name or consumer.op}"
-        kind, space, why_not = _merged_kind(producer_group, consumer_group, producer, consumer)
+        if producer_group.kind == "contraction" and consumer_group.kind == "reduction":
+            kind, space, why_not = "contraction", producer_group.space, _why_not_reduced_epilogue(
+                producer_group, consumer_group, self.users)
+        elif producer_group.kind == "contraction" and consumer_group.kind in ("loop", "update") \
+                and _reduced_values(producer_group):
+            kind, space, why_not = "contraction", producer_group.space, _why_not_after_reduction(
+                producer_group, consumer_group)
+            if why_not is None and _same_space(consumer_group.space, producer_group.space):
+                kind, space, why_not = _merged_kind(producer_group, consumer_group, producer, consumer)
+        else:
+            kind, space, why_not = _merged_kind(producer_group, consumer_group, producer, consumer)
         if why_not is None and producer.device != consumer.device:
             why_not = f"different devices ({producer.device} vs {consumer.device})"
         if why_not is None and self._creates_cycle(producer_group, consumer_group):
@@ -216,6 +227,61 @@ def _merged_kind(p: Group, c: Group, producer: Node, consumer: Node) -> tuple[st
     if p.kind == "contraction" and c.kind == "update":
         return "contraction", p.space, None  # e.g. var -= lr * (x^T @ g): one GEMM into the variable
     return "", None, f"a {p.kind} kernel and a {c.kind} kernel do not fuse"
+
+
+def _why_not_reduced_epilogue(p: Group, c: Group, users: dict[Node, list[Node]]) -> str | None:
+    """Why reduction group `c` may not end contraction `p`'s epilogue, or None when it may: a
+    lone float sum or mean over the product's shape, over every axis, the leading axes (a bias
+    gradient) or the last one, whose result feeds nothing at the product's shape (a softmax's
+    or a layer norm's next pass, which a reduction kernel runs with it over rows in cache).
+    Only after a matmul (convolution kernels do not reduce), and not on a GPU (nor do the
+    CUDA backend's epilogues)."""
+    if p.anchor.op != "matmul":
+        return f"a {p.anchor.op} kernel's epilogue does not reduce"
+    if len(c.members) != 1 or c.members[0].op not in ("sum", "mean"):
+        return "only a lone sum or mean ends a contraction's epilogue"
+    (red,) = c.members
+    full, axes = c.space
+    if "GPU:" in (red.device or ""):
+        return "the CUDA backend's contraction epilogues do not reduce"
+    if not red.out.type.dtype.is_floating or full is None or axes is None or tuple(full) != tuple(p.space or ()):
+        return f"a reduction of {full} is not a float reduction of the product's shape {p.space}"
+    rank = len(full)
+    if tuple(sorted(a % rank for a in axes)) not in (tuple(range(rank)), tuple(range(rank - 1)), (rank - 1,)):
+        return f"a reduction over axes {axes} (not all, the leading or the last)"
+    size = _elements(p.space)
+    if any(_elements(t.shape) == size for u in users.get(red, []) for t in u.types):
+        return "its result feeds a value at the product's shape (a softmax's or layer norm's next pass)"
+    return None
+
+
+def _reduced_values(g: Group) -> set[Value]:
+    """The values of contraction group `g` that its epilogue's sums and means give, and what
+    is computed from them (members are in program order)."""
+    reduced: set[Value] = set()
+    for n in g.members:
+        if _role(n) == "reduction" or any(v in reduced for v in n.inputs):
+            reduced.update(n.outputs)
+    return reduced
+
+
+def _why_not_after_reduction(p: Group, c: Group) -> str | None:
+    """Why group `c` may not join contraction `p`, whose epilogue reduces, or None when it
+    may: a loop at the product's shape that reads none of the reduced values (the epilogue
+    computes every full value before it reduces), or a loop at a reduced value's shape (or a
+    scalar one) that reads only reduced values of `p` (a bias's gradient step)."""
+    if c.kind == "update":
+        return "a contraction whose epilogue reduces assigns no variable"
+    reduced = _reduced_values(p)
+    inside = set(p.members)
+    reads = {v for n in c.members for v in n.inputs if v.node in inside}
+    if _same_space(c.space, p.space):
+        return "it reads a reduced value at the product's shape" if reads & reduced else None
+    if not reads <= reduced:
+        return f"shape {c.space} differs from the contraction's output {p.space}"
+    if _elements(c.space) != 1 and not all(_same_space(c.space, v.type.shape) for v in reads):
+        return f"shape {c.space} is not the reduced values' shape"
+    return None
 
 
 # -- building the fused graph -------------------------------------------------------------------

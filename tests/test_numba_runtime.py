@@ -208,6 +208,77 @@ def test_batched_matmuls_and_broadcast_epilogue_operands_match_the_reference():
     _assert_same(got, want, tf.float32)
 
 
+def _reducing(kernels):
+    from tfjit.backends.numba_cpu.reducing_epilogue import ReducingEpilogue
+
+    return [k for k in kernels if isinstance(k.epilogue, ReducingEpilogue)]
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+def test_a_matmul_epilogue_ending_in_sums_and_means_matches_the_reference(dtype):
+    """The regression step's loss and gradients, and row, column and keepdims reductions over
+    row, column and scalar broadcast operands, all in the product's kernel; a NaN propagates."""
+    m, k, n = 6, 5, 4
+    x, w, b = tf.placeholder(dtype, [m, k]), tf.placeholder(dtype, [k, n]), tf.placeholder(dtype, [n])
+    d, c, s = tf.placeholder(dtype, [m, n]), tf.placeholder(dtype, [m, 1]), tf.placeholder(dtype, [])
+    nan, per_row = tf.placeholder(dtype, [m, n]), tf.placeholder(dtype, [m])
+    y = tf.sigmoid(tf.matmul(x, w) + b)
+    loss = tf.reduce_mean(tf.square(y - d))
+    gw, gb = tf.gradients(loss, [w, b])
+    z = y * c - s
+    fetches = [loss, gw, gb, tf.reduce_sum(z, axis=1), tf.reduce_mean(z, axis=0, keepdims=True),
+               tf.reduce_sum(y * s, keepdims=True), tf.reduce_mean(y - nan, axis=0), tf.reduce_mean(y * nan),
+               # values computed from the sums: a bias's step, a scaled loss, per row and per column
+               b - 0.1 * gb, tf.sqrt(loss) * s + 1.0, tf.reduce_max(y, axis=1) + tf.reduce_sum(y, axis=1) * per_row,
+               tf.exp(-tf.reduce_mean(z, axis=0, keepdims=True)) / b]
+    feed = {v: RNG.standard_normal(v.shape.as_list()) for v in (x, w, b, d, c, nan, per_row)}
+    feed[s] = 0.75
+    feed[nan][2, 1] = np.nan
+    got, want, kernels = _both(fetches, feed)
+    (kernel,) = _reducing(kernels)
+    assert len(kernel.epilogue.reductions) == 8  # the loss, the bias gradient and the six others
+    assert {n.op for n in kernel.epilogue.post} == {"subtract", "multiply", "sqrt", "add", "exp", "neg", "divide"}
+    assert np.isnan(got[7]) and np.isnan(got[6][1]) and not np.isnan(got[6][0])
+    _assert_same(got, want, dtype)
+
+
+def test_reducing_epilogues_of_batched_and_one_row_or_column_products_match_the_reference():
+    """Sums over a batched product (all axes, the leading ones), over a one-row and a one-column
+    product; a sum over a middle axis (not fused), and a per-matrix operand broadcast over the
+    batch (a loop, then NumPy's sum), give the reference's numbers."""
+    xb = tf.placeholder(tf.float32, [3, 4, 5])
+    wbs = [tf.placeholder(tf.float32, [3, 5, 2]) for _ in range(3)]
+    per_matrix = tf.placeholder(tf.float32, [4, 2])
+    row, col = tf.placeholder(tf.float32, [1, 5]), tf.placeholder(tf.float32, [5, 1])
+    w = tf.placeholder(tf.float32, [5, 3])
+    relu = tf.nn.relu(tf.matmul(xb, wbs[0]) - 0.5)
+    fetches = [tf.reduce_sum(relu), tf.reduce_mean(relu, axis=[0, 1]),
+               tf.reduce_sum(tf.exp(tf.matmul(xb, wbs[1])), axis=1),
+               tf.reduce_sum(tf.matmul(xb, wbs[2]) * per_matrix, axis=[0, 1]) * 2.0,
+               tf.reduce_sum(tf.abs(tf.matmul(row, w)), axis=0),
+               tf.reduce_mean(tf.tanh(tf.matmul(w, col, transpose_a=True)), axis=1)]
+    feed = {v: RNG.standard_normal(v.shape.as_list()) for v in (xb, *wbs, per_matrix, row, col, w)}
+    got, want, kernels = _both(fetches, feed)
+    assert sorted(type(k.epilogue).__name__ for k in kernels) == \
+        ["LoopKernel", "LoopThenReductions", "ReducingEpilogue", "ReducingEpilogue", "ReducingEpilogue"]
+    _assert_same(got, want, tf.float32)
+
+
+def test_a_big_reducing_epilogue_runs_blocks_of_rows_in_parallel(monkeypatch):
+    from tfjit.backends.numba_cpu import reducing_epilogue
+
+    monkeypatch.setattr(reducing_epilogue, "PARALLEL_MIN_ELEMENTS", 64)
+    x, w = tf.placeholder(tf.float32, [40, 6]), tf.placeholder(tf.float32, [6, 8])
+    d = tf.placeholder(tf.float32, [40, 8])
+    y = tf.sigmoid(tf.matmul(x, w))
+    fetches = [tf.reduce_mean(tf.square(y - d)), tf.reduce_sum(y - d, axis=0), tf.reduce_sum(y, axis=1), y * 2.0]
+    feed = {v: RNG.standard_normal(v.shape.as_list()) for v in (x, w, d)}
+    got, want, kernels = _both(fetches, feed)
+    (kernel,) = _reducing(kernels)
+    assert kernel.epilogue.parallel and kernel.epilogue.blocks > 1
+    _assert_same(got, want, tf.float32)
+
+
 @pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
 def test_a_product_plus_one_operand_adds_it_with_numpy_as_the_reference_does(dtype):
     # a dense layer's bias with nothing after it (logits): no generated epilogue to compile
@@ -440,29 +511,40 @@ def test_products_from_two_threads_at_once_each_get_their_own_result(monkeypatch
     assert not errors, errors
 
 
+def _drive(chooser, speed, calls: int) -> list[str]:
+    """Runs `calls` picks, each way taking `speed[way]` seconds (a callable: of the call's number)."""
+    picks = []
+    for i in range(calls):
+        way = chooser.pick()
+        picks.append(way)
+        chooser.record(way, speed[way](i) if callable(speed[way]) else speed[way])
+    return picks
+
+
 def test_the_faster_way_is_chosen_and_the_slower_one_retried_less_often_each_time_it_loses():
     from tfjit.backends.numba_cpu import blas
 
     chooser = blas._Chooser()
     speed = {"threaded": 1.0, "blocks": 3.0}
-
-    def run(calls: int) -> list[str]:
-        picks = []
-        for _ in range(calls):
-            way = chooser.pick()
-            picks.append(way)
-            chooser.record(way, speed[way])
-        return picks
-
-    picks = run(200)
-    assert picks[:2] == ["threaded", "blocks"]  # each measured once
-    assert picks[2:] == ["threaded"] * 198  # threads at their usual speed: the blocks are not tried again
+    assert _drive(chooser, speed, 200) == ["threaded"] * 200  # threads at their usual speed: no blocks tried
     speed["threaded"] = 10.0  # the machine got busy: the threads stall, the blocks are tried and win
-    later = run(40)
-    assert later[-10:] == ["blocks"] * 10
-    tries = [i for i, w in enumerate(run(1000)) if w == "threaded"]  # retried, less often each loss
-    gaps = np.diff(tries)
-    assert len(gaps) >= 2 and list(gaps[1:]) == [2 * g for g in gaps[:-1]]
+    later = _drive(chooser, speed, 40)
+    assert "blocks" in later[:blas.WINDOW] and later.count("blocks") >= 30
+    picks = _drive(chooser, speed, 2000)
+    starts = [i for i, w in enumerate(picks) if w == "threaded" and (i == 0 or picks[i - 1] != "threaded")]
+    assert all(picks[i:i + blas.PROBE_CALLS] == ["threaded"] * blas.PROBE_CALLS for i in starts)  # a few in a row
+    gaps = np.diff(starts)  # calls between tries: about doubled after each loss
+    assert len(gaps) >= 3 and all(1.9 < b / a < 2.1 for a, b in zip(gaps, gaps[1:]))
     speed["threaded"] = 1.0  # idle again: the next try of the threaded way wins it back
-    run(2 * blas.MAX_PROBE_GAP)
+    _drive(chooser, speed, 2 * blas.MAX_PROBE_GAP)
     assert chooser.pick() == "threaded"
+
+
+def test_a_lone_slow_call_or_a_slow_first_call_does_not_move_a_product_to_the_blocks():
+    from tfjit.backends.numba_cpu import blas
+
+    chooser = blas._Chooser()
+    # The first two calls start NumPy's OpenBLAS threads (the first is untimed); later one call
+    # in ten waits out another process's time slice.
+    threaded = lambda i: 50.0 if i < 2 or i % 10 == 5 else 1.0  # noqa: E731
+    assert _drive(chooser, {"threaded": threaded, "blocks": 2.0}, 200) == ["threaded"] * 200

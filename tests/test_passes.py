@@ -240,6 +240,84 @@ def test_fuse_gives_matmul_its_epilogue_and_shares_values_instead_of_duplicating
         }""")
 
 
+REDUCED_EPILOGUE = """
+    func @f(%0: f32[4,3], %1: f32[3,2], %2: f32[2], %3: f32[4,2]) -> (f32[], f32[2], f32[4], f32[4,2], f32[4,2]) {
+      %4: f32[4,2] = matmul[transpose_a=false, transpose_b=false](%0, %1) {name="MatMul"DEVICE}
+      %5: f32[4,2] = add(%4, %2) {name="Add"DEVICE}
+      %6: f32[4,2] = sigmoid(%5) {name="Sig"DEVICE}
+      %7: f32[4,2] = subtract(%6, %3) {name="Sub"DEVICE}
+      %8: f32[4,2] = square(%7) {name="Sq"DEVICE}
+      %9: f32[] = mean[axes=none, keepdims=false](%8) {name="Loss"DEVICE}
+      %10: f32[2] = sum[axes=[0], keepdims=false](%7) {name="BiasGrad"DEVICE}
+      %11: f32[4] = max[axes=[1], keepdims=false](%6) {name="Max"DEVICE}
+      %12: f32[4,1] = sum[axes=[1], keepdims=true](%6) {name="RowSum"DEVICE}
+      %13: f32[4,2] = divide(%6, %12) {name="Norm"DEVICE}
+      return %9, %10, %11, %13, %7
+    }"""
+
+
+@pytest.mark.parametrize("device", ["CPU", "GPU"])
+def test_fuse_ends_a_matmul_epilogue_in_its_sums_and_means_on_the_cpu(device):
+    """The loss mean and the bias gradient's column sum join the product's kernel; a max does
+    not, nor does a sum whose result the next pass reads at the product's shape (a softmax's
+    or a layer norm's: their reduction kernels run it); the CUDA backend's epilogues do not reduce."""
+    text = REDUCED_EPILOGUE.replace("DEVICE", f', device="/job:localhost/replica:0/task:0/device:{device}:0"')
+    g = parse_graph(ir(text))
+    fused = fuse(g)
+    (kernel,) = [n for n in fused.nodes if n.op == "fused" and n.attr("kind") == "contraction"]
+    inside = {n.name for n in kernel.attr("body").nodes}
+    assert {"Sub", "Sq"} <= inside and not {"Max", "RowSum", "Norm"} & inside
+    assert {"Loss", "BiasGrad"} & inside == ({"Loss", "BiasGrad"} if device == "CPU" else set())
+    reasons = explain_fusion(g)
+    assert any("Sub -> BiasGrad" in r and r.startswith("fused" if device == "CPU" else "not fused") for r in reasons)
+    why_not_row_sum = "next pass" if device == "CPU" else "CUDA"
+    assert any("Sig -> RowSum" in r and why_not_row_sum in r for r in reasons)
+
+
+def test_fuse_takes_a_step_from_an_epilogue_sum_but_not_its_assignment_or_a_full_value_from_a_sum():
+    """b - lr * sum(dz, axis=0) and the scaled loss are computed after the product's kernel
+    reduces; the assignment, and a value at the product's shape reading the scaled loss (a next
+    pass over the product), stay out."""
+    g = parse_graph(ir("""
+        func @f(%0: f32[4,3], %1: f32[3,2], %2: f32[2], %3: f32[]) -> (f32[2], f32[4,2], f32[2]) {
+          %4: f32[4,2] = matmul[transpose_a=false, transpose_b=false](%0, %1) {name="MatMul"}
+          %5: f32[4,2] = sigmoid(%4) {name="Sig"}
+          %6: f32[2] = sum[axes=[0], keepdims=false](%5) {name="BiasGrad"}
+          %7: f32[2] = multiply(%3, %6) {name="Scaled"}
+          %8: f32[2] = subtract(%2, %7) {name="Step"}
+          %9: f32[] = mean[axes=none, keepdims=false](%5) {name="Loss"}
+          %13: f32[] = multiply(%9, %3) {name="ScaledLoss"}
+          %10: f32[4,2] = multiply(%5, %13) {name="Rescaled"}
+          %11: f32[2] = variable[dtype=f32, shape=[2], var="b"]() {name="b"}
+          %12: f32[2] = assign_sub[dtype=f32, shape=[2], var="b"](%7) {name="Update"}
+          return %8, %10, %12
+        }"""))
+    (kernel,) = [n for n in fuse(g).nodes if n.op == "fused" and n.attr("kind") == "contraction"]
+    assert {n.name for n in kernel.attr("body").nodes} == {"MatMul", "Sig", "BiasGrad", "Scaled", "Step", "Loss",
+                                                           "ScaledLoss"}
+    reasons = explain_fusion(g)
+    assert any("Scaled -> Update" in r and "assigns no variable" in r for r in reasons)
+    assert any("Sig -> Rescaled" in r and "reads a reduced value" in r for r in reasons)
+
+
+def test_fuse_keeps_a_scaled_product_and_its_assignment_in_one_kernel():
+    """A scalar computed in the epilogue is no reduced value: `W -= (lr * 0.5) * (x^T g)` stays
+    one contraction with its assignment (one GEMM into the variable)."""
+    g = parse_graph(ir("""
+        func @f(%0: f32[3,4], %1: f32[3,2], %2: f32[]) -> () {
+          %3: f32[4,2] = matmul[transpose_a=true, transpose_b=false](%0, %1) {name="MatMul"}
+          %4: f32[] = constant[value=dense<f32[]>(0.5)]() {name="Half"}
+          %5: f32[] = multiply(%2, %4) {name="Lr"}
+          %6: f32[4,2] = multiply(%5, %3) {name="Scaled"}
+          %7: f32[4,2] = variable[dtype=f32, shape=[4, 2], var="W"]() {name="W"}
+          %8: f32[4,2] = assign_sub[dtype=f32, shape=[4, 2], var="W"](%6) {name="Update"}
+          return
+        }"""))
+    (kernel,) = [n for n in fuse(g).nodes if n.op == "fused"]
+    assert kernel.attr("kind") == "contraction"
+    assert {n.name for n in kernel.attr("body").nodes} >= {"MatMul", "Lr", "Scaled", "Update"}
+
+
 def test_fuse_does_not_recompute_a_small_producer_inside_a_big_loop():
     g = parse_graph(ir("""
         func @f(%0: f32[64,32], %1: f32[32]) -> (f32[64,32]) {

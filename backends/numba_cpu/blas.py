@@ -167,48 +167,71 @@ def _blocks(block: Callable[[int, int, int, int], None], m: int, n: int, k: int,
 class _Chooser:
     """Picks the faster way to run one product shape, by measurement: NumPy's threaded
     OpenBLAS (fastest on an idle machine) or the block pool (far faster when other processes
-    hold the cores). The way in use keeps a running average of its times. While the threads
-    run at their usual speed (within STALL of their fastest run) the blocks are not tried: on
-    an idle machine each try cost a product 1.5-2x its time (measured). Otherwise the other
-    way is tried again now and then, less often each time it loses, so that a machine
-    becoming busy or idle again is noticed. Unlocked: a race only blurs an estimate."""
+    hold the cores).
+
+    Each way is judged by the median of its last WINDOW timed calls: with other processes
+    about, one threaded call in ten or so waits out a time slice (3-4 ms where 0.2 ms is usual,
+    the regression step's products, measured), and judged by such a call the product ran in
+    blocks, 2x slower on an idle machine, for many calls after. A way's first call is not
+    timed: NumPy's OpenBLAS starts its threads in it (2-4 ms). While the threads run at their
+    usual speed (median within STALL of their fastest run) the blocks are not tried: on an
+    idle machine each try cost a product 1.5-2x its time (measured). Otherwise the other way
+    is tried again now and then, PROBE_CALLS calls in a row judged on their own, less often
+    each time it loses, so that a machine becoming busy or idle again is noticed. Unlocked:
+    a race only blurs an estimate."""
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.fastest = float("inf")  # the threaded way's fastest run
+        self.times: dict[str, list[float]] = {way: [] for way in WAYS}  # the last WINDOW timed calls
+        self.warm: set[str] = set()  # ways whose first (untimed) call has run
+        self.fastest = float("inf")  # the threaded way's fastest call
         self.calls = 0
         self.gap = PROBE_GAP
         self.next_probe = PROBE_GAP
-        self.probing = False
+        self.probing: str | None = None  # the way being tried again
 
     def pick(self) -> str:
-        for way in WAYS:  # each way measured once first
-            if way not in self.seconds:
-                return way
+        if self.probing:
+            return self.probing
         self.calls += 1
-        best = min(WAYS, key=self.seconds.__getitem__)
-        steady = best == "threaded" and self.seconds[best] <= STALL * self.fastest
-        self.probing = self.calls >= self.next_probe and not steady
-        return next(w for w in WAYS if w != best) if self.probing else best
+        # Before the blocks are first tried, the threads are judged on a full window only (a
+        # second call, too, may pay for their start).
+        judged = len(self.times["threaded"]) >= WINDOW or bool(self.times["blocks"])
+        if not judged or self._median("threaded") <= STALL * self.fastest:
+            return "threaded"
+        best = min(WAYS, key=lambda w: self._median(w) if self.times[w] else 0.0)  # an untried way first
+        if self.times[best] and self.calls < self.next_probe:
+            return best
+        other = next(w for w in WAYS if w != best) if self.times[best] else best
+        self.probing = other
+        self.times[other] = []  # judged on this try alone: its older times are stale
+        return other
 
     def record(self, way: str, seconds: float) -> None:
-        old = self.seconds.get(way)
+        if way not in self.warm:
+            self.warm.add(way)
+            return
+        times = self.times[way]
+        times.append(seconds)
+        del times[:-WINDOW]
         if way == "threaded":
             self.fastest = min(self.fastest, seconds)
-        # A try of the slower way replaces its stale time (its first call may have paid for
-        # starting threads); the way in use keeps a running average.
-        fresh = old is None or self.probing
-        self.seconds[way] = seconds if fresh else old + AVERAGING * (seconds - old)
-        if self.probing:
-            self.probing = False
-            won = self.seconds[way] <= min(self.seconds.values())
+        if self.probing == way and len(times) >= PROBE_CALLS:
+            self.probing = None
+            others = [self._median(w) for w in WAYS if w != way and self.times[w]]
+            won = not others or self._median(way) <= min(others)
             self.gap = PROBE_GAP if won else min(MAX_PROBE_GAP, 2 * self.gap)
             self.next_probe = self.calls + self.gap
+
+    def _median(self, way: str) -> float:
+        """The median of the way's times (the lower of the middle two)."""
+        times = sorted(self.times[way])
+        return times[(len(times) - 1) // 2]
 
 
 WAYS = ("threaded", "blocks")
 PROBE_GAP, MAX_PROBE_GAP = 8, 1024  # calls between tries of the slower way: doubled after each loss
-AVERAGING = 0.25                    # weight of the newest call in a way's running average
+WINDOW = 5                          # a way's last timed calls, whose median judges it
+PROBE_CALLS = 3                     # timed calls in a row that try a way again
 STALL = 1.5                         # threads slower than this times their fastest run: try the blocks
 _CHOOSERS: dict[tuple[Any, ...], _Chooser] = {}
 

@@ -3,9 +3,11 @@
 BLAS computes the product into a recycled buffer (`blas.matmul_into`: transposed operands
 are passed as transposed views, so nothing is copied; a batched matmul is one `np.matmul`
 call), then one generated loop kernel applies the whole fused epilogue (bias, activation,
-the optimizer's scaling) to it. The product is not computed inside numba: typing `np.dot` costs numba
-0.2-0.5 s per kernel (2 s for the first), which made a cold MLP step 4x slower to compile,
-and blocking the product inside one kernel measured no faster at these sizes.
+the optimizer's scaling) to it; an epilogue that ends in sums or means of its values (a
+loss, a bias gradient) is one loop that also accumulates them (reducing_epilogue.py). The
+product is not computed inside numba: typing `np.dot` costs numba 0.2-0.5 s per kernel (2 s
+for the first), which made a cold MLP step 4x slower to compile, and blocking the product
+inside one kernel measured no faster at these sizes.
 
 A contraction body that also assigns variables is split: the matmul and the pure epilogue
 become one such kernel computing the update into scratch, and the assignment applies it to
@@ -27,6 +29,8 @@ from .blas import matmul_into
 from .buffers import POOL
 from .codegen import supported
 from .loop import PARALLEL_MIN_ELEMENTS, LoopKernel
+from .reducing_epilogue import OPS as REDUCING_OPS
+from .reducing_epilogue import ReducingEpilogue, after_reductions
 
 BLAS_DTYPES = ("float32", "float64")
 
@@ -44,8 +48,15 @@ class ContractionKernel:
         self.dtype = matmul.types[0].dtype.np_dtype
         self.transpose = (bool(matmul.attr("transpose_a")), bool(matmul.attr("transpose_b")))
         epilogue, result_of = _epilogue_body(body, matmul)
-        lone_add = None if matmul.out in body.results else _lone_add(epilogue)
-        self.epilogue = LoopKernel(epilogue, name) if lone_add is None else lone_add
+        self.epilogue: LoopKernel | AddEpilogue | ReducingEpilogue | LoopThenReductions
+        if any(n.op in REDUCING_OPS for n in epilogue.nodes):
+            try:
+                self.epilogue = ReducingEpilogue(epilogue, name, self.out_shape)
+            except NotImplementedError:
+                self.epilogue = LoopThenReductions(epilogue, name)
+        else:
+            lone_add = None if matmul.out in body.results else _lone_add(epilogue)
+            self.epilogue = LoopKernel(epilogue, name) if lone_add is None else lone_add
         self._operands = [self.body.params.index(v) for v in matmul.inputs]
         # each body result: the product itself (-1) or the epilogue's result at that index
         self._picks = [-1 if r == matmul.out else epilogue.results.index(result_of[r]) for r in body.results]
@@ -62,6 +73,51 @@ class ContractionKernel:
     def source(self) -> str:
         """The epilogue kernel (the product itself is a BLAS call)."""
         return f"# {self.name}: acc = matmul(a, b) through BLAS, then:\n" + self.epilogue.source()
+
+
+class LoopThenReductions:
+    """An epilogue ending in sums or means that `ReducingEpilogue` does not take (an operand
+    broadcast other than along rows or columns, a sum over middle axes): a loop kernel
+    computes the elementwise results and what the reductions read, then NumPy runs the
+    reductions and what is computed from them (the reference's ops), as when those were
+    kernels of their own."""
+
+    def __init__(self, body: Graph, name: str):
+        reductions = [n for n in body.nodes if n.op in REDUCING_OPS]
+        self.after = sorted(reductions + after_reductions(body, reductions), key=body.nodes.index)
+        after = set(self.after)
+        read = [v for n in self.after for v in n.inputs
+                if v.node not in after and v.node.op not in ("param", "constant")]
+        self.loop_results = list(dict.fromkeys([r for r in body.results if r.node not in after] + read))
+        nodes = [n for n in body.nodes if n not in after]
+        self.loop = LoopKernel(Graph(body.name, body.params, nodes, self.loop_results), name) \
+            if self.loop_results else None
+        self.params, self.results = body.params, body.results
+
+    def __call__(self, acc: np.ndarray, *args: np.ndarray,
+                 into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
+        given = dict(into)
+        values: dict[Value, np.ndarray] = dict(zip(self.params, (acc, *args)))
+        if self.loop is not None:
+            into_loop = tuple((self.loop_results.index(r), given[i]) for i, r in enumerate(self.results)
+                              if i in given and r in self.loop_results)
+            values.update(zip(self.loop_results, self.loop(acc, *args, into=into_loop)))
+        with np.errstate(all="ignore"):
+            for n in self.after:
+                operands = [values[v] if v in values else np.asarray(v.node.attr("value").array) for v in n.inputs]
+                out = get_op(n.op).reference(*operands, **n.attr_dict)
+                values.update(zip(n.outputs, out if isinstance(out, tuple) else (out,)))
+        return tuple(_copied(given[i], values[r]) if i in given and r not in self.loop_results
+                     else np.asarray(values[r]) for i, r in enumerate(self.results))
+
+    def source(self) -> str:
+        loop = self.loop.source() if self.loop is not None else ""
+        return loop + "".join(f"{n.op}(...)  # NumPy's, after the loop\n" for n in self.after)
+
+
+def _copied(out: np.ndarray, value: np.ndarray) -> np.ndarray:
+    np.copyto(out, value.reshape(out.shape))
+    return out
 
 
 class MatmulKernel:
@@ -158,12 +214,16 @@ def build(node: Node) -> ContractionKernel | None:
     if len(matmuls) != 1 or not covered(matmuls[0]):
         return None
     matmul = matmuls[0]
-    rest = Graph(body.name, body.params, [n for n in body.nodes if n is not matmul], [])
+    # The epilogue's elementwise nodes, and the sums or means they may end in with what is
+    # computed from those (reducing_epilogue.py)
+    reductions = [n for n in body.nodes if n.op in REDUCING_OPS]
+    after = set(after_reductions(body, reductions))
+    rest = Graph(body.name, body.params, [n for n in body.nodes if n is not matmul and n not in reductions], [])
     if any(get_op(n.op).stateful for n in rest.nodes) or not supported(rest):
         return None
     size = int(np.prod(matmul.types[0].shape))
-    if any(int(np.prod(t.shape)) not in (1, size) for n in rest.nodes for t in n.types):
-        return None  # an epilogue value at another shape
+    if any(int(np.prod(t.shape)) not in (1, size) for n in rest.nodes if n not in after for t in n.types):
+        return None  # an elementwise epilogue value at another shape
     if not any(r != matmul.out for r in body.results):
         return None  # no epilogue to fuse
     try:
