@@ -68,6 +68,8 @@ _TMP_PREFIX = ".tmp-"
 _STATS_FILE = "stats.jsonl"
 _STALE_TMP_S = 3600.0
 _MODULE_PREFIX = "_tfjit_kernel_"
+# What numba's `inspect_types` shows for a kernel loaded from the cache (see save_overload)
+_NO_ANNOTATION = "tfjit does not cache its kernels' type annotations; `tfjit dump --stage kernels` shows their source"
 
 
 # -- the key -----------------------------------------------------------------------------------
@@ -268,6 +270,13 @@ class _GuardedNumbaCache:
         except Exception as exc:  # noqa: BLE001 - any unreadable pickle means "not cached"
             self._on_unreadable(exc)
             return None
+
+    def save_overload(self, sig: Any, cres: Any) -> None:
+        """numba's save, without the type annotation text numba stores for `inspect_types`:
+        making it re-reads and tokenizes the kernel's source file (52 of the 67 ms that saving
+        the MLP step's four kernels took, measured; most of it compiling tokenize's patterns)."""
+        replace = getattr(cres, "_replace", None)
+        self._inner.save_overload(sig, replace(type_annotation=_NO_ANNOTATION) if replace else cres)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

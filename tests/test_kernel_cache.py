@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfjit.backends.kernel_cache import KernelCache, KernelKey, cli, entry_digest, files_digest
+from tfjit.backends.kernel_cache import _NO_ANNOTATION, KernelCache, KernelKey, cli, entry_digest, files_digest
 
 ADD = """\
 import numba
@@ -111,6 +111,20 @@ def test_compiles_once_and_a_new_process_compiles_nothing(cache_dir: Path) -> No
     assert result["stats"]["numba_hits"] == 1
     assert result["stats"]["numba_misses"] == 0
     assert result["stats"]["process_compilations"] == 0 and result["compiled_nothing"]
+
+
+def test_saved_kernels_leave_out_the_type_annotation(cache_dir: Path) -> None:
+    """numba's type annotation text (which tokenizes the source) is not made on save: a kernel
+    loaded from the cache shows a note instead, and computes the same."""
+    first = KernelCache()
+    run_add(first.load(add_key(), ADD, "add"))
+    assert first.stats().numba_misses == 1
+    again = KernelCache()  # a second cache object re-imports the module: numba loads its saved code
+    add = again.load(add_key(), ADD, "add")
+    run_add(add)
+    assert again.stats().numba_hits == 1 and again.stats().numba_misses == 0
+    (loaded,) = add.overloads.values()
+    assert loaded.type_annotation == _NO_ANNOTATION
 
 
 # Cached code that calls the NRT (np.empty), a threading layer (prange) and the hash secret
