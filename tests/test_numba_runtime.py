@@ -455,7 +455,7 @@ def test_the_faster_way_is_chosen_and_the_slower_one_retried_less_often_each_tim
         return picks
 
     picks = run(200)
-    assert picks[:2] == ["threaded", "blocks"]  # each measured once
+    assert picks[:2] == ["blocks", "threaded"]  # each measured once, the blocks (never stalled) first
     assert picks[2:] == ["threaded"] * 198  # threads at their usual speed: the blocks are not tried again
     speed["threaded"] = 10.0  # the machine got busy: the threads stall, the blocks are tried and win
     later = run(40)

@@ -206,7 +206,11 @@ class _Chooser:
             self.next_probe = self.calls + self.gap
 
 
-WAYS = ("threaded", "blocks")
+# Each way is measured once first, in this order: the blocks first, so that a process's first
+# call of a product never waits for a descheduled OpenBLAS thread (NumPy's threaded first call
+# of the MLP step's two large products took 11-110 ms with another process running, against
+# 1-3 ms for the blocks; measured). On an idle machine that costs the first call ~2 ms.
+WAYS = ("blocks", "threaded")
 PROBE_GAP, MAX_PROBE_GAP = 8, 1024  # calls between tries of the slower way: doubled after each loss
 AVERAGING = 0.25                    # weight of the newest call in a way's running average
 STALL = 1.5                         # threads slower than this times their fastest run: try the blocks
