@@ -174,6 +174,58 @@ def test_a_warm_load_skips_numbas_refresh_and_links_the_runtime(cache_dir: Path)
     assert warm == {"correct": True, "refreshes": 0, "compiled_nothing": True}
 
 
+# Allocates through the NRT, so its machine code calls the runtime's reference counting.
+ALLOCATING = """\
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def doubled(a, out):
+    tmp = np.empty(a.shape[0], a.dtype)
+    for i in range(a.shape[0]):
+        tmp[i] = a[i] * 2
+    out[:] = tmp
+"""
+
+RUNTIME_COUNTING_CHILD = textwrap.dedent("""
+    import json, sys, warnings
+    import numpy as np
+    from numba.core.runtime import nrtdynmod
+    made, create = [], nrtdynmod.create_nrt_module
+    nrtdynmod.create_nrt_module = lambda ctx: made.append(1) or create(ctx)
+    from tfjit.backends.kernel_cache import KernelCache, KernelKey
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cache = KernelCache(sys.argv[1])
+        doubled = cache.load(KernelKey("doubled", "ir:doubled"), sys.argv[2], "doubled")
+        a = np.arange(1000, dtype=np.float64)
+        out = np.empty_like(a)
+        for _ in range(3):
+            doubled(a, out)
+    print(json.dumps({"correct": bool(np.array_equal(out, 2 * a)), "runtime_compiled": len(made),
+                      "warnings": [str(w.message) for w in caught]}))
+""")
+
+
+def test_numbas_runtime_is_compiled_once_then_loaded_and_a_damaged_copy_recompiled(cache_dir: Path) -> None:
+    def run() -> dict:
+        proc = subprocess.Popen([sys.executable, "-c", RUNTIME_COUNTING_CHILD, str(cache_dir), ALLOCATING],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return child_result(proc)
+
+    assert run() == {"correct": True, "runtime_compiled": 1, "warnings": []}
+    (saved,) = cache_dir.glob("*.nrt")
+    assert run() == {"correct": True, "runtime_compiled": 0, "warnings": []}
+    data = bytearray(saved.read_bytes())
+    data[-20] ^= 0xFF  # a flipped byte in the machine code
+    saved.write_bytes(bytes(data))
+    damaged = run()
+    assert damaged["correct"] and damaged["runtime_compiled"] == 1
+    assert len(damaged["warnings"]) == 1 and "runtime cache file" in damaged["warnings"][0]
+    assert run() == {"correct": True, "runtime_compiled": 0, "warnings": []}  # rewritten whole
+
+
 @pytest.mark.parametrize("field, value, explained", [
     ("numba", "0.0.test", "numba: '0.68.1' -> '0.0.test'"),
     ("options", {"fastmath": ("nsz",)}, "options.fastmath: None -> \"('nsz',)\""),
