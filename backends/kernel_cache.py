@@ -528,6 +528,7 @@ class KernelCache:
         for value in vars(module).values():
             if isinstance(value, Dispatcher) and value.py_func.__module__ == module.__name__:
                 self._dispatchers.append(value)
+                numba_startup.skip_extensions(value)
                 if isinstance(value._cache, NumbaCache):
                     value._cache = _GuardedNumbaCache(
                         value._cache, path.parent, lambda exc: self._note_unreadable(path, exc, _drop_numba_files(path)))

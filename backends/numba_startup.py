@@ -15,6 +15,10 @@ generated kernels do not have (measured on a first call of the MLP training step
 - Typing an array argument asks whether it is a `numpy.ma.MaskedArray`, and so imports
   numpy.ma (15 ms) on the process's first call with each new array type. Where numpy.ma was
   never imported no masked array can exist, so `install` types arrays without asking then.
+- Before each compilation (and each load from its cache) numba initialises its extensions,
+  whose first time reads the entry points of every installed package (3-12 ms of a first call,
+  measured): extensions type other objects than the NumPy arrays and scalars kernels take, so
+  tfjit's kernels skip it (`skip_extensions`); the user's own numba functions still run it.
 - Each compilation first refreshes numba's CPU context, whose first refresh imports and installs
   the implementations of every feature numba has (typed containers, random generators,
   polynomials, jitclasses, datetimes, complex math, strings...; 35-40 ms of a first call,
@@ -84,6 +88,17 @@ def _is_tfjit(data: Any) -> bool:
         return False
     module = getattr(getattr(dispatcher, "py_func", None), "__module__", None) or ""
     return module.startswith(("_tfjit_kernel_", "tfjit."))
+
+
+def skip_extensions(dispatcher: Any) -> None:
+    """Compile and load `dispatcher`, a tfjit kernel, without initialising numba's extensions
+    first (see the module's docstring); nothing changes where numba has no such hook."""
+    if hasattr(dispatcher, "_compilation_chain_init_hook"):
+        dispatcher._compilation_chain_init_hook = _no_extensions
+
+
+def _no_extensions() -> None:
+    """A kernel's stand-in for numba's `entrypoints.init_all`."""
 
 
 def before_first_compile() -> None:

@@ -1,7 +1,7 @@
 """numba's start-up trimmed for tfjit (backends/numba_startup.py): a fresh process compiles and
 loads kernels without importing scipy.linalg, numpy.ma or numba.cpython.hashing, and what it
-does instead gives numba's own values; a kernel's compile loads only the registries kernels use,
-and the user's own numba code still compiles with all of numba's."""
+does instead gives numba's own values; a kernel's compile loads only the registries kernels use
+and none of numba's extensions, and the user's own numba code still compiles with all of numba's."""
 from __future__ import annotations
 
 import cmath
@@ -25,11 +25,16 @@ a = np.linspace(-3, 3, 7, dtype=np.float32)
 out = np.empty_like(a)
 kernel(a, out)
 loaded = {m: m in sys.modules for m in ("scipy.linalg", "numpy.ma", "numba.cpython.hashing")}
+from numba.core import entrypoints
+extensions = [entrypoints._already_initialized]
 from tfjit.backends import numba_startup
 mine = [v.value for v in numba_startup._secret_values]
 import numba.cpython.hashing as hashing
 numba_values = [hashing._hashsecret[k].value.value for k in ("djbx33a_suffix", "siphash_k0", "siphash_k1")]
-print(json.dumps({"out": out.tolist(), "loaded": loaded, "mine": mine, "numba": numba_values}))
+import numba
+extensions.append(numba.njit(lambda x: x + 1)(1) == 2 and entrypoints._already_initialized)
+print(json.dumps({"out": out.tolist(), "loaded": loaded, "mine": mine, "numba": numba_values,
+                  "extensions": extensions}))
 """
 
 
@@ -50,6 +55,8 @@ def test_a_fresh_process_compiles_then_loads_kernels_without_numbas_unused_impor
         assert not result["loaded"]["scipy.linalg"] and not result["loaded"]["numpy.ma"]
     assert not warm["loaded"]["numba.cpython.hashing"]
     assert warm["mine"] == warm["numba"] and len(warm["mine"]) == 3
+    # kernels compile and load without numba's extensions; the user's own function loads them
+    assert cold["extensions"] == warm["extensions"] == [False, True]
 
 
 @pytest.mark.parametrize("array", [np.zeros((2, 3), np.float32), np.zeros((4, 2), np.int64).T,
