@@ -5,6 +5,7 @@ and none of numba's extensions, and the user's own numba code still compiles wit
 from __future__ import annotations
 
 import cmath
+import gc
 import heapq
 import json
 import os
@@ -165,3 +166,39 @@ def test_the_trimmed_refresh_replaces_only_the_loading_it_knows():
     assert patched.__module__ == numba_startup.__name__
     numba_startup._refresh_kernel_registries_only(CPUContext)
     assert CPUContext.load_additional_registries is patched
+
+
+def test_the_garbage_collector_is_held_while_a_kernel_compiles_and_only_then(tmp_path, monkeypatch):
+    import numba
+    from numba.core import event
+
+    from tfjit.backends.numba_cpu.compile import compile_kernel
+
+    monkeypatch.setenv("TFJIT_CACHE_DIR", str(tmp_path))  # an empty cache: the kernels compile
+    enabled_at_compile = []
+
+    class Spy(event.Listener):
+        def on_start(self, ev):
+            enabled_at_compile.append(gc.isenabled())
+
+        def on_end(self, ev):
+            pass
+
+    source = "def kernel(a, out):\n    for i in range(a.shape[0]):\n        out[i] = a[i] * _f32({})\n"
+    a = np.arange(5, dtype=np.float32)
+    out = np.empty_like(a)
+    spy = Spy()
+    event.register("numba:compile", spy)
+    try:
+        compile_kernel(source.format(3), "kernel")(a, out)
+        assert gc.isenabled() and out.tolist() == (a * 3).tolist()
+        numba.njit(lambda x: x + 1)(1)  # the user's own function compiles as numba does
+        gc.disable()
+        try:  # a collector the user turned off stays off
+            compile_kernel(source.format(5), "kernel")(a, out)
+            assert not gc.isenabled() and out.tolist() == (a * 5).tolist()
+        finally:
+            gc.enable()
+    finally:
+        event.unregister("numba:compile", spy)
+    assert enabled_at_compile == [False, True, False]
