@@ -6,6 +6,9 @@
 so numba keeps their machine code in `<cache dir>/__pycache__` (or under `NUMBA_CACHE_DIR`
 when that is set) and a second process loads it instead of compiling.
 
+The machine code of numba's runtime functions (NRT reference counting), which numba compiles
+in every process, is kept there too (`<digest>.nrt`, see `_initialize_runtime`).
+
 The entry digest hashes the key *and* the source, so a changed source can never reuse a
 stale file or stale machine code (numba stamps its cache with the source's content hash).
 The key names what the source does not show: the IR, dtypes/layout class, codegen options,
@@ -62,12 +65,14 @@ log = logging.getLogger("tfjit.cache")
 numba_startup.install()
 
 HEADER = "# tfjit-kernel sha256="
-_ENTRY = re.compile(r"^[0-9a-f]{64}\.(py|json)$")
+_ENTRY = re.compile(r"^[0-9a-f]{64}\.(py|json|nrt)$")
 _NUMBA_FILE = re.compile(r"^[0-9a-f]{64}\.")
 _TMP_PREFIX = ".tmp-"
 _STATS_FILE = "stats.jsonl"
 _STALE_TMP_S = 3600.0
 _MODULE_PREFIX = "_tfjit_kernel_"
+# What numba's `inspect_types` shows for a kernel loaded from the cache (see save_overload)
+_NO_ANNOTATION = "tfjit does not cache its kernels' type annotations; `tfjit dump --stage kernels` shows their source"
 
 
 # -- the key -----------------------------------------------------------------------------------
@@ -258,44 +263,116 @@ class _GuardedNumbaCache:
     the cache needs only the symbols it links against, which `_prepare_for_cached_code`
     provides."""
 
-    def __init__(self, inner: NumbaCache, on_unreadable: Callable[[BaseException], None]):
+    def __init__(self, inner: NumbaCache, directory: Path, on_unreadable: Callable[[BaseException], None]):
         self._inner = inner
+        self._directory = directory
         self._on_unreadable = on_unreadable
 
     def load_overload(self, sig: Any, target_context: Any) -> Any:
         try:
-            return _load_without_refresh(self._inner, sig, target_context)
+            return _load_without_refresh(self._inner, sig, target_context, self._directory)
         except Exception as exc:  # noqa: BLE001 - any unreadable pickle means "not cached"
             self._on_unreadable(exc)
             return None
+
+    def save_overload(self, sig: Any, cres: Any) -> None:
+        """numba's save, without the type annotation text numba stores for `inspect_types`:
+        making it re-reads and tokenizes the kernel's source file (52 of the 67 ms that saving
+        the MLP step's four kernels took, measured; most of it compiling tokenize's patterns)."""
+        replace = getattr(cres, "_replace", None)
+        self._inner.save_overload(sig, replace(type_annotation=_NO_ANNOTATION) if replace else cres)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
 
-def _load_without_refresh(cache: NumbaCache, sig: Any, target_context: Any) -> Any:
+def _load_without_refresh(cache: NumbaCache, sig: Any, target_context: Any, directory: Path) -> Any:
     """numba's `Cache.load_overload` minus its registry refresh (see `_GuardedNumbaCache`);
     numba's own path where its private methods are missing (another numba version)."""
     load = getattr(cache, "_load_overload", None)
     guard = getattr(cache, "_guard_against_spurious_io_errors", None)
     if load is None or guard is None:
         return cache.load_overload(sig, target_context)
-    _prepare_for_cached_code(target_context)
+    _prepare_for_cached_code(target_context, directory)
     with guard():
         return load(sig, target_context)
     return None  # the guard swallowed a spurious I/O error: not cached
 
 
-def _prepare_for_cached_code(target_context: Any) -> None:
+def _prepare_for_cached_code(target_context: Any, directory: Path) -> None:
     """Register the symbols cached machine code may call that the refresh would register:
     numba installs its helper, exception and libm symbols when its CPU context is created,
     parallel kernels start their threading layer themselves (numba's `reload_init`); the NRT
     (allocation, reference counting) and the hash secret remain. Without a symbol, LLVM would
     abort the process when linking the code."""
-    from numba.core.runtime import nrt
-
-    nrt.rtsys.initialize(target_context)
+    _initialize_runtime(target_context, directory)
     numba_startup.define_hash_secret()
+
+
+# -- numba's runtime ---------------------------------------------------------------------------
+
+def _initialize_runtime(target_context: Any, directory: Path) -> None:
+    """numba's `rtsys.initialize`, with the NRT's LLVM functions (reference counting, atomics)
+    loaded as machine code from `<directory>/<digest>.nrt` when an earlier process left it there,
+    else compiled as numba does and saved there. numba compiles them in every process (15-40 ms
+    of a warm first call, measured: LLVM optimises and generates their code). A damaged file
+    is reported, compiled again and rewritten; numba's own way where its internals differ."""
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.runtime import nrt, nrtdynmod
+
+    rtsys = nrt.rtsys
+    create = getattr(nrtdynmod, "create_nrt_module", None)
+    if getattr(rtsys, "_init", True) or create is None or not hasattr(nrt, "_nrt"):
+        rtsys.initialize(target_context)  # done already, or another numba: numba's way
+        return
+    with global_compiler_lock:
+        if rtsys._init:
+            return
+        for name, address in nrt._nrt.c_helpers.items():  # as numba's initialize registers them
+            llvm.add_symbol(name if name.startswith("_") else f"NRT_{name}", address)
+        path = directory / f"{_runtime_digest()}.nrt"
+        codegen = target_context.codegen()
+        data = _read(path)
+        if data is not None and _unsafe(path, path.lstat()) is None and _is_intact(data):
+            library = codegen.unserialize_library(_unpack_library(data.partition(b"\n")[2]))
+        else:
+            if data is not None:
+                warnings.warn(f"numba runtime cache file {path} is corrupted or truncated; compiling "
+                              "the runtime again and rewriting it", stacklevel=5)
+            module, library = create(target_context)
+            library.enable_object_caching()  # keep the machine code to save it
+            library.add_ir_module(module)
+            library.finalize()
+            body = _pack_library(library.serialize_using_object_code())
+            try:
+                _atomic_write(path, f"{HEADER}{hashlib.sha256(body).hexdigest()}\n".encode() + body)
+            except OSError:
+                pass  # not kept: the next process compiles the runtime again
+        rtsys._library = library
+        rtsys._init = True
+
+
+@functools.lru_cache(maxsize=None)
+def _runtime_digest() -> str:
+    """The runtime file's name: numba's runtime source, the optimisation level, and what every
+    kernel's key holds (target CPU, toolchain versions)."""
+    from numba.core.runtime import nrtdynmod
+
+    key = KernelKey("numba-runtime", files_digest(nrtdynmod.__file__), options={"opt": int(numba_config.OPT)})
+    return entry_digest(key, "")
+
+
+def _pack_library(state: tuple[str, str, tuple[bytes, bytes]]) -> bytes:
+    """numba's serialized library `(name, 'object', (machine code, bitcode))` as bytes, without pickle."""
+    name, kind, (code, bitcode) = state
+    head = json.dumps({"name": name, "kind": kind, "code": len(code)}).encode()
+    return head + b"\n" + code + bitcode
+
+
+def _unpack_library(body: bytes) -> tuple[str, str, tuple[bytes, bytes]]:
+    head, _, blobs = body.partition(b"\n")
+    meta = json.loads(head)
+    return meta["name"], meta["kind"], (blobs[:meta["code"]], blobs[meta["code"]:])
 
 
 def _numba_cache_dirs(path: Path) -> list[Path]:
@@ -451,9 +528,10 @@ class KernelCache:
         for value in vars(module).values():
             if isinstance(value, Dispatcher) and value.py_func.__module__ == module.__name__:
                 self._dispatchers.append(value)
+                numba_startup.skip_extensions(value)
                 if isinstance(value._cache, NumbaCache):
                     value._cache = _GuardedNumbaCache(
-                        value._cache, lambda exc: self._note_unreadable(path, exc, _drop_numba_files(path)))
+                        value._cache, path.parent, lambda exc: self._note_unreadable(path, exc, _drop_numba_files(path)))
 
     def _note_unreadable(self, path: Path, exc: BaseException, dropped: list[Path]) -> None:
         self._corrupt += 1

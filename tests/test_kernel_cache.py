@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfjit.backends.kernel_cache import KernelCache, KernelKey, cli, entry_digest, files_digest
+from tfjit.backends.kernel_cache import _NO_ANNOTATION, KernelCache, KernelKey, cli, entry_digest, files_digest
 
 ADD = """\
 import numba
@@ -113,6 +113,20 @@ def test_compiles_once_and_a_new_process_compiles_nothing(cache_dir: Path) -> No
     assert result["stats"]["process_compilations"] == 0 and result["compiled_nothing"]
 
 
+def test_saved_kernels_leave_out_the_type_annotation(cache_dir: Path) -> None:
+    """numba's type annotation text (which tokenizes the source) is not made on save: a kernel
+    loaded from the cache shows a note instead, and computes the same."""
+    first = KernelCache()
+    run_add(first.load(add_key(), ADD, "add"))
+    assert first.stats().numba_misses == 1
+    again = KernelCache()  # a second cache object re-imports the module: numba loads its saved code
+    add = again.load(add_key(), ADD, "add")
+    run_add(add)
+    assert again.stats().numba_hits == 1 and again.stats().numba_misses == 0
+    (loaded,) = add.overloads.values()
+    assert loaded.type_annotation == _NO_ANNOTATION
+
+
 # Cached code that calls the NRT (np.empty), a threading layer (prange) and the hash secret
 # (str hash): a new process loads it without numba's registry refresh and must link all three.
 RUNTIME_USER = """\
@@ -158,6 +172,58 @@ def test_a_warm_load_skips_numbas_refresh_and_links_the_runtime(cache_dir: Path)
     assert cold["correct"] and cold["refreshes"] > 0 and not cold["compiled_nothing"]
     warm = run()
     assert warm == {"correct": True, "refreshes": 0, "compiled_nothing": True}
+
+
+# Allocates through the NRT, so its machine code calls the runtime's reference counting.
+ALLOCATING = """\
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def doubled(a, out):
+    tmp = np.empty(a.shape[0], a.dtype)
+    for i in range(a.shape[0]):
+        tmp[i] = a[i] * 2
+    out[:] = tmp
+"""
+
+RUNTIME_COUNTING_CHILD = textwrap.dedent("""
+    import json, sys, warnings
+    import numpy as np
+    from numba.core.runtime import nrtdynmod
+    made, create = [], nrtdynmod.create_nrt_module
+    nrtdynmod.create_nrt_module = lambda ctx: made.append(1) or create(ctx)
+    from tfjit.backends.kernel_cache import KernelCache, KernelKey
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cache = KernelCache(sys.argv[1])
+        doubled = cache.load(KernelKey("doubled", "ir:doubled"), sys.argv[2], "doubled")
+        a = np.arange(1000, dtype=np.float64)
+        out = np.empty_like(a)
+        for _ in range(3):
+            doubled(a, out)
+    print(json.dumps({"correct": bool(np.array_equal(out, 2 * a)), "runtime_compiled": len(made),
+                      "warnings": [str(w.message) for w in caught]}))
+""")
+
+
+def test_numbas_runtime_is_compiled_once_then_loaded_and_a_damaged_copy_recompiled(cache_dir: Path) -> None:
+    def run() -> dict:
+        proc = subprocess.Popen([sys.executable, "-c", RUNTIME_COUNTING_CHILD, str(cache_dir), ALLOCATING],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return child_result(proc)
+
+    assert run() == {"correct": True, "runtime_compiled": 1, "warnings": []}
+    (saved,) = cache_dir.glob("*.nrt")
+    assert run() == {"correct": True, "runtime_compiled": 0, "warnings": []}
+    data = bytearray(saved.read_bytes())
+    data[-20] ^= 0xFF  # a flipped byte in the machine code
+    saved.write_bytes(bytes(data))
+    damaged = run()
+    assert damaged["correct"] and damaged["runtime_compiled"] == 1
+    assert len(damaged["warnings"]) == 1 and "runtime cache file" in damaged["warnings"][0]
+    assert run() == {"correct": True, "runtime_compiled": 0, "warnings": []}  # rewritten whole
 
 
 @pytest.mark.parametrize("field, value, explained", [

@@ -1,10 +1,11 @@
 """numba's start-up trimmed for tfjit (backends/numba_startup.py): a fresh process compiles and
 loads kernels without importing scipy.linalg, numpy.ma or numba.cpython.hashing, and what it
-does instead gives numba's own values; a kernel's compile loads only the registries kernels use,
-and the user's own numba code still compiles with all of numba's."""
+does instead gives numba's own values; a kernel's compile loads only the registries kernels use
+and none of numba's extensions, and the user's own numba code still compiles with all of numba's."""
 from __future__ import annotations
 
 import cmath
+import gc
 import heapq
 import json
 import os
@@ -25,11 +26,16 @@ a = np.linspace(-3, 3, 7, dtype=np.float32)
 out = np.empty_like(a)
 kernel(a, out)
 loaded = {m: m in sys.modules for m in ("scipy.linalg", "numpy.ma", "numba.cpython.hashing")}
+from numba.core import entrypoints
+extensions = [entrypoints._already_initialized]
 from tfjit.backends import numba_startup
 mine = [v.value for v in numba_startup._secret_values]
 import numba.cpython.hashing as hashing
 numba_values = [hashing._hashsecret[k].value.value for k in ("djbx33a_suffix", "siphash_k0", "siphash_k1")]
-print(json.dumps({"out": out.tolist(), "loaded": loaded, "mine": mine, "numba": numba_values}))
+import numba
+extensions.append(numba.njit(lambda x: x + 1)(1) == 2 and entrypoints._already_initialized)
+print(json.dumps({"out": out.tolist(), "loaded": loaded, "mine": mine, "numba": numba_values,
+                  "extensions": extensions}))
 """
 
 
@@ -50,6 +56,8 @@ def test_a_fresh_process_compiles_then_loads_kernels_without_numbas_unused_impor
         assert not result["loaded"]["scipy.linalg"] and not result["loaded"]["numpy.ma"]
     assert not warm["loaded"]["numba.cpython.hashing"]
     assert warm["mine"] == warm["numba"] and len(warm["mine"]) == 3
+    # kernels compile and load without numba's extensions; the user's own function loads them
+    assert cold["extensions"] == warm["extensions"] == [False, True]
 
 
 @pytest.mark.parametrize("array", [np.zeros((2, 3), np.float32), np.zeros((4, 2), np.int64).T,
@@ -158,3 +166,39 @@ def test_the_trimmed_refresh_replaces_only_the_loading_it_knows():
     assert patched.__module__ == numba_startup.__name__
     numba_startup._refresh_kernel_registries_only(CPUContext)
     assert CPUContext.load_additional_registries is patched
+
+
+def test_the_garbage_collector_is_held_while_a_kernel_compiles_and_only_then(tmp_path, monkeypatch):
+    import numba
+    from numba.core import event
+
+    from tfjit.backends.numba_cpu.compile import compile_kernel
+
+    monkeypatch.setenv("TFJIT_CACHE_DIR", str(tmp_path))  # an empty cache: the kernels compile
+    enabled_at_compile = []
+
+    class Spy(event.Listener):
+        def on_start(self, ev):
+            enabled_at_compile.append(gc.isenabled())
+
+        def on_end(self, ev):
+            pass
+
+    source = "def kernel(a, out):\n    for i in range(a.shape[0]):\n        out[i] = a[i] * _f32({})\n"
+    a = np.arange(5, dtype=np.float32)
+    out = np.empty_like(a)
+    spy = Spy()
+    event.register("numba:compile", spy)
+    try:
+        compile_kernel(source.format(3), "kernel")(a, out)
+        assert gc.isenabled() and out.tolist() == (a * 3).tolist()
+        numba.njit(lambda x: x + 1)(1)  # the user's own function compiles as numba does
+        gc.disable()
+        try:  # a collector the user turned off stays off
+            compile_kernel(source.format(5), "kernel")(a, out)
+            assert not gc.isenabled() and out.tolist() == (a * 5).tolist()
+        finally:
+            gc.enable()
+    finally:
+        event.unregister("numba:compile", spy)
+    assert enabled_at_compile == [False, True, False]

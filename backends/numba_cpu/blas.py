@@ -192,6 +192,8 @@ class _Chooser:
     def pick(self) -> str:
         if self.probing:
             return self.probing
+        if not self.warm:  # the shape's first call (see FIRST_WAY)
+            return FIRST_WAY
         self.calls += 1
         # Before the blocks are first tried, the threads are judged on a full window only (a
         # second call, too, may pay for their start).
@@ -229,6 +231,11 @@ class _Chooser:
 
 
 WAYS = ("threaded", "blocks")
+# A product shape's first call (untimed) runs in blocks, so that a process's first call never
+# waits for a descheduled OpenBLAS thread (NumPy's threaded first call of the MLP step's two
+# large products took 11-110 ms with another process running, against 1-3 ms for the blocks;
+# measured). On an idle machine that costs the first call ~2 ms.
+FIRST_WAY = "blocks"
 PROBE_GAP, MAX_PROBE_GAP = 8, 1024  # calls between tries of the slower way: doubled after each loss
 WINDOW = 5                          # a way's last timed calls, whose median judges it
 PROBE_CALLS = 3                     # timed calls in a row that try a way again

@@ -63,7 +63,7 @@ class ColumnKernel:
         self._make_scratch = [functools.partial(_filled, scratch_maker((I,), dtype), starts[name]) if name in starts
                               else scratch_maker((I,), dtype) for name, dtype in self.scratch.items()]
         self.source = self._source()
-        self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel)
+        self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel, scalar=True)
 
     def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
         """The results, in recycled buffers or in `into`'s C-contiguous arrays (result index, array)."""

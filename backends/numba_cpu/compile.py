@@ -33,17 +33,21 @@ _IMPORTS = (
 
 
 def compile_kernel(source: str, entry: str, name: str = "kernel", parallel: bool = False,
-                   prelude: str = "") -> Callable[..., None]:
+                   prelude: str = "", scalar: bool = False) -> Callable[..., None]:
     """The numba dispatcher of `entry` in `source` (a function definition without imports);
     `prelude` holds the extra imports it needs (of modules in the key's deps).
 
     `no_cfunc_wrapper`: kernels are called from Python and from other kernels, never passed
     as first-class functions, so numba need not build that wrapper (8% of the compile time of
-    the MLP step's kernels, measured)."""
+    the MLP step's kernels, measured). `scalar`: the source computes element by element, with
+    no whole-array expressions, so numba's rewrites (which fuse array expressions into loops)
+    are skipped: they took 22 of the 420 ms that compiling the MLP step's four kernels took,
+    for the same machine code (their run times measured alike)."""
     decorator = (f"@njit(cache=True, error_model='numpy', fastmath=set({sorted(FASTMATH)!r}), nogil=True, "
                  "no_cfunc_wrapper=True"
-                 f"{', parallel=True' if parallel else ''})\n")
+                 f"{', no_rewrites=True' if scalar else ''}{', parallel=True' if parallel else ''})\n")
     code = strip_comments(source)
     module = _IMPORTS + prelude + decorator + code
-    key = KernelKey(name=name, ir=prelude + code, options={"fastmath": sorted(FASTMATH), "parallel": parallel}, deps=_DEPS)
+    options = {"fastmath": sorted(FASTMATH), "parallel": parallel, "rewrites": not scalar}
+    key = KernelKey(name=name, ir=prelude + code, options=options, deps=_DEPS)
     return default_cache().load(key, module, entry)

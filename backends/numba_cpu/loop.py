@@ -100,7 +100,7 @@ class LoopKernel:
         key = (flat, len(shape), tuple(kinds), parallel, indexed, narrow)
         kernel = self._compiled.get(key)
         if kernel is None:
-            kernel = compile_kernel(self._source(*key), "kernel", parallel=parallel)
+            kernel = compile_kernel(self._source(*key), "kernel", parallel=parallel, scalar=True)
             self._compiled[key] = kernel
         kernel(*[_argument(a, a.shape) if a.ndim == 0 else a for a in arrays], *views)
         if not self.prepared.steps:

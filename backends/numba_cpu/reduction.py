@@ -68,7 +68,7 @@ class RowKernel:
         shape = (self.blocks, cols) if self.parallel else (cols,)
         self._make_scratch = [scratch_maker(shape, dtype) for dtype in self.scratch.values()]
         self.source = self._source()
-        self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel)
+        self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel, scalar=True)
 
     def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
         """The results, in recycled buffers or in `into`'s C-contiguous arrays (result index, array)."""
