@@ -103,3 +103,87 @@ def test_updates_by_tiny_and_larger_products_add_the_scaled_product(dtype):
         blas.add_product_into(c, a, b, -0.25)
         tol = 1e-4 if dtype == np.float32 else 1e-11
         np.testing.assert_allclose(c, want, rtol=tol, atol=tol * np.sqrt(k))
+
+
+# -- choosing the way: the decision logic on synthetic timings -----------------------------------
+class _Machine:
+    """A chooser fed synthetic times: `speed[way]` per call, or a scripted time for one call."""
+
+    def __init__(self, threaded: float, blocks: float):
+        self.chooser = blas._Chooser()
+        self.speed = {"threaded": threaded, "blocks": blocks}
+        self.once: dict[str, float] = {}  # the next call of a way takes this long instead
+
+    def run(self, calls: int) -> list[str]:
+        picks = []
+        for _ in range(calls):
+            way = self.chooser.pick()
+            picks.append(way)
+            self.chooser.record(way, self.once.pop(way, self.speed[way]))
+        return picks
+
+
+def _tries(picks: list[str], way: str) -> list[int]:
+    return [i for i, w in enumerate(picks) if w == way]
+
+
+def test_an_idle_machine_keeps_the_threads_and_never_tries_the_blocks_again():
+    machine = _Machine(threaded=1.0, blocks=3.0)
+    assert machine.run(300) == ["threaded", "blocks"] + ["threaded"] * 298
+
+
+def test_stalled_threaded_calls_now_and_then_do_not_switch_to_the_blocks():
+    machine = _Machine(threaded=1.0, blocks=3.0)
+    machine.run(50)
+    for _ in range(5):  # stalls now and then: two calls in a row among usual ones
+        machine.once["threaded"] = 40.0
+        assert machine.run(1) == ["threaded"]
+        machine.once["threaded"] = 40.0
+        assert machine.run(10) == ["threaded"] * 10
+
+
+def test_a_slow_first_threaded_call_is_outvoted_by_the_next():
+    machine = _Machine(threaded=1.0, blocks=3.0)
+    machine.once["threaded"] = 30.0  # the threads' first call starts them
+    picks = machine.run(100)
+    assert picks[:2] == ["threaded", "blocks"]
+    assert picks[2:2 + blas.PROBE_GAP - 1] == ["blocks"] * (blas.PROBE_GAP - 1)  # the blocks looked faster
+    assert picks[-50:] == ["threaded"] * 50  # one try of the threads won them back, for good
+
+
+def test_a_busy_machine_moves_to_the_blocks_and_retries_the_threads_at_a_bounded_steady_interval():
+    machine = _Machine(threaded=1.0, blocks=3.0)
+    machine.run(50)
+    machine.speed["threaded"] = 10.0  # the machine got busy: every threaded call stalls
+    assert machine.run(40)[-10:] == ["blocks"] * 10
+    tries = _tries(machine.run(1000), "threaded")
+    gaps = np.diff(tries)
+    # each try loses 7 against 3: the next one after the blocks ran 7 / 0.05 (47 calls);
+    # the interval stays that, it does not grow with each loss
+    want = int(np.ceil((10.0 - 3.0) / (blas.PROBE_SHARE * 3.0)))
+    assert list(gaps) == [want] * len(gaps) and len(gaps) >= 15
+    # one try that stalls far longer: the next waits at most MAX_PROBE_GAP, then the interval is back
+    machine.run(int(np.argmax(np.diff([0, *_tries(machine.run(want + 1), "threaded")]))))
+    machine.once["threaded"] = 1000.0
+    tries = _tries(machine.run(3 * blas.MAX_PROBE_GAP), "threaded")
+    assert np.diff(tries).max() <= blas.MAX_PROBE_GAP and np.diff(tries)[-3:].tolist() == [want] * 3
+
+
+def test_a_machine_idle_again_returns_to_the_threads_within_a_few_tries():
+    machine = _Machine(threaded=1.0, blocks=3.0)
+    machine.run(50)
+    machine.speed["threaded"] = 10.0
+    machine.run(2000)  # long on the blocks: their window and the threads' hold only busy times
+    machine.speed["threaded"] = 1.0
+    picks = machine.run(3 * blas.MAX_PROBE_GAP)
+    assert picks[-100:] == ["threaded"] * 100
+    assert picks.index("threaded") < blas.MAX_PROBE_GAP
+
+
+def test_threads_slower_than_usual_but_still_faster_keep_being_used():
+    machine = _Machine(threaded=1.0, blocks=3.0)
+    machine.run(50)
+    machine.speed["threaded"] = 2.0  # slower than STALL times their best: the blocks are tried, and lose
+    picks = machine.run(500)
+    assert picks.count("threaded") >= 500 - 500 // blas.PROBE_GAP - 1
+    assert 1 <= picks.count("blocks")

@@ -438,31 +438,3 @@ def test_products_from_two_threads_at_once_each_get_their_own_result(monkeypatch
     for t in threads:
         t.join()
     assert not errors, errors
-
-
-def test_the_faster_way_is_chosen_and_the_slower_one_retried_less_often_each_time_it_loses():
-    from tfjit.backends.numba_cpu import blas
-
-    chooser = blas._Chooser()
-    speed = {"threaded": 1.0, "blocks": 3.0}
-
-    def run(calls: int) -> list[str]:
-        picks = []
-        for _ in range(calls):
-            way = chooser.pick()
-            picks.append(way)
-            chooser.record(way, speed[way])
-        return picks
-
-    picks = run(200)
-    assert picks[:2] == ["threaded", "blocks"]  # each measured once
-    assert picks[2:] == ["threaded"] * 198  # threads at their usual speed: the blocks are not tried again
-    speed["threaded"] = 10.0  # the machine got busy: the threads stall, the blocks are tried and win
-    later = run(40)
-    assert later[-10:] == ["blocks"] * 10
-    tries = [i for i, w in enumerate(run(1000)) if w == "threaded"]  # retried, less often each loss
-    gaps = np.diff(tries)
-    assert len(gaps) >= 2 and list(gaps[1:]) == [2 * g for g in gaps[:-1]]
-    speed["threaded"] = 1.0  # idle again: the next try of the threaded way wins it back
-    run(2 * blas.MAX_PROBE_GAP)
-    assert chooser.pick() == "threaded"

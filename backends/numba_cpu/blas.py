@@ -28,11 +28,13 @@ second pass over the weights.
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import functools
 import glob
 import importlib.util
 import itertools
+import math
 import os
 import threading
 import time
@@ -167,49 +169,53 @@ def _blocks(block: Callable[[int, int, int, int], None], m: int, n: int, k: int,
 class _Chooser:
     """Picks the faster way to run one product shape, by measurement: NumPy's threaded
     OpenBLAS (fastest on an idle machine) or the block pool (far faster when other processes
-    hold the cores). The way in use keeps a running average of its times. While the threads
-    run at their usual speed (within STALL of their fastest run) the blocks are not tried: on
-    an idle machine each try cost a product 1.5-2x its time (measured). Otherwise the other
-    way is tried again now and then, less often each time it loses, so that a machine
-    becoming busy or idle again is noticed. Unlocked: a race only blurs an estimate."""
+    hold the cores). Each way's time is the median of its last WINDOW calls, so one stalled
+    call (a thread descheduled, a first call starting threads) does not move it, while a
+    machine that stays busy does within a few calls. While the threads run at their usual
+    speed (within STALL of their fastest run) the blocks are not tried: on an idle machine
+    each try cost a product 1.5-2x its time (measured). Otherwise the other way is tried
+    again now and then: after a try that lost, once the way in use has run PROBE_SHARE^-1
+    times what the try lost (so tries cost at most that share of the time), at least
+    PROBE_GAP and at most MAX_PROBE_GAP calls later; a stall in one try therefore delays the
+    next by a bounded amount, not for ever longer. Unlocked: a race only blurs an estimate."""
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
+        self.times: dict[str, collections.deque[float]] = {w: collections.deque(maxlen=WINDOW) for w in WAYS}
+        self.estimate = {w: float("inf") for w in WAYS}  # the (lower) median of each way's recent calls
         self.fastest = float("inf")  # the threaded way's fastest run
         self.calls = 0
-        self.gap = PROBE_GAP
         self.next_probe = PROBE_GAP
         self.probing = False
 
     def pick(self) -> str:
         for way in WAYS:  # each way measured once first
-            if way not in self.seconds:
+            if not self.times[way]:
                 return way
         self.calls += 1
-        best = min(WAYS, key=self.seconds.__getitem__)
-        steady = best == "threaded" and self.seconds[best] <= STALL * self.fastest
+        best = min(WAYS, key=self.estimate.__getitem__)
+        steady = best == "threaded" and self.estimate[best] <= STALL * self.fastest
         self.probing = self.calls >= self.next_probe and not steady
         return next(w for w in WAYS if w != best) if self.probing else best
 
     def record(self, way: str, seconds: float) -> None:
-        old = self.seconds.get(way)
         if way == "threaded":
             self.fastest = min(self.fastest, seconds)
-        # A try of the slower way replaces its stale time (its first call may have paid for
-        # starting threads); the way in use keeps a running average.
-        fresh = old is None or self.probing
-        self.seconds[way] = seconds if fresh else old + AVERAGING * (seconds - old)
+        times = self.times[way]
+        times.append(seconds)
+        self.estimate[way] = sorted(times)[(len(times) - 1) // 2]  # the lower median: stalls only add time
         if self.probing:
             self.probing = False
-            won = self.seconds[way] <= min(self.seconds.values())
-            self.gap = PROBE_GAP if won else min(MAX_PROBE_GAP, 2 * self.gap)
-            self.next_probe = self.calls + self.gap
+            used = self.estimate[next(w for w in WAYS if w != way)]
+            lost = max(0.0, seconds - used) if self.estimate[way] > used else 0.0
+            wait = math.ceil(lost / (PROBE_SHARE * used)) if used > 0 else MAX_PROBE_GAP
+            self.next_probe = self.calls + min(MAX_PROBE_GAP, max(PROBE_GAP, wait))
 
 
 WAYS = ("threaded", "blocks")
-PROBE_GAP, MAX_PROBE_GAP = 8, 1024  # calls between tries of the slower way: doubled after each loss
-AVERAGING = 0.25                    # weight of the newest call in a way's running average
-STALL = 1.5                         # threads slower than this times their fastest run: try the blocks
+WINDOW = 5                           # a way's time: the median of its last WINDOW calls
+PROBE_GAP, MAX_PROBE_GAP = 8, 256    # calls between tries of the slower way: at least, at most
+PROBE_SHARE = 0.05                   # tries that lose cost at most about this share of the time
+STALL = 1.5                          # threads slower than this times their fastest run: try the blocks
 _CHOOSERS: dict[tuple[Any, ...], _Chooser] = {}
 
 
