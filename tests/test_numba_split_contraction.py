@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import tfjit as tf
+from tfjit.backends import reference
 from tfjit.backends.numba_cpu import blas, executable, split_contraction
 
 from test_numba_backend import assert_same, both
@@ -40,11 +41,11 @@ def _lstm(batch, inputs, hidden, steps, dtype=tf.float32):
     return hs, c, feeds
 
 
-@pytest.mark.parametrize("way", blas.WAYS)
+@pytest.mark.parametrize("way", split_contraction.WAYS)
 @pytest.mark.parametrize("batch, hidden", [(5, 24), (64, 128)])
 def test_lstm_cells_give_the_references_values(monkeypatch, way, batch, hidden):
     """(5, 24): a tiny product; (64, 128): 2*64*128*512 flops, a large one, on NumPy's threaded
-    BLAS or in blocks on our threads (`way`)."""
+    BLAS or scipy's on one thread (`way`), called from the kernel."""
     monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
     assert (2 * batch * hidden * 4 * hidden >= blas.SMALL_GEMM_FLOPS) == (batch == 64)
     hs, c, feeds = _lstm(batch, 16, hidden, 3)
@@ -104,3 +105,37 @@ def test_chains_of_another_form_are_left_alone_with_the_same_values():
     assert_same(got, want, rtol=1e-5, atol=1e-5)
     assert not _merged(exe)
 
+
+
+@pytest.mark.parametrize("way", split_contraction.WAYS)
+@pytest.mark.parametrize("batch, hidden, dtype", [(1, 40, tf.float32), (64, 128, tf.float64), (3, 20, tf.float64)])
+def test_lstm_cells_of_one_row_and_in_float64_give_the_references_values(monkeypatch, way, batch, hidden, dtype):
+    """A batch of one row; float64 with a large product (on either BLAS) and a small one."""
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
+    hs, c, feeds = _lstm(batch, 8, hidden, 2, dtype)
+    got, want, exe = both([tf.concat(hs, 0), c], feeds)
+    tol = 1e-5 if dtype == tf.float32 else 1e-12
+    assert_same(got, want, rtol=tol, atol=tol)
+    assert len(_merged(exe)) == 2 and got[1].dtype == want[1].dtype
+
+
+@pytest.mark.parametrize("way", split_contraction.WAYS)
+def test_a_cell_kernel_reads_strided_broadcast_and_transposed_operands(monkeypatch, way):
+    """The kernel called directly with operands BLAS cannot read as they are (every other row,
+    a broadcast row, reversed columns: copied first) and transposed views (read as they are)."""
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
+    batch, hidden = 64, 128  # a large product: the chooser's way is used
+    hs, c, feeds = _lstm(batch, 8, hidden, 2)
+    _, _, exe = both([hs[-1], c], feeds)
+    node, kernel = [(n, k) for n, k in exe.kernels if isinstance(k, split_contraction.SplitContractionKernel)][-1]
+    assert kernel._chooser is not None  # the second cell's: its product h @ wh (the first's h is zeros)
+    a, b = (node.inputs[i] for i in kernel._operands)
+    h_rows = RNG.standard_normal((2 * batch, hidden)).astype(np.float32)
+    w = RNG.standard_normal((hidden, 4 * hidden)).astype(np.float32)
+    operands = [(h_rows[::2], w), (np.broadcast_to(h_rows[0], (batch, hidden)), w[:, ::-1]),
+                (np.ascontiguousarray(h_rows[:batch].T).T, np.asfortranarray(w))]
+    others = {v: RNG.standard_normal(v.type.shape).astype(np.float32) for v in node.inputs if v not in (a, b)}
+    for h, weight in operands:
+        args = [h if v is a else weight if v is b else others[v] for v in node.inputs]
+        want = reference.run_graph(node.attr("body"), [np.ascontiguousarray(x) for x in args])
+        assert_same(kernel(*args), want, rtol=1e-5, atol=1e-5)

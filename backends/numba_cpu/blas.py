@@ -166,10 +166,17 @@ def _blocks(block: Callable[[int, int, int, int], None], m: int, n: int, k: int,
     return [functools.partial(block, 0, m, j0, j1) for j0, j1 in spans]
 
 
+WAYS = ("threaded", "blocks")
+WINDOW = 5                           # a way's time: the median of its last WINDOW calls
+PROBE_GAP, MAX_PROBE_GAP = 8, 256    # calls between tries of the slower way: at least, at most
+PROBE_SHARE = 0.05                   # tries that lose cost at most about this share of the time
+STALL = 1.5                          # threads slower than this times their fastest run: try the blocks
+
+
 class _Chooser:
     """Picks the faster way to run one product shape, by measurement: NumPy's threaded
     OpenBLAS (fastest on an idle machine) or the block pool (far faster when other processes
-    hold the cores). Each way's time is the median of its last WINDOW calls, so one stalled
+    hold the cores), or another pair of ways whose first is threaded. Each way's time is the median of its last WINDOW calls, so one stalled
     call (a thread descheduled, a first call starting threads) does not move it, while a
     machine that stays busy does within a few calls. While the threads run at their usual
     speed (within STALL of their fastest run) the blocks are not tried: on an idle machine
@@ -179,43 +186,39 @@ class _Chooser:
     PROBE_GAP and at most MAX_PROBE_GAP calls later; a stall in one try therefore delays the
     next by a bounded amount, not for ever longer. Unlocked: a race only blurs an estimate."""
 
-    def __init__(self) -> None:
-        self.times: dict[str, collections.deque[float]] = {w: collections.deque(maxlen=WINDOW) for w in WAYS}
-        self.estimate = {w: float("inf") for w in WAYS}  # the (lower) median of each way's recent calls
+    def __init__(self, ways: tuple[str, str] = WAYS) -> None:
+        self.ways = ways  # the first: the threaded one, fastest on an idle machine
+        self.times: dict[str, collections.deque[float]] = {w: collections.deque(maxlen=WINDOW) for w in ways}
+        self.estimate = {w: float("inf") for w in ways}  # the (lower) median of each way's recent calls
         self.fastest = float("inf")  # the threaded way's fastest run
         self.calls = 0
         self.next_probe = PROBE_GAP
         self.probing = False
 
     def pick(self) -> str:
-        for way in WAYS:  # each way measured once first
+        for way in self.ways:  # each way measured once first
             if not self.times[way]:
                 return way
         self.calls += 1
-        best = min(WAYS, key=self.estimate.__getitem__)
-        steady = best == "threaded" and self.estimate[best] <= STALL * self.fastest
+        best = min(self.ways, key=self.estimate.__getitem__)
+        steady = best == self.ways[0] and self.estimate[best] <= STALL * self.fastest
         self.probing = self.calls >= self.next_probe and not steady
-        return next(w for w in WAYS if w != best) if self.probing else best
+        return next(w for w in self.ways if w != best) if self.probing else best
 
     def record(self, way: str, seconds: float) -> None:
-        if way == "threaded":
+        if way == self.ways[0]:
             self.fastest = min(self.fastest, seconds)
         times = self.times[way]
         times.append(seconds)
         self.estimate[way] = sorted(times)[(len(times) - 1) // 2]  # the lower median: stalls only add time
         if self.probing:
             self.probing = False
-            used = self.estimate[next(w for w in WAYS if w != way)]
+            used = self.estimate[next(w for w in self.ways if w != way)]
             lost = max(0.0, seconds - used) if self.estimate[way] > used else 0.0
             wait = math.ceil(lost / (PROBE_SHARE * used)) if used > 0 else MAX_PROBE_GAP
             self.next_probe = self.calls + min(MAX_PROBE_GAP, max(PROBE_GAP, wait))
 
 
-WAYS = ("threaded", "blocks")
-WINDOW = 5                           # a way's time: the median of its last WINDOW calls
-PROBE_GAP, MAX_PROBE_GAP = 8, 256    # calls between tries of the slower way: at least, at most
-PROBE_SHARE = 0.05                   # tries that lose cost at most about this share of the time
-STALL = 1.5                          # threads slower than this times their fastest run: try the blocks
 _CHOOSERS: dict[tuple[Any, ...], _Chooser] = {}
 
 
