@@ -119,16 +119,22 @@ def test_lstm_cells_of_one_row_and_in_float64_give_the_references_values(monkeyp
     assert len(_merged(exe)) == 2 and got[1].dtype == want[1].dtype
 
 
+def _large_cell():
+    """The node and kernel of an LSTM cell whose product is h @ wh, 64x128 @ 128x512 (large)."""
+    hs, c, feeds = _lstm(64, 8, 128, 2)
+    _, _, exe = both([hs[-1], c], feeds)
+    node, kernel = [(n, k) for n, k in exe.kernels if isinstance(k, split_contraction.SplitContractionKernel)][-1]
+    assert kernel._chooser is not None  # the second cell's: its product h @ wh (the first's h is zeros)
+    return node, kernel
+
+
 @pytest.mark.parametrize("way", split_contraction.WAYS)
 def test_a_cell_kernel_reads_strided_broadcast_and_transposed_operands(monkeypatch, way):
     """The kernel called directly with operands BLAS cannot read as they are (every other row,
     a broadcast row, reversed columns: copied first) and transposed views (read as they are)."""
     monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
-    batch, hidden = 64, 128  # a large product: the chooser's way is used
-    hs, c, feeds = _lstm(batch, 8, hidden, 2)
-    _, _, exe = both([hs[-1], c], feeds)
-    node, kernel = [(n, k) for n, k in exe.kernels if isinstance(k, split_contraction.SplitContractionKernel)][-1]
-    assert kernel._chooser is not None  # the second cell's: its product h @ wh (the first's h is zeros)
+    batch, hidden = 64, 128
+    node, kernel = _large_cell()
     a, b = (node.inputs[i] for i in kernel._operands)
     h_rows = RNG.standard_normal((2 * batch, hidden)).astype(np.float32)
     w = RNG.standard_normal((hidden, 4 * hidden)).astype(np.float32)
@@ -139,3 +145,29 @@ def test_a_cell_kernel_reads_strided_broadcast_and_transposed_operands(monkeypat
         args = [h if v is a else weight if v is b else others[v] for v in node.inputs]
         want = reference.run_graph(node.attr("body"), [np.ascontiguousarray(x) for x in args])
         assert_same(kernel(*args), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_zero_state_skips_the_product_unless_the_weight_has_inf_or_nan(dtype):
+    """zeros @ wh is +0 without a product where wh is finite; an inf or NaN in wh makes the
+    product (0 * inf is NaN), as in the reference; `zero_product` itself in both precisions."""
+    from tfjit.backends.numba_cpu import gemm
+
+    node, kernel = _large_cell()
+    a, b = (node.inputs[i] for i in kernel._operands)
+    zeros = np.zeros(a.type.shape, np.float32)
+    w = RNG.standard_normal(b.type.shape).astype(np.float32)
+    others = {v: RNG.standard_normal(v.type.shape).astype(np.float32) for v in node.inputs if v not in (a, b)}
+    for bad in (None, np.inf, np.nan):
+        weight = w.copy()
+        if bad is not None:
+            weight[5, 7] = bad
+        args = [zeros if v is a else weight if v is b else others[v] for v in node.inputs]
+        got = kernel(*args)
+        assert_same(got, reference.run_graph(node.attr("body"), args), rtol=1e-5, atol=1e-5)
+        assert np.isnan(got[0]).any() == (bad is not None)
+    z, finite = np.zeros((3, 4), dtype), np.ones((4, 2), dtype)
+    assert gemm.zero_product(z, finite) and gemm.zero_product(-z, finite.T.copy().T)
+    for x, y in [(z, np.where(np.eye(4, 2) > 0, np.inf, 1.0).astype(dtype)), (z + np.eye(3, 4, dtype=dtype), finite),
+                 (np.full((3, 4), np.nan, dtype), finite)]:
+        assert not gemm.zero_product(x, y)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 
 import llvmlite.binding as llvm
+import numpy as np
 from numba import njit, types
 
 from . import blas
@@ -104,3 +105,20 @@ def _gemm(single, threaded, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc):
         _sgemm(_ROW_MAJOR, ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc)
     else:
         _dgemm(_ROW_MAJOR, ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc)
+
+
+@njit(nogil=True)
+def zero_product(a, b):
+    """Whether a @ b is all +0 without computing it: `a` all zeros (checked up to its first
+    other element, so at once for most operands) and `b` free of inf and NaN (0 * inf is NaN).
+    An RNN's first step multiplies its zero initial state by the recurrent weight: one
+    scan of the weight (early out at a non-finite value) instead of a product."""
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            if a[i, j] != 0:
+                return False
+    for i in range(b.shape[0]):
+        for j in range(b.shape[1]):
+            if not np.isfinite(b[i, j]):
+                return False
+    return True

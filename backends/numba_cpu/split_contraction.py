@@ -37,7 +37,7 @@ from .contraction import covered
 
 FULL, ROW, COLUMN, SCALAR = "full", "row", "column", "scalar"
 WAYS = ("threaded", "single")  # a large product: on NumPy's threaded BLAS, or scipy's on one thread
-_PRELUDE = "from tfjit.backends.numba_cpu.gemm import matmul\n"
+_PRELUDE = "from tfjit.backends.numba_cpu.gemm import matmul, zero_product\n"
 _CHOOSERS: dict[tuple[object, ...], blas._Chooser] = {}  # per kernel source and product shape
 _IDENTITY = ("identity", "stop_gradient")  # the only re-indexing ops allowed in the bodies
 
@@ -207,7 +207,10 @@ def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str
     starts = range(0, len(split.outputs) * width, width)  # each piece's first column
     lines.add(f"def kernel(threaded, a, b, {''.join(q + ', ' for q in inputs.values())}acc, {', '.join(outs)}):")
     lines.indent()
-    lines.add("matmul(a, b, acc, 0.0, threaded)")
+    lines.add("if zero_product(a, b):")  # a first step's zero state
+    lines.add("    acc[:] = 0")
+    lines.add("else:")
+    lines.add("    matmul(a, b, acc, 0.0, threaded)")
 
     def offsets(v: Value) -> Sequence[int]:  # an input read before the split: at each piece
         return starts if kinds[v][1][1] != width else [0]
