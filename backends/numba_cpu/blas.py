@@ -83,6 +83,14 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
+def blocks_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """`out[...] = a @ b` in blocks on the calling thread and the helpers (for a caller that
+    chooses its way itself, as an RNN cell's kernel does)."""
+    if not _gemm(a, b, out, 1.0, 0.0, blocks=True):
+        np.matmul(a, b, out=out)
+    return out
+
+
 def add_product_into(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float) -> None:
     """`c += alpha * (a @ b)` for a C-contiguous float32/float64 matrix `c` (the operands may
     be transposed views), as one GEMM with beta = 1; for a tiny product, or where scipy's
@@ -104,9 +112,10 @@ def _tiny(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
         and a.dtype == out.dtype and b.dtype == out.dtype
 
 
-def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float) -> bool:
+def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float, blocks: bool = False) -> bool:
     """`c = alpha a @ b + beta c` through CBLAS for 2-D float products with a C-contiguous
-    `c`; False (nothing done) for anything else."""
+    `c` (a large one in blocks where asked, else the way chosen); False (nothing done) for
+    anything else."""
     if c.ndim != 2 or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0] \
             or c.shape != (a.shape[0], b.shape[1]) or c.dtype not in (np.float32, np.float64) or a.dtype != c.dtype \
             or b.dtype != c.dtype or not c.flags.c_contiguous or 0 in a.shape or 0 in b.shape or c.size == 0 \
@@ -122,7 +131,7 @@ def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float
     flops = 2.0 * m * n * k
     threaded = _numpy_gemm(c.dtype.char) if flops >= SMALL_GEMM_FLOPS and _POOL.helpers else None
     chooser = None
-    if threaded:
+    if threaded and not blocks:
         key = (m, n, k, ta, tb, c.dtype.char)
         chooser = _CHOOSERS.get(key) or _CHOOSERS.setdefault(key, _Chooser())
     way = chooser.pick() if chooser else "blocks"
@@ -176,7 +185,7 @@ STALL = 1.5                          # threads slower than this times their fast
 class _Chooser:
     """Picks the faster way to run one product shape, by measurement: NumPy's threaded
     OpenBLAS (fastest on an idle machine) or the block pool (far faster when other processes
-    hold the cores), or another pair of ways whose first is threaded. Each way's time is the median of its last WINDOW calls, so one stalled
+    hold the cores). Each way's time is the median of its last WINDOW calls, so one stalled
     call (a thread descheduled, a first call starting threads) does not move it, while a
     machine that stays busy does within a few calls. While the threads run at their usual
     speed (within STALL of their fastest run) the blocks are not tried: on an idle machine
@@ -186,34 +195,33 @@ class _Chooser:
     PROBE_GAP and at most MAX_PROBE_GAP calls later; a stall in one try therefore delays the
     next by a bounded amount, not for ever longer. Unlocked: a race only blurs an estimate."""
 
-    def __init__(self, ways: tuple[str, str] = WAYS) -> None:
-        self.ways = ways  # the first: the threaded one, fastest on an idle machine
-        self.times: dict[str, collections.deque[float]] = {w: collections.deque(maxlen=WINDOW) for w in ways}
-        self.estimate = {w: float("inf") for w in ways}  # the (lower) median of each way's recent calls
+    def __init__(self) -> None:
+        self.times: dict[str, collections.deque[float]] = {w: collections.deque(maxlen=WINDOW) for w in WAYS}
+        self.estimate = {w: float("inf") for w in WAYS}  # the (lower) median of each way's recent calls
         self.fastest = float("inf")  # the threaded way's fastest run
         self.calls = 0
         self.next_probe = PROBE_GAP
         self.probing = False
 
     def pick(self) -> str:
-        for way in self.ways:  # each way measured once first
+        for way in WAYS:  # each way measured once first
             if not self.times[way]:
                 return way
         self.calls += 1
-        best = min(self.ways, key=self.estimate.__getitem__)
-        steady = best == self.ways[0] and self.estimate[best] <= STALL * self.fastest
+        best = min(WAYS, key=self.estimate.__getitem__)
+        steady = best == "threaded" and self.estimate[best] <= STALL * self.fastest
         self.probing = self.calls >= self.next_probe and not steady
-        return next(w for w in self.ways if w != best) if self.probing else best
+        return next(w for w in WAYS if w != best) if self.probing else best
 
     def record(self, way: str, seconds: float) -> None:
-        if way == self.ways[0]:
+        if way == "threaded":
             self.fastest = min(self.fastest, seconds)
         times = self.times[way]
         times.append(seconds)
         self.estimate[way] = sorted(times)[(len(times) - 1) // 2]  # the lower median: stalls only add time
         if self.probing:
             self.probing = False
-            used = self.estimate[next(w for w in self.ways if w != way)]
+            used = self.estimate[next(w for w in WAYS if w != way)]
             lost = max(0.0, seconds - used) if self.estimate[way] > used else 0.0
             wait = math.ceil(lost / (PROBE_SHARE * used)) if used > 0 else MAX_PROBE_GAP
             self.next_probe = self.calls + min(MAX_PROBE_GAP, max(PROBE_GAP, wait))
