@@ -132,14 +132,22 @@ def test_an_idle_machine_keeps_the_threads_and_never_tries_the_blocks_again():
     assert machine.run(300) == ["threaded", "blocks"] + ["threaded"] * 298
 
 
-def test_stalled_threaded_calls_now_and_then_do_not_switch_to_the_blocks():
+def test_a_stalled_threaded_call_now_and_then_does_not_switch_to_the_blocks():
     machine = _Machine(threaded=1.0, blocks=3.0)
     machine.run(50)
-    for _ in range(5):  # stalls now and then: two calls in a row among usual ones
-        machine.once["threaded"] = 40.0
-        assert machine.run(1) == ["threaded"]
+    for _ in range(5):  # one stalled call among usual ones, now and then
         machine.once["threaded"] = 40.0
         assert machine.run(10) == ["threaded"] * 10
+
+
+def test_stalls_in_a_row_switch_to_the_blocks_and_the_threads_win_back_once_they_run_as_usual():
+    machine = _Machine(threaded=1.0, blocks=3.0)
+    machine.run(50)
+    machine.speed["threaded"] = 40.0
+    assert machine.run(3) == ["threaded", "threaded", "blocks"]  # two stalls in a row: the blocks
+    machine.speed["threaded"] = 1.0
+    picks = machine.run(50)
+    assert picks[-20:] == ["threaded"] * 20 and picks.index("threaded") <= blas.PROBE_GAP
 
 
 def test_a_slow_first_threaded_call_is_outvoted_by_the_next():

@@ -176,8 +176,8 @@ def _blocks(block: Callable[[int, int, int, int], None], m: int, n: int, k: int,
 
 
 WAYS = ("threaded", "blocks")
-WINDOW = 5                           # a way's time: the median of its last WINDOW calls
-PROBE_GAP, MAX_PROBE_GAP = 8, 256    # calls between tries of the slower way: at least, at most
+WINDOW = 3                           # a way's time: the lower median of its last WINDOW calls
+PROBE_GAP, MAX_PROBE_GAP = 8, 4096   # calls between tries of the slower way: at least, at most
 PROBE_SHARE = 0.05                   # tries that lose cost at most about this share of the time
 STALL = 1.5                          # threads slower than this times their fastest run: try the blocks
 
@@ -186,8 +186,9 @@ class _Chooser:
     """Picks the faster way to run one product shape, by measurement: NumPy's threaded
     OpenBLAS (fastest on an idle machine) or the block pool (far faster when other processes
     hold the cores). Each way's time is the median of its last WINDOW calls, so one stalled
-    call (a thread descheduled, a first call starting threads) does not move it, while a
-    machine that stays busy does within a few calls. While the threads run at their usual
+    call (a thread descheduled, a first call starting threads) does not move it, while two
+    in a row do: on a busy machine a threaded 0.2 ms product stalled for 15-20 ms (measured),
+    so each stall waited for costs a hundred calls. While the threads run at their usual
     speed (within STALL of their fastest run) the blocks are not tried: on an idle machine
     each try cost a product 1.5-2x its time (measured). Otherwise the other way is tried
     again now and then: after a try that lost, once the way in use has run PROBE_SHARE^-1
@@ -210,7 +211,9 @@ class _Chooser:
         self.calls += 1
         best = min(WAYS, key=self.estimate.__getitem__)
         steady = best == "threaded" and self.estimate[best] <= STALL * self.fastest
-        self.probing = self.calls >= self.next_probe and not steady
+        if steady:  # no tries; the first one after a switch away comes PROBE_GAP calls later, not at once
+            self.next_probe = self.calls + PROBE_GAP
+        self.probing = self.calls >= self.next_probe
         return next(w for w in WAYS if w != best) if self.probing else best
 
     def record(self, way: str, seconds: float) -> None:
