@@ -168,6 +168,7 @@ def test_a_zero_state_skips_the_product_unless_the_weight_has_inf_or_nan(dtype):
         assert np.isnan(got[0]).any() == (bad is not None)
     z, finite = np.zeros((3, 4), dtype), np.ones((4, 2), dtype)
     assert gemm.zero_product(z, finite) and gemm.zero_product(-z, finite.T.copy().T)
-    for x, y in [(z, np.where(np.eye(4, 2) > 0, np.inf, 1.0).astype(dtype)), (z + np.eye(3, 4, dtype=dtype), finite),
-                 (np.full((3, 4), np.nan, dtype), finite)]:
+    inf = np.where(np.eye(4, 2) > 0, np.inf, 1.0).astype(dtype)
+    for x, y in [(z, inf), (z, np.asfortranarray(inf)), (z, np.where(inf == 1, np.nan, 0).astype(dtype)),
+                 (z + np.eye(3, 4, dtype=dtype), finite), (np.full((3, 4), np.nan, dtype), finite)]:
         assert not gemm.zero_product(x, y)
