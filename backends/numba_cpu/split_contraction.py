@@ -45,9 +45,9 @@ _IDENTITY = ("identity", "stop_gradient")  # the only re-indexing ops allowed in
 class SplitContractionKernel:
     """`kernel(*arrays, into=()) -> results` for a body matmul -> epilogue -> split -> elementwise.
 
-    One numba call runs the product (BLAS, called from the kernel) and the loop: the Python
-    around an LSTM cell's product (operand checks, the ctypes call) had cost about 10 us of
-    its 285 (measured). A large product runs either on NumPy's threaded BLAS from the kernel
+    One numba call runs the product (BLAS, called from the kernel) and the loop: an LSTM
+    cell took 257 us against 269 with the product called from Python before the kernel
+    (operand checks, the chooser, the ctypes call; threaded BLAS both, in-process A/B). A large product runs either on NumPy's threaded BLAS from the kernel
     or, before the kernel, in blocks on our threads (`blas.blocks_into`), whichever a chooser
     measures faster for the whole call: with other processes on the machine a threaded call
     waits for a descheduled BLAS thread, at times 15 ms a call (measured). Kernels of the same
