@@ -41,11 +41,11 @@ def _lstm(batch, inputs, hidden, steps, dtype=tf.float32):
     return hs, c, feeds
 
 
-@pytest.mark.parametrize("way", blas.WAYS)
+@pytest.mark.parametrize("way", split_contraction.WAYS)
 @pytest.mark.parametrize("batch, hidden", [(5, 24), (64, 128)])
 def test_lstm_cells_give_the_references_values(monkeypatch, way, batch, hidden):
     """(5, 24): a tiny product; (64, 128): 2*64*128*512 flops, a large one, on NumPy's threaded
-    BLAS from the kernel or in blocks on our threads before it (`way`)."""
+    BLAS or scipy's on one thread (`way`), called from the kernel."""
     monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
     assert (2 * batch * hidden * 4 * hidden >= blas.SMALL_GEMM_FLOPS) == (batch == 64)
     hs, c, feeds = _lstm(batch, 16, hidden, 3)
@@ -107,7 +107,7 @@ def test_chains_of_another_form_are_left_alone_with_the_same_values():
 
 
 
-@pytest.mark.parametrize("way", blas.WAYS)
+@pytest.mark.parametrize("way", split_contraction.WAYS)
 @pytest.mark.parametrize("batch, hidden, dtype", [(1, 40, tf.float32), (64, 128, tf.float64), (3, 20, tf.float64)])
 def test_lstm_cells_of_one_row_and_in_float64_give_the_references_values(monkeypatch, way, batch, hidden, dtype):
     """A batch of one row; float64 with a large product (on either BLAS) and a small one."""
@@ -128,7 +128,7 @@ def _large_cell():
     return node, kernel
 
 
-@pytest.mark.parametrize("way", blas.WAYS)
+@pytest.mark.parametrize("way", split_contraction.WAYS)
 def test_a_cell_kernel_reads_strided_broadcast_and_transposed_operands(monkeypatch, way):
     """The kernel called directly with operands BLAS cannot read as they are (every other row,
     a broadcast row, reversed columns: copied first) and transposed views (read as they are)."""

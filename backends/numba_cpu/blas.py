@@ -83,14 +83,6 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def blocks_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """`out[...] = a @ b` in blocks on the calling thread and the helpers (for a caller that
-    chooses its way itself, as an RNN cell's kernel does)."""
-    if not _gemm(a, b, out, 1.0, 0.0, blocks=True):
-        np.matmul(a, b, out=out)
-    return out
-
-
 def add_product_into(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float) -> None:
     """`c += alpha * (a @ b)` for a C-contiguous float32/float64 matrix `c` (the operands may
     be transposed views), as one GEMM with beta = 1; for a tiny product, or where scipy's
@@ -112,10 +104,9 @@ def _tiny(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
         and a.dtype == out.dtype and b.dtype == out.dtype
 
 
-def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float, blocks: bool = False) -> bool:
+def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float) -> bool:
     """`c = alpha a @ b + beta c` through CBLAS for 2-D float products with a C-contiguous
-    `c` (a large one in blocks where asked, else the way chosen); False (nothing done) for
-    anything else."""
+    `c`; False (nothing done) for anything else."""
     if c.ndim != 2 or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0] \
             or c.shape != (a.shape[0], b.shape[1]) or c.dtype not in (np.float32, np.float64) or a.dtype != c.dtype \
             or b.dtype != c.dtype or not c.flags.c_contiguous or 0 in a.shape or 0 in b.shape or c.size == 0 \
@@ -131,7 +122,7 @@ def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float
     flops = 2.0 * m * n * k
     threaded = _numpy_gemm(c.dtype.char) if flops >= SMALL_GEMM_FLOPS and _POOL.helpers else None
     chooser = None
-    if threaded and not blocks:
+    if threaded:
         key = (m, n, k, ta, tb, c.dtype.char)
         chooser = _CHOOSERS.get(key) or _CHOOSERS.setdefault(key, _Chooser())
     way = chooser.pick() if chooser else "blocks"
@@ -176,7 +167,7 @@ def _blocks(block: Callable[[int, int, int, int], None], m: int, n: int, k: int,
 
 
 WAYS = ("threaded", "blocks")
-WINDOW = 3                           # a way's time: the lower median of its last WINDOW calls
+WINDOW = 4                           # a way's time: the mean of its last WINDOW calls
 PROBE_GAP, MAX_PROBE_GAP = 8, 4096   # calls between tries of the slower way: at least, at most
 PROBE_SHARE = 0.05                   # tries that lose cost at most about this share of the time
 STALL = 1.5                          # threads slower than this times their fastest run: try the blocks
@@ -185,46 +176,51 @@ STALL = 1.5                          # threads slower than this times their fast
 class _Chooser:
     """Picks the faster way to run one product shape, by measurement: NumPy's threaded
     OpenBLAS (fastest on an idle machine) or the block pool (far faster when other processes
-    hold the cores). Each way's time is the median of its last WINDOW calls, so one stalled
-    call (a thread descheduled, a first call starting threads) does not move it, while two
-    in a row do: on a busy machine a threaded 0.2 ms product stalled for 15-20 ms (measured),
-    so each stall waited for costs a hundred calls. While the threads run at their usual
-    speed (within STALL of their fastest run) the blocks are not tried: on an idle machine
-    each try cost a product 1.5-2x its time (measured). Otherwise the other way is tried
-    again now and then: after a try that lost, once the way in use has run PROBE_SHARE^-1
-    times what the try lost (so tries cost at most that share of the time), at least
-    PROBE_GAP and at most MAX_PROBE_GAP calls later; a stall in one try therefore delays the
-    next by a bounded amount, not for ever longer. Unlocked: a race only blurs an estimate."""
+    hold the cores), or another pair whose first way is threaded. Each way's time is the
+    mean of its last WINDOW calls: the expected cost of a call, stalls included. On a busy
+    machine a threaded 0.2 ms product stalled for 15-20 ms, in runs every third call, where
+    its median stayed 0.3 ms and its mean was 8.7 ms (measured), so a median would keep it.
+    While the threads run at their usual speed (within STALL of their fastest run) the other
+    way is not tried: on an idle machine each try cost a product 1.5-2x its time (measured).
+    Otherwise it is tried again now and then, and a try replaces that way's stale times (the
+    machine may have changed since), so one stalled call costs a switch of PROBE_GAP calls,
+    not a stale average: after a try that lost, the next comes once the way in use has run
+    PROBE_SHARE^-1 times what it lost (tries cost at most that share of the time), at least
+    PROBE_GAP and at most MAX_PROBE_GAP calls later, not ever further apart with each loss.
+    Unlocked: a race only blurs an estimate."""
 
-    def __init__(self) -> None:
-        self.times: dict[str, collections.deque[float]] = {w: collections.deque(maxlen=WINDOW) for w in WAYS}
-        self.estimate = {w: float("inf") for w in WAYS}  # the (lower) median of each way's recent calls
+    def __init__(self, ways: tuple[str, str] = WAYS) -> None:
+        self.ways = ways
+        self.times: dict[str, collections.deque[float]] = {w: collections.deque(maxlen=WINDOW) for w in ways}
+        self.estimate = {w: float("inf") for w in ways}  # the mean of each way's recent calls
         self.fastest = float("inf")  # the threaded way's fastest run
         self.calls = 0
         self.next_probe = PROBE_GAP
         self.probing = False
 
     def pick(self) -> str:
-        for way in WAYS:  # each way measured once first
+        for way in self.ways:  # each way measured once first
             if not self.times[way]:
                 return way
         self.calls += 1
-        best = min(WAYS, key=self.estimate.__getitem__)
-        steady = best == "threaded" and self.estimate[best] <= STALL * self.fastest
+        best = min(self.ways, key=self.estimate.__getitem__)
+        steady = best == self.ways[0] and self.estimate[best] <= STALL * self.fastest
         if steady:  # no tries; the first one after a switch away comes PROBE_GAP calls later, not at once
             self.next_probe = self.calls + PROBE_GAP
         self.probing = self.calls >= self.next_probe
-        return next(w for w in WAYS if w != best) if self.probing else best
+        return next(w for w in self.ways if w != best) if self.probing else best
 
     def record(self, way: str, seconds: float) -> None:
-        if way == "threaded":
+        if way == self.ways[0]:
             self.fastest = min(self.fastest, seconds)
         times = self.times[way]
+        if self.probing:
+            times.clear()
         times.append(seconds)
-        self.estimate[way] = sorted(times)[(len(times) - 1) // 2]  # the lower median: stalls only add time
+        self.estimate[way] = sum(times) / len(times)
         if self.probing:
             self.probing = False
-            used = self.estimate[next(w for w in WAYS if w != way)]
+            used = self.estimate[next(w for w in self.ways if w != way)]
             lost = max(0.0, seconds - used) if self.estimate[way] > used else 0.0
             wait = math.ceil(lost / (PROBE_SHARE * used)) if used > 0 else MAX_PROBE_GAP
             self.next_probe = self.calls + min(MAX_PROBE_GAP, max(PROBE_GAP, wait))

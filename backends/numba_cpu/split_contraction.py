@@ -37,7 +37,7 @@ from .contraction import covered
 
 FULL, ROW, COLUMN, SCALAR = "full", "row", "column", "scalar"
 _PRELUDE = "from tfjit.backends.numba_cpu.gemm import matmul, zero_product\n"
-_SINGLE, _THREADED, _GIVEN = 0, 1, 2  # how a kernel gets its product: BLAS on one thread, threaded, or given
+WAYS = ("threaded", "single")  # a large product: on NumPy's threaded BLAS, or scipy's on one thread
 _CHOOSERS: dict[tuple[object, ...], blas._Chooser] = {}  # per kernel source and product shape
 _IDENTITY = ("identity", "stop_gradient")  # the only re-indexing ops allowed in the bodies
 
@@ -47,11 +47,14 @@ class SplitContractionKernel:
 
     One numba call runs the product (BLAS, called from the kernel) and the loop: an LSTM
     cell took 257 us against 269 with the product called from Python before the kernel
-    (operand checks, the chooser, the ctypes call; threaded BLAS both, in-process A/B). A large product runs either on NumPy's threaded BLAS from the kernel
-    or, before the kernel, in blocks on our threads (`blas.blocks_into`), whichever a chooser
-    measures faster for the whole call: with other processes on the machine a threaded call
-    waits for a descheduled BLAS thread, at times 15 ms a call (measured). Kernels of the same
-    source and shapes, such as an unrolled layer's cells, share one chooser."""
+    (operand checks, the chooser, the ctypes call; threaded BLAS both, in-process A/B). A
+    large product runs on NumPy's threaded BLAS or on scipy's on one thread, whichever a
+    chooser measures faster for the whole call. With another process on the machine a
+    threaded call waits for a descheduled BLAS thread (at times 15 ms a call); one thread
+    then beat the blocks on our threads that `blas` uses for its other products (an LSTM
+    cell: mean 508 us against 663, median 463 against 534, measured in one process).
+    Kernels of the same source and shapes, such as an unrolled layer's cells, share one
+    chooser."""
 
     returns_tuple = True
 
@@ -69,7 +72,7 @@ class SplitContractionKernel:
         (m, k), n = matmul.inputs[0].type.shape[::-1 if self.transpose[0] else 1], self.product_shape[1]
         large = 2.0 * m * n * k >= blas.SMALL_GEMM_FLOPS and gemm.THREADED and blas._POOL.helpers > 0
         key = (plan.source, self.product_shape, k, self.transpose, np.dtype(self.dtype).char)
-        self._chooser = _CHOOSERS.setdefault(key, blas._Chooser()) if large else None  # shared by a layer's cells
+        self._chooser = _CHOOSERS.setdefault(key, blas._Chooser(WAYS)) if large else None  # shared by a layer's cells
         self._called = False
         self._free: list[np.ndarray] = []
 
@@ -89,14 +92,11 @@ class SplitContractionKernel:
         chooser = self._chooser
         if chooser is None or not self._called:  # the first call compiles: not timed
             self._called = True
-            self._kernel(_SINGLE, a, b, *views, acc, *outs)
+            self._kernel(False, a, b, *views, acc, *outs)
         else:
             way = chooser.pick()
             start = time.perf_counter()
-            if way == "threaded":
-                self._kernel(_THREADED, a, b, *views, acc, *outs)
-            else:
-                self._kernel(_GIVEN, a, b, *views, blas.blocks_into(a, b, acc), *outs)
+            self._kernel(way == "threaded", a, b, *views, acc, *outs)
             chooser.record(way, time.perf_counter() - start)
         self._free.append(acc)
         return tuple(outs)
@@ -208,12 +208,12 @@ def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str
     outs = [f"o{i}" for i in range(len(body.results))]
     width = split.types[0].shape[-1]
     starts = range(0, len(split.outputs) * width, width)  # each piece's first column
-    lines.add(f"def kernel(product, a, b, {''.join(q + ', ' for q in inputs.values())}acc, {', '.join(outs)}):")
+    lines.add(f"def kernel(threaded, a, b, {''.join(q + ', ' for q in inputs.values())}acc, {', '.join(outs)}):")
     lines.indent()
-    lines.add(f"if product != {_GIVEN} and zero_product(a, b):")  # a first step's zero state
+    lines.add("if zero_product(a, b):")  # a first step's zero state
     lines.add("    acc[:] = 0")
-    lines.add(f"elif product != {_GIVEN}:")
-    lines.add(f"    matmul(a, b, acc, 0.0, product == {_THREADED})")
+    lines.add("else:")
+    lines.add("    matmul(a, b, acc, 0.0, threaded)")
 
     def offsets(v: Value) -> Sequence[int]:  # an input read before the split: at each piece
         return starts if kinds[v][1][1] != width else [0]
