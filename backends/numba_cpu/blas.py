@@ -221,7 +221,7 @@ class _Chooser:
         if self.probing:
             self.probing = False
             used = self.estimate[next(w for w in self.ways if w != way)]
-            lost = max(0.0, seconds - used) if self.estimate[way] > used else 0.0
+            lost = max(0.0, seconds - used)  # the try's time is now the tried way's
             wait = math.ceil(lost / (PROBE_SHARE * used)) if used > 0 else MAX_PROBE_GAP
             self.next_probe = self.calls + min(MAX_PROBE_GAP, max(PROBE_GAP, wait))
 
