@@ -103,3 +103,45 @@ def test_updates_by_tiny_and_larger_products_add_the_scaled_product(dtype):
         blas.add_product_into(c, a, b, -0.25)
         tol = 1e-4 if dtype == np.float32 else 1e-11
         np.testing.assert_allclose(c, want, rtol=tol, atol=tol * np.sqrt(k))
+
+
+# -- the GEMM called from inside kernels ----------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernels_calling_either_blas_match_numpy(dtype):
+    from numba import njit
+
+    from tfjit.backends.numba_cpu import gemm
+
+    @njit
+    def product(a, b, c, beta, threaded):
+        gemm.matmul(a, b, c, beta, threaded)
+
+    for threaded in (False, True):
+        for m, k, n in [(64, 256, 1024), (1, 5, 3), (7, 0, 4)]:
+            a, b = _operands(m, k, n, dtype, True, False)  # a transposed view
+            c = RNG.standard_normal((m, n)).astype(dtype)
+            want = a.astype(np.float64) @ b + 0.5 * c
+            product(a, b, c, 0.5, threaded)
+            _check_values(c, want)
+
+
+def _check_values(got, want):
+    tol = 1e-4 if got.dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * 16)
+
+
+@pytest.mark.parametrize("char", ["f", "d"])
+def test_the_threaded_symbols_stand_in_forwards_to_scipys_blas(char):
+    """Where NumPy's OpenBLAS is not found, the threaded symbol points at a callback with its
+    signature calling scipy's library: it computes the same product."""
+    import ctypes
+
+    from tfjit.backends.numba_cpu import gemm
+
+    dtype = np.dtype(char)
+    call = gemm._forwarding(char)
+    a, b = RNG.standard_normal((4, 6)).astype(dtype), RNG.standard_normal((5, 6)).astype(dtype)
+    c = np.ones((4, 5), dtype)
+    call(101, 111, 112, 4, 5, 6, 2.0, a.ctypes.data, 6, b.ctypes.data, 6, 1.0, c.ctypes.data, 5)  # 2 a b^T + c
+    _check_values(c, 2.0 * a.astype(np.float64) @ b.T + 1.0)
+    assert isinstance(call, ctypes._CFuncPtr)
