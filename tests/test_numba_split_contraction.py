@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import tfjit as tf
-from tfjit.backends import reference
 from tfjit.backends.numba_cpu import blas, executable, split_contraction
 
 from test_numba_backend import assert_same, both
@@ -41,11 +40,11 @@ def _lstm(batch, inputs, hidden, steps, dtype=tf.float32):
     return hs, c, feeds
 
 
-@pytest.mark.parametrize("way", split_contraction.WAYS)
+@pytest.mark.parametrize("way", blas.WAYS)
 @pytest.mark.parametrize("batch, hidden", [(5, 24), (64, 128)])
 def test_lstm_cells_give_the_references_values(monkeypatch, way, batch, hidden):
     """(5, 24): a tiny product; (64, 128): 2*64*128*512 flops, a large one, on NumPy's threaded
-    BLAS or scipy's on one thread (`way`), called from the kernel."""
+    BLAS or in blocks on our threads (`way`)."""
     monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
     assert (2 * batch * hidden * 4 * hidden >= blas.SMALL_GEMM_FLOPS) == (batch == 64)
     hs, c, feeds = _lstm(batch, 16, hidden, 3)
@@ -105,70 +104,3 @@ def test_chains_of_another_form_are_left_alone_with_the_same_values():
     assert_same(got, want, rtol=1e-5, atol=1e-5)
     assert not _merged(exe)
 
-
-
-@pytest.mark.parametrize("way", split_contraction.WAYS)
-@pytest.mark.parametrize("batch, hidden, dtype", [(1, 40, tf.float32), (64, 128, tf.float64), (3, 20, tf.float64)])
-def test_lstm_cells_of_one_row_and_in_float64_give_the_references_values(monkeypatch, way, batch, hidden, dtype):
-    """A batch of one row; float64 with a large product (on either BLAS) and a small one."""
-    monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
-    hs, c, feeds = _lstm(batch, 8, hidden, 2, dtype)
-    got, want, exe = both([tf.concat(hs, 0), c], feeds)
-    tol = 1e-5 if dtype == tf.float32 else 1e-12
-    assert_same(got, want, rtol=tol, atol=tol)
-    assert len(_merged(exe)) == 2 and got[1].dtype == want[1].dtype
-
-
-def _large_cell():
-    """The node and kernel of an LSTM cell whose product is h @ wh, 64x128 @ 128x512 (large)."""
-    hs, c, feeds = _lstm(64, 8, 128, 2)
-    _, _, exe = both([hs[-1], c], feeds)
-    node, kernel = [(n, k) for n, k in exe.kernels if isinstance(k, split_contraction.SplitContractionKernel)][-1]
-    assert kernel._chooser is not None  # the second cell's: its product h @ wh (the first's h is zeros)
-    return node, kernel
-
-
-@pytest.mark.parametrize("way", split_contraction.WAYS)
-def test_a_cell_kernel_reads_strided_broadcast_and_transposed_operands(monkeypatch, way):
-    """The kernel called directly with operands BLAS cannot read as they are (every other row,
-    a broadcast row, reversed columns: copied first) and transposed views (read as they are)."""
-    monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
-    batch, hidden = 64, 128
-    node, kernel = _large_cell()
-    a, b = (node.inputs[i] for i in kernel._operands)
-    h_rows = RNG.standard_normal((2 * batch, hidden)).astype(np.float32)
-    w = RNG.standard_normal((hidden, 4 * hidden)).astype(np.float32)
-    operands = [(h_rows[::2], w), (np.broadcast_to(h_rows[0], (batch, hidden)), w[:, ::-1]),
-                (np.ascontiguousarray(h_rows[:batch].T).T, np.asfortranarray(w))]
-    others = {v: RNG.standard_normal(v.type.shape).astype(np.float32) for v in node.inputs if v not in (a, b)}
-    for h, weight in operands:
-        args = [h if v is a else weight if v is b else others[v] for v in node.inputs]
-        want = reference.run_graph(node.attr("body"), [np.ascontiguousarray(x) for x in args])
-        assert_same(kernel(*args), want, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_a_zero_state_skips_the_product_unless_the_weight_has_inf_or_nan(dtype):
-    """zeros @ wh is +0 without a product where wh is finite; an inf or NaN in wh makes the
-    product (0 * inf is NaN), as in the reference; `zero_product` itself in both precisions."""
-    from tfjit.backends.numba_cpu import gemm
-
-    node, kernel = _large_cell()
-    a, b = (node.inputs[i] for i in kernel._operands)
-    zeros = np.zeros(a.type.shape, np.float32)
-    w = RNG.standard_normal(b.type.shape).astype(np.float32)
-    others = {v: RNG.standard_normal(v.type.shape).astype(np.float32) for v in node.inputs if v not in (a, b)}
-    for bad in (None, np.inf, np.nan):
-        weight = w.copy()
-        if bad is not None:
-            weight[5, 7] = bad
-        args = [zeros if v is a else weight if v is b else others[v] for v in node.inputs]
-        got = kernel(*args)
-        assert_same(got, reference.run_graph(node.attr("body"), args), rtol=1e-5, atol=1e-5)
-        assert np.isnan(got[0]).any() == (bad is not None)
-    z, finite = np.zeros((3, 4), dtype), np.ones((4, 2), dtype)
-    assert gemm.zero_product(z, finite) and gemm.zero_product(-z, finite.T.copy().T)
-    inf = np.where(np.eye(4, 2) > 0, np.inf, 1.0).astype(dtype)
-    for x, y in [(z, inf), (z, np.asfortranarray(inf)), (z, np.where(inf == 1, np.nan, 0).astype(dtype)),
-                 (z + np.eye(3, 4, dtype=dtype), finite), (np.full((3, 4), np.nan, dtype), finite)]:
-        assert not gemm.zero_product(x, y)

@@ -164,22 +164,10 @@ def _blocks(block: Callable[[int, int, int, int], None], m: int, n: int, k: int,
     return [functools.partial(block, 0, m, j0, j1) for j0, j1 in spans]
 
 
-# A product shape's first call (untimed) runs the second way, the blocks, so that a process's
-# first call never waits for a descheduled OpenBLAS thread (NumPy's threaded first call of the
-# MLP step's two large products took 11-110 ms with another process running, against 1-3 ms
-# for the blocks; measured). On an idle machine that costs the first call ~2 ms.
-WAYS = ("threaded", "blocks")
-PROBE_GAP, MAX_PROBE_GAP = 8, 1024  # calls between tries of the slower way: doubled after each loss
-WINDOW = 5                          # a way's last timed calls, whose median judges it
-PROBE_CALLS = 3                     # timed calls in a row that try a way again
-STALL = 1.5                         # threads slower than this times their fastest run: try the blocks
-
-
 class _Chooser:
     """Picks the faster way to run one product shape, by measurement: NumPy's threaded
     OpenBLAS (fastest on an idle machine) or the block pool (far faster when other processes
-    hold the cores); or another pair of ways, the threaded one first. The first call runs the
-    other way (see WAYS).
+    hold the cores).
 
     Each way is judged by the median of its last WINDOW timed calls: with other processes
     about, one threaded call in ten or so waits out a time slice (3-4 ms where 0.2 ms is usual,
@@ -192,9 +180,8 @@ class _Chooser:
     each time it loses, so that a machine becoming busy or idle again is noticed. Unlocked:
     a race only blurs an estimate."""
 
-    def __init__(self, ways: tuple[str, str] = WAYS) -> None:
-        self.threaded, self.other = self.ways = ways
-        self.times: dict[str, list[float]] = {way: [] for way in ways}  # the last WINDOW timed calls
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {way: [] for way in WAYS}  # the last WINDOW timed calls
         self.warm: set[str] = set()  # ways whose first (untimed) call has run
         self.fastest = float("inf")  # the threaded way's fastest call
         self.calls = 0
@@ -205,18 +192,18 @@ class _Chooser:
     def pick(self) -> str:
         if self.probing:
             return self.probing
-        if not self.warm:  # the shape's first call (see WAYS)
-            return self.other
+        if not self.warm:  # the shape's first call (see FIRST_WAY)
+            return FIRST_WAY
         self.calls += 1
         # Before the blocks are first tried, the threads are judged on a full window only (a
         # second call, too, may pay for their start).
-        judged = len(self.times[self.threaded]) >= WINDOW or bool(self.times[self.other])
-        if not judged or self._median(self.threaded) <= STALL * self.fastest:
-            return self.threaded
-        best = min(self.ways, key=lambda w: self._median(w) if self.times[w] else 0.0)  # an untried way first
+        judged = len(self.times["threaded"]) >= WINDOW or bool(self.times["blocks"])
+        if not judged or self._median("threaded") <= STALL * self.fastest:
+            return "threaded"
+        best = min(WAYS, key=lambda w: self._median(w) if self.times[w] else 0.0)  # an untried way first
         if self.times[best] and self.calls < self.next_probe:
             return best
-        other = next(w for w in self.ways if w != best) if self.times[best] else best
+        other = next(w for w in WAYS if w != best) if self.times[best] else best
         self.probing = other
         self.times[other] = []  # judged on this try alone: its older times are stale
         return other
@@ -228,11 +215,11 @@ class _Chooser:
         times = self.times[way]
         times.append(seconds)
         del times[:-WINDOW]
-        if way == self.threaded:
+        if way == "threaded":
             self.fastest = min(self.fastest, seconds)
         if self.probing == way and len(times) >= PROBE_CALLS:
             self.probing = None
-            others = [self._median(w) for w in self.ways if w != way and self.times[w]]
+            others = [self._median(w) for w in WAYS if w != way and self.times[w]]
             won = not others or self._median(way) <= min(others)
             self.gap = PROBE_GAP if won else min(MAX_PROBE_GAP, 2 * self.gap)
             self.next_probe = self.calls + self.gap
@@ -243,6 +230,16 @@ class _Chooser:
         return times[(len(times) - 1) // 2]
 
 
+WAYS = ("threaded", "blocks")
+# A product shape's first call (untimed) runs in blocks, so that a process's first call never
+# waits for a descheduled OpenBLAS thread (NumPy's threaded first call of the MLP step's two
+# large products took 11-110 ms with another process running, against 1-3 ms for the blocks;
+# measured). On an idle machine that costs the first call ~2 ms.
+FIRST_WAY = "blocks"
+PROBE_GAP, MAX_PROBE_GAP = 8, 1024  # calls between tries of the slower way: doubled after each loss
+WINDOW = 5                          # a way's last timed calls, whose median judges it
+PROBE_CALLS = 3                     # timed calls in a row that try a way again
+STALL = 1.5                         # threads slower than this times their fastest run: try the blocks
 _CHOOSERS: dict[tuple[Any, ...], _Chooser] = {}
 
 

@@ -21,7 +21,6 @@ is declined (`build` returns None) and the body runs node by node.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -29,32 +28,17 @@ import numpy as np
 
 from tfjit.ir.graph import Graph, Node, Value
 
-from . import blas, gemm
 from .buffers import POOL
 from .codegen import INDEX_ONLY, ElementWriter, Lines, supported
 from .compile import compile_kernel
-from .contraction import covered
+from .contraction import covered, product
 
 FULL, ROW, COLUMN, SCALAR = "full", "row", "column", "scalar"
-_PRELUDE = "from tfjit.backends.numba_cpu.gemm import matmul, zero_product\n"
-WAYS = ("threaded", "single")  # a large product: on NumPy's threaded BLAS, or scipy's on one thread
-_CHOOSERS: dict[tuple[object, ...], blas._Chooser] = {}  # per kernel source and product shape
 _IDENTITY = ("identity", "stop_gradient")  # the only re-indexing ops allowed in the bodies
 
 
 class SplitContractionKernel:
-    """`kernel(*arrays, into=()) -> results` for a body matmul -> epilogue -> split -> elementwise.
-
-    One numba call runs the product (BLAS, called from the kernel) and the loop: an LSTM
-    cell took 257 us against 269 with the product called from Python before the kernel
-    (operand checks, the chooser, the ctypes call; threaded BLAS both, in-process A/B). A
-    large product runs on NumPy's threaded BLAS or on scipy's on one thread, whichever a
-    chooser measures faster for the whole call. With another process on the machine a
-    threaded call waits for a descheduled BLAS thread (at times 15 ms a call); one thread
-    then beat the blocks on our threads that `blas` uses for its other products (an LSTM
-    cell: mean 508 us against 663, median 463 against 534, measured in one process).
-    Kernels of the same source and shapes, such as an unrolled layer's cells, share one
-    chooser."""
+    """`kernel(*arrays, into=()) -> results` for a body matmul -> epilogue -> split -> elementwise."""
 
     returns_tuple = True
 
@@ -67,46 +51,16 @@ class SplitContractionKernel:
         self._operands = [body.params.index(v) for v in matmul.inputs]
         self._inputs = [(body.params.index(v), kind) for v, (kind, _) in plan.kinds.items()]
         self._out_types = [(tuple(r.type.shape), r.type.dtype.np_dtype) for r in body.results]
-        self.source = f"# {name}: acc = a @ b through BLAS, then:\n" + plan.source
-        self._kernel = compile_kernel(plan.source, "kernel", prelude=_PRELUDE)
-        (m, k), n = matmul.inputs[0].type.shape[::-1 if self.transpose[0] else 1], self.product_shape[1]
-        large = 2.0 * m * n * k >= blas.SMALL_GEMM_FLOPS and gemm.THREADED and blas._POOL.helpers > 0
-        key = (plan.source, self.product_shape, k, self.transpose, np.dtype(self.dtype).char)
-        self._chooser = _CHOOSERS.setdefault(key, blas._Chooser(WAYS)) if large else None  # shared by a layer's cells
-        self._called = False
-        self._free: list[np.ndarray] = []
+        self.source = f"# {name}: acc = matmul(a, b) through BLAS, then:\n" + plan.source
+        self._kernel = compile_kernel(plan.source, "kernel")
 
     def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
-        a, b = (_operand(np.asarray(args[i]), t) for i, t in zip(self._operands, self.transpose))
-        try:  # a product buffer of this kernel's (list pop and append are atomic: threads never share one)
-            acc = self._free.pop()
-        except IndexError:
-            acc = POOL.empty(self.product_shape, self.dtype)
-        outs: list[np.ndarray | None] = [None] * len(self._out_types)
-        for i, array in into:
-            outs[i] = array
-        for i, (shape, dtype) in enumerate(self._out_types):
-            if outs[i] is None:
-                outs[i] = POOL.empty(shape, dtype)
-        views = [_view(np.asarray(args[i]), kind) for i, kind in self._inputs]
-        chooser = self._chooser
-        if chooser is None or not self._called:  # the first call compiles: not timed
-            self._called = True
-            self._kernel(False, a, b, *views, acc, *outs)
-        else:
-            way = chooser.pick()
-            start = time.perf_counter()
-            self._kernel(way == "threaded", a, b, *views, acc, *outs)
-            chooser.record(way, time.perf_counter() - start)
-        self._free.append(acc)
+        a, b = (args[i] for i in self._operands)
+        acc = product(a, b, self.transpose, self.product_shape, self.dtype)
+        given = dict(into)
+        outs = [given[i] if i in given else POOL.empty(shape, dtype) for i, (shape, dtype) in enumerate(self._out_types)]
+        self._kernel(*[_view(np.asarray(args[i]), kind) for i, kind in self._inputs], acc, *outs)
         return tuple(outs)
-
-
-def _operand(x: np.ndarray, transpose: bool) -> np.ndarray:
-    """A product operand (transposed as asked, as a view) with a unit stride along one axis and
-    the other stride covering it, as BLAS reads it; a contiguous copy where it has none."""
-    x = np.swapaxes(x, -1, -2) if transpose else x
-    return x if x.flags.c_contiguous or x.flags.f_contiguous else np.ascontiguousarray(x)
 
 
 def _view(a: np.ndarray, kind: str) -> np.ndarray:
@@ -208,12 +162,8 @@ def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str
     outs = [f"o{i}" for i in range(len(body.results))]
     width = split.types[0].shape[-1]
     starts = range(0, len(split.outputs) * width, width)  # each piece's first column
-    lines.add(f"def kernel(threaded, a, b, {''.join(q + ', ' for q in inputs.values())}acc, {', '.join(outs)}):")
+    lines.add(f"def kernel({''.join(q + ', ' for q in inputs.values())}acc, {', '.join(outs)}):")
     lines.indent()
-    lines.add("if zero_product(a, b):")  # a first step's zero state
-    lines.add("    acc[:] = 0")
-    lines.add("else:")
-    lines.add("    matmul(a, b, acc, 0.0, threaded)")
 
     def offsets(v: Value) -> Sequence[int]:  # an input read before the split: at each piece
         return starts if kinds[v][1][1] != width else [0]
