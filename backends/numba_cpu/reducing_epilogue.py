@@ -64,8 +64,10 @@ class ReducingEpilogue:
         self._partials = [scratch_maker((self.blocks,) if self.reduced[n] == SCALAR else (self.blocks, self.cols),
                                         n.inputs[0].type.dtype.np_dtype)
                           for n in self.reductions if self.parallel and self.reduced[n] != ROW]
+        self._partials += [scratch_maker((self.cols,), n.inputs[0].type.dtype.np_dtype)
+                           for n in self._scratch_columns()]
         self._source = self._write()
-        self._kernel = compile_kernel(self._source, "kernel", parallel=self.parallel)
+        self._kernel = compile_kernel(self._source, "kernel", parallel=self.parallel, scalar=True)
 
     def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
         """The results, in recycled buffers or in `into`'s C-contiguous arrays (result index, array)."""
@@ -78,6 +80,13 @@ class ReducingEpilogue:
         self._kernel(*arrays, *[o.reshape(s) for o, s in zip(outs, self._out_shapes)], *partials,
                      self.rows, self.cols)
         return tuple(outs)
+
+    def _scratch_columns(self) -> list[Node]:
+        """The serial column sums that are no result: they accumulate in a scratch row the
+        caller passes (an `np.empty` in the kernel made numba compile its allocation, 90 of the
+        190 ms this kernel's compile took in the MLP step, measured)."""
+        results = set(self.body.results)
+        return [n for n in self.reductions if not self.parallel and self.reduced[n] == COL and n.out not in results]
 
     def source(self) -> str:
         return f"# {self.name}\n{self._source}"
@@ -93,7 +102,8 @@ class ReducingEpilogue:
         accs = {n: f"acc_{i}" for i, n in enumerate(self.reductions)}
         partials = [f"part_{i}" for i, n in enumerate(self.reductions) if self.parallel and self.reduced[n] != ROW]
         part_of = dict(zip([n for n in self.reductions if self.reduced[n] != ROW], partials))
-        lines.add(f"def kernel({', '.join([*ins.values(), *outs.values(), *partials, 'ROWS', 'COLS'])}):")
+        scratch = [accs[n] for n in self._scratch_columns()]
+        lines.add(f"def kernel({', '.join([*ins.values(), *outs.values(), *partials, *scratch, 'ROWS', 'COLS'])}):")
         lines.indent()
         at = {SCALAR: "{}", ROW: "{}[r]", COL: "{}[j]", FULL: "{}[r, j]"}
 
@@ -120,13 +130,10 @@ class ReducingEpilogue:
             return names.get(v) or writers[("post " if post else "") + kind].value(v)
 
         compute(SCALAR)
-        # A column sum accumulates in its output (serial; a local array if it is no result) or
+        # A column sum accumulates in its output (serial; a scratch row if it is no result) or
         # in its block's row of partial sums (parallel): `column_accs` formats element j.
         column_accs = {n: (f"{part_of[n]}[b, {{}}]" if self.parallel else f"{outs.get(n.out, accs[n])}[{{}}]")
                        for n in self.reductions if self.reduced[n] == COL}
-        for n in column_accs:
-            if not self.parallel and n.out not in outs:
-                lines.add(f"{accs[n]} = np.empty(COLS, np.{n.inputs[0].type.dtype.np_dtype.name})")
         if self.parallel:
             lines.add(f"for b in prange({self.blocks}):")
             lines.indent()
