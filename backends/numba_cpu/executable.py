@@ -32,7 +32,7 @@ from tfjit.ops.registry import Fusion, get_op
 from tfjit.passes.plan_memory import MemoryPlan, plan
 from tfjit.runtime.state import RuntimeState
 
-from . import contraction, control_flow, conv, gemm_update, layout, loop, pool, reduction, split_contraction
+from . import contraction, control_flow, conv, gemm_update, layout, loop, pool, reduction, split_contraction, update
 from .buffers import POOL, Arena
 from .column import ColumnKernel
 from .sink_concats import sink_concats
@@ -164,6 +164,8 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
         generated = loop.build(node)
     elif kind == "reduction":
         generated = reduction.build(node)
+    elif kind == "update":
+        generated = update.build(node, lambda body: _run_body(NumbaExecutable(_loops_fused(body))))
     elif kind == "contraction":
         generated = (gemm_update.build_step(node) or contraction.build(node) or gemm_update.build(node)
                      or conv.build_fused(node))
@@ -176,8 +178,11 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
     if node.op != "fused" and (view := layout.build(node)) is not None:
         return view
     if node.op == "fused":  # run the body node by node; its elementwise runs still form loops
-        body = contraction.split_assignments(node.attr("body")) if kind == "contraction" else node.attr("body")
-        inner = NumbaExecutable(body if kind == "loop" else _loops_fused(body))
+        body = node.attr("body")
+        split = contraction.split_assignments(body) if kind == "contraction" else body
+        # a split product's assignments and their math: one update kernel (update.py)
+        inner = NumbaExecutable(body if kind == "loop" else _updates_fused(split) if split is not body
+                                else _loops_fused(split))
         return _run_body(inner)
     attrs = node.attr_dict
     if opdef.stateful:
@@ -189,6 +194,12 @@ def _loops_fused(body: Graph) -> Graph:
     from tfjit.passes.fuse import fuse_loops
 
     return fuse_loops(body)
+
+
+def _updates_fused(body: Graph) -> Graph:
+    from tfjit.passes.fuse import fuse
+
+    return fuse(body)
 
 
 def _run_body(inner: NumbaExecutable) -> Callable[..., Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -113,6 +113,37 @@ class RuntimeState:
             new.setflags(write=False)
             self.variables[name] = new
             return new
+
+    def update_together(self, names: Sequence[str], like: Sequence[tuple[tuple[int, ...], np.dtype]],
+                        keep: Sequence[bool], write: Callable[[list[np.ndarray]], None]) -> list[np.ndarray] | None:
+        """Apply `write(arrays)`, which writes each named variable's new value into its array
+        (reading the old value there where `keep` says so), and return the stored arrays: a
+        variable's old array when nothing else holds it (see the module docstring), else a
+        fresh one (a copy of the old value where kept). None, with nothing written, when some
+        variable is uninitialised or not a C-ordered array of its (shape, dtype) in `like`
+        (the caller then updates them one by one, through `update` and `write`)."""
+        with self._variables_lock:
+            targets = []
+            for name, (shape, dtype), kept in zip(names, like, keep):
+                if not self.is_initialized(name):
+                    return None
+                old = self._stored(name)
+                if old.shape != shape or old.dtype != dtype or not old.flags.c_contiguous:
+                    return None
+                # References to `old`: the store's dict, this frame's local, getrefcount's argument.
+                alone = old.base is None and sys.getrefcount(old) == _ONLY_THE_STORE
+                targets.append(old if alone else old.copy() if kept else np.empty_like(old))
+            for name in names:
+                self.device_variables.pop(name, None)  # the host copy becomes the value
+            for t in targets:
+                t.setflags(write=True)
+            try:
+                write(targets)
+            finally:
+                for t in targets:
+                    t.setflags(write=False)
+            self.variables.update(zip(names, targets))
+            return targets
 
     def write_device(self, name: str, value: Any) -> None:
         """Make `value` (a device-resident value with `to_host()`) the variable's value."""
