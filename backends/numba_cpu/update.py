@@ -12,10 +12,12 @@ on Adam over 400k floats). The arrays are written in place under the store's rul
 (RuntimeState.update_together): nothing else may hold them, else the kernel writes fresh ones.
 
 Covered: bodies of params, scalar constants, variable reads, assignments (assign, assign_add,
-assign_sub) of float32/float64 variables of one static size N, and elementwise ops with an
-element form; every value has N elements or one (a scalar hyperparameter, broadcast). The rest
-(another broadcast, dynamic shapes, an uninitialised or non-C-ordered variable, a read's value
-leaving the kernel) runs the body node by node (`fallback`), as before.
+assign_sub) of float32/float64 variables, and elementwise ops with an element form, all of static
+shapes. The values of one element count (the update of every bias of one width) form one loop;
+an op's operands have its element count or one (a scalar hyperparameter, broadcast), and
+scalars are computed once before the loops. The rest (another broadcast, a scalar variable
+updated with bigger ones, an uninitialised or non-C-ordered variable, a read's value leaving the
+kernel) runs the body node by node (`fallback`), as before.
 """
 from __future__ import annotations
 
@@ -35,14 +37,14 @@ _WRITES = {"assign": "{new}", "assign_add": "{old} + {new}", "assign_sub": "{old
 
 
 class UpdateKernel:
-    """`kernel(*args, state=state)`: the body's assignments applied in one loop; returns the
+    """`kernel(*args, state=state)`: the body's assignments applied in one pass; returns the
     body's results (an assignment's: the variable's stored array)."""
 
     needs_state = True
     returns_tuple = True
 
-    def __init__(self, body: Graph, name: str, size: int, fallback: Callable[[], Callable[..., Any]]):
-        self.body, self.name, self.size = body, name, size
+    def __init__(self, body: Graph, name: str, sizes: list[int], fallback: Callable[[], Callable[..., Any]]):
+        self.body, self.name = body, name
         self._fallback_factory = fallback
         self._fallback: Callable[..., Any] | None = None
         writes = [n for n in body.nodes if n.op in _WRITES]
@@ -52,7 +54,7 @@ class UpdateKernel:
         self._keep = [_reads_old(body, var) for var in self.written]
         self._reads = [n for n in body.nodes if n.op == "variable" and n.attr("var") not in self.written]
         self._inputs: list[Value] = list(body.params) + [n.out for n in self._reads]
-        self._full = [size == 1 or v.type.num_elements == size for v in self._inputs]
+        self._full = [v.type.num_elements in sizes for v in self._inputs]
         self._returns = []  # per result: ("stored", variable index) | ("arg", param index) | ("out", out index)
         computed: list[Value] = []
         for r in body.results:
@@ -64,8 +66,9 @@ class UpdateKernel:
                 self._returns.append(("out", len(computed)))
                 computed.append(r)
         self._computed = computed
-        self.source = _source(body, self.written, self._inputs, self._full, computed, size)
-        self._kernel = compile_kernel(self.source, "kernel", parallel=size >= PARALLEL_MIN_ELEMENTS, scalar=True)
+        self.source = _source(body, self.written, self._inputs, self._full, computed, sizes)
+        parallel = max(sizes) >= PARALLEL_MIN_ELEMENTS
+        self._kernel = compile_kernel(self.source, "kernel", parallel=parallel, scalar=True)
 
     def __call__(self, *args: Any, state: RuntimeState) -> tuple[np.ndarray, ...]:
         arrays = [np.asarray(a) for a in args]
@@ -96,40 +99,45 @@ def build(node: Node, fallback: Callable[[Graph], Callable[..., Any]]) -> Update
     covered (see the module docstring); `fallback(body)` makes the node-by-node runner used
     for arguments or variables the kernel does not take."""
     body: Graph = node.attr("body")
-    size = _covered_size(body)
-    if size is None:
+    sizes = _loop_sizes(body)
+    if sizes is None:
         return None
-    return UpdateKernel(body, node.name or node.op, size, lambda: fallback(body))
+    return UpdateKernel(body, node.name or node.op, sizes, lambda: fallback(body))
 
 
-def _covered_size(body: Graph) -> int | None:
-    """N, the element count of every written variable, when the kernel covers `body`."""
+def _loop_sizes(body: Graph) -> list[int] | None:
+    """The element count of each loop (the written variables' sizes, in order of first
+    write), when the kernel covers `body`."""
     writes = [n for n in body.nodes if n.op in _WRITES]
     if not writes or not all(v.type.is_fully_defined for n in body.all_nodes() for v in n.outputs):
         return None
-    size = writes[0].types[0].num_elements
-    written = {n.attr("var") for n in writes}
+    sizes = list(dict.fromkeys(n.types[0].num_elements for n in writes))
+    if 1 in sizes and len(sizes) > 1:
+        return None  # a scalar variable's loop next to bigger ones: its values would be hoisted
     last = {n.attr("var"): n.out for n in writes}
     for n in body.nodes:
         if n.op in _WRITES:
-            if n.types[0].num_elements != size or not n.types[0].dtype.is_floating \
-                    or n.types[0].dtype.short not in ("f32", "f64") or n.inputs[0].type != n.types[0]:
+            if n.types[0].dtype.short not in ("f32", "f64") or n.inputs[0].type != n.types[0]:
                 return None
         elif n.op == "variable":
-            if n.out in body.results or (n.attr("var") in written and n.types[0].num_elements != size):
+            if n.out in body.results:
                 return None
         elif n.op == "constant":
             if n.attr("value").array.size != 1:
                 return None
         elif n.op not in INDEX_ONLY and element_expression(n, ["a"] * len(n.inputs)) is None:
             return None
-        if any(v.type.num_elements not in (size, 1) for v in n.outputs):
+        out = n.types[0].num_elements if n.types else 1
+        if any(t.num_elements not in (*sizes, 1) for t in n.types) \
+                or any(v.type.num_elements not in (out, 1) for v in n.inputs):
             return None
+    if any(p.type.num_elements not in (*sizes, 1) for p in body.params):
+        return None
     if any(r.node.op in _WRITES and last[r.node.attr("var")] is not r for r in body.results):
         return None  # an earlier assignment's value leaving the kernel
     if any(r.node.op == "constant" for r in body.results):
         return None
-    return size
+    return sizes
 
 
 def _reads_old(body: Graph, var: str) -> bool:
@@ -144,56 +152,61 @@ def _reads_old(body: Graph, var: str) -> bool:
 
 
 def _source(body: Graph, written: list[str], inputs: list[Value], full: list[bool],
-            computed: list[Value], size: int) -> str:
+            computed: list[Value], sizes: list[int]) -> str:
     """`kernel(in0.., w0.., out0..)`: inputs flat (full) or NumPy scalars, the written
-    variables' flat arrays, the computed results' flat arrays."""
+    variables' flat arrays, the computed results' flat arrays; one loop per size."""
     ins = [f"in{k}" for k in range(len(inputs))]
     ws = [f"w{j}" for j in range(len(written))]
     outs = [f"out{k}" for k in range(len(computed))]
     lines = Lines()
     lines.add(f"def kernel({', '.join(ins + ws + outs)}):")
     lines.indent()
-    scalars = {v: name for v, name, f in zip(inputs, ins, full) if not f}
     hoisted = ElementWriter(lines, _no_load, prefix="h")
-    hoisted.names.update(scalars)
-    looped = []
+    hoisted.names.update({v: name for v, name, f in zip(inputs, ins, full) if not f})
     for k, r in enumerate(computed):
-        if r.type.num_elements == 1 and size != 1:  # computed from scalars only: once
+        if r.type.num_elements not in sizes:  # one element, computed from scalars only: once
             lines.add(f"out{k}[0] = {hoisted.value(r)}")
-        else:
-            looped.append(k)
-    # The bound is the array's, not N: the same update of differently sized variables (every
-    # weight of a model) is one kernel and one compile.
-    lines.add(f"for i in {'prange' if size >= PARALLEL_MIN_ELEMENTS else 'range'}(w0.shape[0]):")
-    lines.indent()
-    writer = ElementWriter(lines, _no_load)
-    writer.names.update(hoisted.names)
-    for v, name, f in zip(inputs, ins, full):
-        if f:
-            lines.add(f"a{name[2:]} = {name}[i]")
-            writer.names[v] = f"a{name[2:]}"
-    current: dict[str, str] = {}  # a written variable: its element's value so far
+    size_of = {}  # a written variable: its loop's size
     for n in body.nodes:
-        var = n.attr("var") if n.op in ("variable", *_WRITES) else None
-        if var not in written:
-            continue
-        j = written.index(var)
-        if var not in current and (n.op != "assign"):
-            lines.add(f"o{j} = w{j}[i]")
-            current[var] = f"o{j}"
-        if n.op == "variable":
-            writer.names[n.out] = current[var]
-            continue
-        new = _WRITES[n.op].format(old=current.get(var), new=writer.value(n.inputs[0]))
-        name = f"n{len(writer.names)}"
-        lines.add(f"{name} = {new}", n.loc.short if n.loc else None)
-        writer.names[n.out] = current[var] = name
-    for k in looped:
-        lines.add(f"out{k}[i] = {writer.value(computed[k])}")
-    for j, var in enumerate(written):
-        lines.add(f"w{j}[i] = {current[var]}")
+        if n.op in _WRITES:
+            size_of.setdefault(n.attr("var"), n.types[0].num_elements)
+    for size in sizes:
+        here = [var for var in written if size_of[var] == size]
+        # The bound is an array's, not the size: the same update of differently sized variables
+        # (every weight of a model) is one kernel and one compile.
+        lines.add(f"for i in {'prange' if size >= PARALLEL_MIN_ELEMENTS else 'range'}"
+                  f"(w{written.index(here[0])}.shape[0]):")
+        lines.indent()
+        writer = ElementWriter(lines, _no_load, prefix=f"l{sizes.index(size)}_")
+        writer.names.update(hoisted.names)
+        for v, name, f in zip(inputs, ins, full):
+            if f and v.type.num_elements == size:
+                lines.add(f"a{name[2:]} = {name}[i]")
+                writer.names[v] = f"a{name[2:]}"
+        current: dict[str, str] = {}  # a written variable: its element's value so far
+        for n in body.nodes:
+            var = n.attr("var") if n.op in ("variable", *_WRITES) else None
+            if var not in here:
+                continue
+            j = written.index(var)
+            if var not in current and n.op != "assign":
+                lines.add(f"o{j} = w{j}[i]")
+                current[var] = f"o{j}"
+            if n.op == "variable":
+                writer.names[n.out] = current[var]
+                continue
+            new = _WRITES[n.op].format(old=current.get(var), new=writer.value(n.inputs[0]))
+            name = f"n{sizes.index(size)}_{len(writer.names)}"
+            lines.add(f"{name} = {new}", n.loc.short if n.loc else None)
+            writer.names[n.out] = current[var] = name
+        for k, r in enumerate(computed):
+            if r.type.num_elements == size:
+                lines.add(f"out{k}[i] = {writer.value(r)}")
+        for var in here:
+            lines.add(f"w{written.index(var)}[i] = {current[var]}")
+        lines.dedent()
     return lines.source()
 
 
 def _no_load(v: Value) -> str:
-    raise AssertionError(f"every input of an update kernel is named before the loop: {v}")
+    raise AssertionError(f"every input of an update kernel is named before its loop: {v}")
