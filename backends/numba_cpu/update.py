@@ -15,8 +15,8 @@ Covered: bodies of params, scalar constants, variable reads, assignments (assign
 assign_sub) of float32/float64 variables, and elementwise ops with an element form, all of static
 shapes. The values of one element count (the update of every bias of one width) form one loop;
 an op's operands have its element count or one (a scalar hyperparameter, broadcast), and
-scalars are computed once before the loops. The rest (another broadcast, a scalar variable
-updated with bigger ones, an uninitialised or non-C-ordered variable, a read's value leaving the
+one-element values (scalar variables' updates too) are computed once before the loops. The rest
+(another broadcast, an uninitialised or non-C-ordered variable, a read's value leaving the
 kernel) runs the body node by node (`fallback`), as before.
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ class UpdateKernel:
         self._keep = [_reads_old(body, var) for var in self.written]
         self._reads = [n for n in body.nodes if n.op == "variable" and n.attr("var") not in self.written]
         self._inputs: list[Value] = list(body.params) + [n.out for n in self._reads]
-        self._full = [v.type.num_elements in sizes for v in self._inputs]
+        self._full = [v.type.num_elements in sizes and v.type.num_elements != 1 for v in self._inputs]
         self._returns = []  # per result: ("stored", variable index) | ("arg", param index) | ("out", out index)
         computed: list[Value] = []
         for r in body.results:
@@ -112,8 +112,6 @@ def _loop_sizes(body: Graph) -> list[int] | None:
     if not writes or not all(v.type.is_fully_defined for n in body.all_nodes() for v in n.outputs):
         return None
     sizes = list(dict.fromkeys(n.types[0].num_elements for n in writes))
-    if 1 in sizes and len(sizes) > 1:
-        return None  # a scalar variable's loop next to bigger ones: its values would be hoisted
     last = {n.attr("var"): n.out for n in writes}
     for n in body.nodes:
         if n.op in _WRITES:
@@ -133,7 +131,7 @@ def _loop_sizes(body: Graph) -> list[int] | None:
             return None
     if any(p.type.num_elements not in (*sizes, 1) for p in body.params):
         return None
-    if any(r.node.op in _WRITES and last[r.node.attr("var")] is not r for r in body.results):
+    if any(r.node.op in _WRITES and last[r.node.attr("var")] != r for r in body.results):
         return None  # an earlier assignment's value leaving the kernel
     if any(r.node.op == "constant" for r in body.results):
         return None
@@ -154,23 +152,26 @@ def _reads_old(body: Graph, var: str) -> bool:
 def _source(body: Graph, written: list[str], inputs: list[Value], full: list[bool],
             computed: list[Value], sizes: list[int]) -> str:
     """`kernel(in0.., w0.., out0..)`: inputs flat (full) or NumPy scalars, the written
-    variables' flat arrays, the computed results' flat arrays; one loop per size."""
+    variables' flat arrays, the computed results' flat arrays. One-element values first, in
+    straight-line code, then one loop per size."""
     ins = [f"in{k}" for k in range(len(inputs))]
-    ws = [f"w{j}" for j in range(len(written))]
     outs = [f"out{k}" for k in range(len(computed))]
     lines = Lines()
-    lines.add(f"def kernel({', '.join(ins + ws + outs)}):")
+    lines.add(f"def kernel({', '.join(ins + [f'w{j}' for j in range(len(written))] + outs)}):")
     lines.indent()
-    hoisted = ElementWriter(lines, _no_load, prefix="h")
-    hoisted.names.update({v: name for v, name, f in zip(inputs, ins, full) if not f})
-    for k, r in enumerate(computed):
-        if r.type.num_elements not in sizes:  # one element, computed from scalars only: once
-            lines.add(f"out{k}[0] = {hoisted.value(r)}")
-    size_of = {}  # a written variable: its loop's size
+    scalars = ElementWriter(lines, _no_load, prefix="h")
+    scalars.names.update({v: name for v, name, f in zip(inputs, ins, full) if not f})
+    size_of = {}  # a written variable: its element count
     for n in body.nodes:
         if n.op in _WRITES:
             size_of.setdefault(n.attr("var"), n.types[0].num_elements)
+    _segment(lines, scalars, body, written, [var for var in written if size_of[var] == 1], "0")
+    for k, r in enumerate(computed):
+        if r.type.num_elements == 1:
+            lines.add(f"out{k}[0] = {scalars.value(r)}")
     for size in sizes:
+        if size == 1:
+            continue
         here = [var for var in written if size_of[var] == size]
         # The bound is an array's, not the size: the same update of differently sized variables
         # (every weight of a model) is one kernel and one compile.
@@ -178,34 +179,49 @@ def _source(body: Graph, written: list[str], inputs: list[Value], full: list[boo
                   f"(w{written.index(here[0])}.shape[0]):")
         lines.indent()
         writer = ElementWriter(lines, _no_load, prefix=f"l{sizes.index(size)}_")
-        writer.names.update(hoisted.names)
+        writer.names.update(scalars.names)
         for v, name, f in zip(inputs, ins, full):
             if f and v.type.num_elements == size:
                 lines.add(f"a{name[2:]} = {name}[i]")
                 writer.names[v] = f"a{name[2:]}"
-        current: dict[str, str] = {}  # a written variable: its element's value so far
-        for n in body.nodes:
-            var = n.attr("var") if n.op in ("variable", *_WRITES) else None
-            if var not in here:
-                continue
-            j = written.index(var)
-            if var not in current and n.op != "assign":
-                lines.add(f"o{j} = w{j}[i]")
-                current[var] = f"o{j}"
-            if n.op == "variable":
-                writer.names[n.out] = current[var]
-                continue
-            new = _WRITES[n.op].format(old=current.get(var), new=writer.value(n.inputs[0]))
-            name = f"n{sizes.index(size)}_{len(writer.names)}"
-            lines.add(f"{name} = {new}", n.loc.short if n.loc else None)
-            writer.names[n.out] = current[var] = name
+        _segment(lines, writer, body, written, here, "i")
         for k, r in enumerate(computed):
             if r.type.num_elements == size:
                 lines.add(f"out{k}[i] = {writer.value(r)}")
         for var in here:
-            lines.add(f"w{written.index(var)}[i] = {current[var]}")
+            lines.add(f"w{written.index(var)}[i] = {writer.names[_last_write(body, var)]}")
         lines.dedent()
     return lines.source()
+
+
+def _segment(lines: Lines, writer: ElementWriter, body: Graph, written: list[str], here: list[str],
+             at: str) -> None:
+    """The element `at` of the variables `here`: each read and assignment in body order, as
+    locals of `writer` (a read is the variable's value at that point of the body); the
+    one-element segment (`at` "0") stores its variables at once, a loop at its end."""
+    current: dict[str, str] = {}  # a written variable: its element's value so far
+    for n in body.nodes:
+        var = n.attr("var") if n.op in ("variable", *_WRITES) else None
+        if var not in here:
+            continue
+        j = written.index(var)
+        if var not in current and n.op != "assign":
+            lines.add(f"o{j} = w{j}[{at}]")
+            current[var] = f"o{j}"
+        if n.op == "variable":
+            writer.names[n.out] = current[var]
+            continue
+        new = _WRITES[n.op].format(old=current.get(var), new=writer.value(n.inputs[0]))
+        name = f"n{len(writer.names)}_{writer.prefix}"
+        lines.add(f"{name} = {new}", n.loc.short if n.loc else None)
+        writer.names[n.out] = current[var] = name
+    if at == "0":
+        for var in here:
+            lines.add(f"w{written.index(var)}[0] = {current[var]}")
+
+
+def _last_write(body: Graph, var: str) -> Value:
+    return [n for n in body.nodes if n.op in _WRITES and n.attr("var") == var][-1].out
 
 
 def _no_load(v: Value) -> str:
