@@ -32,6 +32,7 @@ from .buffers import POOL
 from .codegen import INDEX_ONLY, ElementWriter, Lines, element_expression
 from .compile import compile_kernel
 from .loop import PARALLEL_MIN_ELEMENTS
+from .scalar import SUPPORTED_DTYPES
 
 _WRITES = {"assign": "{new}", "assign_add": "{old} + {new}", "assign_sub": "{old} - {new}"}
 
@@ -129,7 +130,8 @@ def _loop_sizes(body: Graph) -> list[int] | None:
         if any(t.num_elements not in (*sizes, 1) for t in n.types) \
                 or any(v.type.num_elements not in (out, 1) for v in n.inputs):
             return None
-    if any(p.type.num_elements not in (*sizes, 1) for p in body.params):
+    inputs = list(body.params) + [n.out for n in body.nodes if n.op == "variable"]
+    if any(v.type.num_elements not in (*sizes, 1) or v.type.dtype.short not in SUPPORTED_DTYPES for v in inputs):
         return None
     if any(r.node.op in _WRITES and last[r.node.attr("var")] != r for r in body.results):
         return None  # an earlier assignment's value leaving the kernel
