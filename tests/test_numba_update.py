@@ -212,3 +212,17 @@ def test_a_fetched_update_is_an_array_the_user_owns(backend):
         second = sess.run(step, {x: np.ones((2, 5))})
         np.testing.assert_array_equal(second, np.full((2, 5), -1.0))
         np.testing.assert_array_equal(first[1], np.full(5, -0.5))
+
+
+def test_the_parallel_loop_of_a_large_update_gives_the_same_values(backend, monkeypatch):
+    """Large variables update in a `prange` loop (threshold lowered here to keep compiles small)."""
+    backend("reference")
+    want_losses, want, _, _ = _train(OPTIMIZERS["adam"][0], np.float32)
+    backend("numba")
+    monkeypatch.setattr(update, "PARALLEL_MIN_ELEMENTS", 4)
+    got_losses, got, kernels, in_place = _train(OPTIMIZERS["adam"][0], np.float32)
+    _assert_close(got_losses, want_losses, np.float32)
+    for k in want:
+        _assert_close(got[k], want[k], np.float32)
+    assert any("prange" in k.source for k in kernels) and all(k._fallback is None for k in kernels)
+    assert in_place
