@@ -66,7 +66,7 @@ class SplitContractionKernel:
         self._acc = scratch_maker(self.product_shape, self.dtype)
         acc = "matmul(a, b)" if plan.fold is None else f"in{self._addend} + matmul(a, b)"
         self.source = f"# {name}: acc = {acc} through BLAS, then:\n" + plan.source
-        self._kernel = compile_kernel(plan.source, "kernel")
+        self._kernel = compile_kernel(plan.source, "kernel", scalar=True)  # element by element: no rewrites
 
     def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
         acc = self._acc()
