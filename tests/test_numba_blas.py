@@ -133,3 +133,30 @@ def test_a_planned_product_sets_or_adds_for_every_transpose_and_size(monkeypatch
     out = np.zeros((64, 1024), dtype)
     blas.Product(64, 256, 1024, dtype)(strided, b, out, accumulate=True)
     _check(strided, b, out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_planned_product_of_a_zero_operand_skips_blas_unless_the_other_has_inf_or_nan(monkeypatch, dtype):
+    """A zero `a` (an RNN's first state) times a finite `b`: +0s without a BLAS call, added
+    onto the addend as BLAS adds them (-0 + +0 = +0); with an inf or NaN in `b` BLAS runs
+    (0 * inf is NaN); a nonzero element anywhere in `a` is not missed."""
+    m, k, n = SHAPES[1]
+    product = blas.Product(m, k, n, dtype)
+    b = RNG.standard_normal((k, n)).astype(dtype)
+    c = RNG.standard_normal((m, n)).astype(dtype)
+    c[0, :3] = -0.0
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: pytest.fail("BLAS ran"))
+    out = product(np.zeros((m, k), dtype), b, c.copy(), accumulate=True)
+    np.testing.assert_array_equal(out, c)
+    assert not np.signbit(out[0, :3]).any()
+    np.testing.assert_array_equal(product(np.zeros((m, k), dtype), b, np.full((m, n), np.nan, dtype)), 0)
+    monkeypatch.undo()
+    b[3, 4] = np.inf
+    a = np.zeros((m, k), dtype)
+    with np.errstate(invalid="ignore"):
+        want = c + a @ b
+    np.testing.assert_array_equal(product(a, b, c.copy(), accumulate=True), want)
+    assert np.isnan(want[:, 4]).all()
+    b[3, 4] = 1.0
+    a[-1, -1] = 2.0
+    _check(a, b, product(a, b, np.empty((m, n), dtype)))

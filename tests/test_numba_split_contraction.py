@@ -86,6 +86,19 @@ def test_nan_and_inf_pass_through_the_gate_math_as_in_the_reference():
     assert np.isnan(got[0]).any() and len(_merged(exe)) == 2
 
 
+@pytest.mark.parametrize("way", blas.WAYS)
+def test_a_zero_first_state_times_weights_with_inf_is_nan_as_in_the_reference(monkeypatch, way):
+    """The first cell's state is zeros: with finite weights its product is skipped (blas.Product),
+    with an inf in them it is not (0 * inf is NaN). Large products, each way."""
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
+    hs, c, feeds = _lstm(64, 16, 128, 2)
+    wh = next(k for k in feeds if k.name.startswith("wh"))
+    feeds[wh][5, 7] = np.inf
+    got, want, exe = both([hs[-1], c], feeds)
+    assert_same(got, want, rtol=1e-5, atol=1e-5)
+    assert np.isnan(got[0]).all() and len(_merged(exe)) == 2
+
+
 def test_chains_of_another_form_are_left_alone_with_the_same_values():
     """A piece also fetched, a split along rows, and pieces at a broadcast shape: not merged."""
     batch, hidden = 4, 8
