@@ -103,3 +103,60 @@ def test_updates_by_tiny_and_larger_products_add_the_scaled_product(dtype):
         blas.add_product_into(c, a, b, -0.25)
         tol = 1e-4 if dtype == np.float32 else 1e-11
         np.testing.assert_allclose(c, want, rtol=tol, atol=tol * np.sqrt(k))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("way", blas.WAYS)
+def test_a_planned_product_sets_or_adds_for_every_transpose_and_size(monkeypatch, way, dtype):
+    """`Product`, made once for a shape: `out = a @ b` or `out += a @ b`, by the chosen way for
+    C-contiguous operands, else through `matmul_into` / `add_product_into` (transposed or
+    strided operands, a small product); NaN and inf in an operand as in NumPy."""
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
+    for m, k, n in [SHAPES[0], SHAPES[1]]:
+        for transpose in [(False, False), (True, False), (False, True)]:
+            product = blas.Product(m, k, n, dtype, transpose)
+            a, b = _operands(m, k, n, dtype, *transpose)
+            if m > 5:
+                a[1, 2], b[3, 4] = np.nan, np.inf
+            a, b = (a.T if transpose[0] else a), (b.T if transpose[1] else b)  # as the matmul's inputs arrive
+            x, y = (a.T if transpose[0] else a), (b.T if transpose[1] else b)
+            out = np.full((m, n), np.nan, dtype)
+            assert product(a, b, out) is out
+            _check(x, y, out)
+            c = RNG.standard_normal((m, n)).astype(dtype)
+            want = c.astype(np.float64) + x.astype(np.float64) @ y.astype(np.float64)
+            assert product(a, b, c, accumulate=True) is c
+            tol = 1e-4 if dtype == np.float32 else 1e-11
+            np.testing.assert_allclose(c, want, rtol=tol, atol=tol * np.sqrt(k), equal_nan=True)
+    strided = RNG.standard_normal((64, 512)).astype(dtype)[:, ::2]  # not C-contiguous: the general path
+    b = RNG.standard_normal((256, 1024)).astype(dtype)
+    out = np.zeros((64, 1024), dtype)
+    blas.Product(64, 256, 1024, dtype)(strided, b, out, accumulate=True)
+    _check(strided, b, out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_planned_product_of_a_zero_operand_skips_blas_unless_the_other_has_inf_or_nan(monkeypatch, dtype):
+    """A zero `a` (an RNN's first state) times a finite `b`: +0s without a BLAS call, added
+    onto the addend as BLAS adds them (-0 + +0 = +0); with an inf or NaN in `b` BLAS runs
+    (0 * inf is NaN); a nonzero element anywhere in `a` is not missed."""
+    m, k, n = SHAPES[1]
+    product = blas.Product(m, k, n, dtype)
+    b = RNG.standard_normal((k, n)).astype(dtype)
+    c = RNG.standard_normal((m, n)).astype(dtype)
+    c[0, :3] = -0.0
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: pytest.fail("BLAS ran"))
+    out = product(np.zeros((m, k), dtype), b, c.copy(), accumulate=True)
+    np.testing.assert_array_equal(out, c)
+    assert not np.signbit(out[0, :3]).any()
+    np.testing.assert_array_equal(product(np.zeros((m, k), dtype), b, np.full((m, n), np.nan, dtype)), 0)
+    monkeypatch.undo()
+    b[3, 4] = np.inf
+    a = np.zeros((m, k), dtype)
+    with np.errstate(invalid="ignore"):
+        want = c + a @ b
+    np.testing.assert_array_equal(product(a, b, c.copy(), accumulate=True), want)
+    assert np.isnan(want[:, 4]).all()
+    b[3, 4] = 1.0
+    a[-1, -1] = 2.0
+    _check(a, b, product(a, b, np.empty((m, n), dtype)))

@@ -86,6 +86,19 @@ def test_nan_and_inf_pass_through_the_gate_math_as_in_the_reference():
     assert np.isnan(got[0]).any() and len(_merged(exe)) == 2
 
 
+@pytest.mark.parametrize("way", blas.WAYS)
+def test_a_zero_first_state_times_weights_with_inf_is_nan_as_in_the_reference(monkeypatch, way):
+    """The first cell's state is zeros: with finite weights its product is skipped (blas.Product),
+    with an inf in them it is not (0 * inf is NaN). Large products, each way."""
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
+    hs, c, feeds = _lstm(64, 16, 128, 2)
+    wh = next(k for k in feeds if k.name.startswith("wh"))
+    feeds[wh][5, 7] = np.inf
+    got, want, exe = both([hs[-1], c], feeds)
+    assert_same(got, want, rtol=1e-5, atol=1e-5)
+    assert np.isnan(got[0]).all() and len(_merged(exe)) == 2
+
+
 def test_chains_of_another_form_are_left_alone_with_the_same_values():
     """A piece also fetched, a split along rows, and pieces at a broadcast shape: not merged."""
     batch, hidden = 4, 8
@@ -104,3 +117,50 @@ def test_chains_of_another_form_are_left_alone_with_the_same_values():
     assert_same(got, want, rtol=1e-5, atol=1e-5)
     assert not _merged(exe)
 
+
+
+@pytest.mark.parametrize("way", blas.WAYS)
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_an_addend_of_the_products_shape_is_accumulated_by_blas_in_float64(monkeypatch, way, transpose_b):
+    """`h @ W + xw` (xw: a hoisted input product's rows): BLAS adds the product onto a copy of
+    xw (beta = 1), on NumPy's threaded BLAS or in blocks (W untransposed), or through the
+    general path (W used transposed); the loop no longer reads xw. The reference's values."""
+    monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
+    batch, hidden, steps = 64, 128, 2
+    assert 2 * batch * hidden * 4 * hidden >= blas.SMALL_GEMM_FLOPS
+    xs = tf.placeholder(tf.float64, [steps, batch, 4 * hidden], name="xs")
+    w = tf.placeholder(tf.float64, [4 * hidden, hidden] if transpose_b else [hidden, 4 * hidden], name="w")
+    h0 = tf.placeholder(tf.float64, [batch, hidden], name="h0")
+    h, c = h0, tf.zeros([batch, hidden], dtype=tf.float64)
+    for xw in tf.unstack(xs, axis=0):
+        i, j, f, o = tf.split(tf.matmul(h, w, transpose_b=transpose_b) + xw, 4, axis=1)
+        c = c * tf.sigmoid(f) + tf.sigmoid(i) * tf.tanh(j)
+        h = tf.tanh(c) * tf.sigmoid(o)
+    feeds = {xs: RNG.standard_normal((steps, batch, 4 * hidden)), h0: RNG.standard_normal((batch, hidden)),
+             w: RNG.standard_normal((4 * hidden, hidden) if transpose_b else (hidden, 4 * hidden)) / np.sqrt(hidden)}
+    got, want, exe = both([h, c], feeds)
+    assert_same(got, want, rtol=1e-12, atol=1e-12)
+    merged = _merged(exe)
+    assert len(merged) == steps and all(k._addend is not None for k in merged)
+    assert all(k._addend not in [i for i, _ in k._inputs] for k in merged)  # the loop reads the sum only
+
+
+def test_an_addend_read_again_stays_an_input_and_a_product_read_twice_is_not_accumulated():
+    """`(h @ W + x) * x`: x is accumulated onto and read by the loop too; in
+    `(h @ W + x) * (h @ W)` the product is read twice, so BLAS computes it alone. Tiny
+    products (NumPy's dot, then the add). The reference's values."""
+    batch, hidden = 4, 8
+    x = tf.placeholder(tf.float32, [batch, 2 * hidden], name="x")
+    h = tf.placeholder(tf.float32, [batch, hidden], name="h")
+    w, v = (tf.placeholder(tf.float32, [hidden, 2 * hidden], name=name) for name in "wv")
+    r, z = tf.split((tf.matmul(h, w) + x) * x, 2, axis=1)
+    product = tf.matmul(h, v)
+    s, t = tf.split((product + x) * product, 2, axis=1)
+    feeds = {x: RNG.standard_normal((batch, 2 * hidden)), h: RNG.standard_normal((batch, hidden)),
+             w: RNG.standard_normal((hidden, 2 * hidden)), v: RNG.standard_normal((hidden, 2 * hidden))}
+    got, want, exe = both([tf.tanh(r) * z, tf.tanh(s) - t], feeds)
+    assert_same(got, want, rtol=1e-5, atol=1e-5)
+    merged = _merged(exe)
+    assert len(merged) == 2 and sorted(k._addend is None for k in merged) == [False, True]
+    folded = next(k for k in merged if k._addend is not None)
+    assert folded._addend in [i for i, _ in folded._inputs]

@@ -33,6 +33,7 @@ import functools
 import glob
 import importlib.util
 import itertools
+import math
 import os
 import threading
 import time
@@ -102,9 +103,66 @@ def _tiny(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
         and a.dtype == out.dtype and b.dtype == out.dtype
 
 
-def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float) -> bool:
+class Product:
+    """`out[...] = a @ b`, or `out += a @ b`, for one 2-D float32/float64 product shape called
+    again and again (an RNN cell's state times its weights, 64 times in the LSTM step): what
+    `matmul_into` works out per call (the size class, the BLAS libraries, the shape's
+    chooser) worked out once. `transpose`: each operand arrives untransposed (the matmul's
+    attrs) and is used transposed. A large product of C-contiguous arrays runs the chosen way
+    directly; anything else goes through `matmul_into` or `add_product_into`. Inf * 0 is NaN
+    silently, as in TF."""
+
+    def __init__(self, m: int, k: int, n: int, dtype: np.dtype, transpose: tuple[bool, bool] = (False, False)):
+        char = np.dtype(dtype).char
+        self.m, self.k, self.n = m, k, n
+        self.transpose = transpose
+        large = char in "fd" and 2.0 * m * n * k >= SMALL_GEMM_FLOPS and max(m * k, k * n, m * n) < 2 ** 31 \
+            and _POOL.helpers > 0 and cblas_gemm(char) is not None and _numpy_gemm(char) is not None
+        self._threaded = _numpy_gemm(char) if large else None
+        self._chooser = _chooser_of((m, n, k, _NO_TRANS, _NO_TRANS, char)) if large else None
+
+    def __call__(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False) -> np.ndarray:
+        """The product into `out`, or added to it (`accumulate`: BLAS's beta = 1). A zero `a`
+        (an RNN's first state) times a finite `b` is a product of +0s, BLAS's sum of zero
+        terms, without BLAS: the LSTM step's first cells take ~50 us instead of ~250 (the
+        checks: the first element, then `any`; max and min, which NaN and inf show in).
+        Other products pay ~0.1 us for the first element."""
+        chooser = self._chooser
+        with np.errstate(all="ignore"):
+            if a.item(0) == 0 and not a.any() and math.isfinite(b.max()) and math.isfinite(b.min()):
+                if accumulate:
+                    np.add(out, out.dtype.type(0), out=out)  # -0 + +0 is +0, as BLAS adds it
+                else:
+                    out.fill(0)
+                return out
+            if self.transpose[0]:
+                a = a.T
+            if self.transpose[1]:
+                b = b.T
+            if chooser is None or not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
+                if accumulate:
+                    add_product_into(out, a, b, 1.0)
+                else:
+                    matmul_into(a, b, out)
+                return out
+            way = chooser.pick()
+            if way != "threaded":
+                _gemm(a, b, out, 1.0, 1.0 if accumulate else 0.0, way)
+                return out
+            start = time.perf_counter()
+            if accumulate:  # NumPy's threaded CBLAS, as the threaded way is
+                self._threaded(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, self.m, self.n, self.k, 1.0, a.ctypes.data, self.k,
+                               b.ctypes.data, self.n, 1.0, out.ctypes.data, self.n)
+            else:
+                np.matmul(a, b, out=out)
+        chooser.record(way, time.perf_counter() - start)
+        return out
+
+
+def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float, way: str | None = None) -> bool:
     """`c = alpha a @ b + beta c` through CBLAS for 2-D float products with a C-contiguous
-    `c`; False (nothing done) for anything else."""
+    `c`; False (nothing done) for anything else. `way`: the one the shape's chooser picked
+    already, else it picks."""
     if c.ndim != 2 or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0] \
             or c.shape != (a.shape[0], b.shape[1]) or c.dtype not in (np.float32, np.float64) or a.dtype != c.dtype \
             or b.dtype != c.dtype or not c.flags.c_contiguous or 0 in a.shape or 0 in b.shape or c.size == 0 \
@@ -119,11 +177,11 @@ def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float
     (ta, lda, a), (tb, ldb, b) = _row_major(a), _row_major(b)
     flops = 2.0 * m * n * k
     threaded = _numpy_gemm(c.dtype.char) if flops >= SMALL_GEMM_FLOPS and _POOL.helpers else None
-    chooser = None
-    if threaded:
-        key = (m, n, k, ta, tb, c.dtype.char)
-        chooser = _CHOOSERS.get(key) or _CHOOSERS.setdefault(key, _Chooser())
-    way = chooser.pick() if chooser else "blocks"
+    chooser = _chooser_of((m, n, k, ta, tb, c.dtype.char)) if threaded else None
+    if chooser is None:
+        way = "blocks"
+    elif way is None:
+        way = chooser.pick()
     if way == "blocks" and flops >= SMALL_GEMM_FLOPS:
         _POOL.start()  # not timed: starting the threads would count against the blocks' first run
     start = time.perf_counter()
@@ -241,6 +299,11 @@ WINDOW = 5                          # a way's last timed calls, whose median jud
 PROBE_CALLS = 3                     # timed calls in a row that try a way again
 STALL = 1.5                         # threads slower than this times their fastest run: try the blocks
 _CHOOSERS: dict[tuple[Any, ...], _Chooser] = {}
+
+
+def _chooser_of(key: tuple[Any, ...]) -> _Chooser:
+    """The chooser of one product shape (m, n, k, CBLAS transpose flags, dtype char)."""
+    return _CHOOSERS.get(key) or _CHOOSERS.setdefault(key, _Chooser())
 
 
 def _edges(size: int, blocks: int) -> list[int]:

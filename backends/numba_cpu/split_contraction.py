@@ -14,6 +14,10 @@ and gates on one core) lost: a pool thread woke 20-30 us late, and in a fifth of
 not before the caller had done both blocks, and NumPy's OpenBLAS threads, still spinning
 after the step's large threaded products, took its core (measured 480-600 us a cell).
 
+An add of the product and an input of its shape (an LSTM's `xW + h @ W`, xW hoisted out of
+the time loop) is BLAS's: the product accumulates onto a copy of that input (beta = 1), and
+the loop reads the sum (`_folded_add`).
+
 Covered: a float32/float64 2-D matmul; elementwise epilogues whose inputs are the product's
 shape, a row or column of it, or one element; a split along the last axis into equal pieces;
 elementwise math at the pieces' shape, inputs likewise, results at that shape. Anything else
@@ -28,10 +32,11 @@ import numpy as np
 
 from tfjit.ir.graph import Graph, Node, Value
 
-from .buffers import POOL
+from .blas import Product
+from .buffers import POOL, scratch_maker
 from .codegen import INDEX_ONLY, ElementWriter, Lines, supported
 from .compile import compile_kernel
-from .contraction import covered, product
+from .contraction import covered
 
 FULL, ROW, COLUMN, SCALAR = "full", "row", "column", "scalar"
 _IDENTITY = ("identity", "stop_gradient")  # the only re-indexing ops allowed in the bodies
@@ -48,15 +53,26 @@ class SplitContractionKernel:
         self.transpose = (bool(matmul.attr("transpose_a")), bool(matmul.attr("transpose_b")))
         self.product_shape = tuple(matmul.types[0].shape)
         self.dtype = matmul.types[0].dtype.np_dtype
-        self._operands = [body.params.index(v) for v in matmul.inputs]
+        self._a, self._b = (body.params.index(v) for v in matmul.inputs)
+        self._addend = None if plan.fold is None else \
+            body.params.index(next(v for v in plan.fold.inputs if v != matmul.out))
         self._inputs = [(body.params.index(v), kind) for v, (kind, _) in plan.kinds.items()]
         self._out_types = [(tuple(r.type.shape), r.type.dtype.np_dtype) for r in body.results]
-        self.source = f"# {name}: acc = matmul(a, b) through BLAS, then:\n" + plan.source
-        self._kernel = compile_kernel(plan.source, "kernel")
+        # The product's BLAS way resolved once here, not per call (product() -> matmul_into
+        # took ~4 us of Python a call, measured)
+        m, n = self.product_shape
+        k = matmul.inputs[0].type.shape[0 if self.transpose[0] else 1]
+        self._product = Product(m, k, n, self.dtype, self.transpose)
+        self._acc = scratch_maker(self.product_shape, self.dtype)
+        acc = "matmul(a, b)" if plan.fold is None else f"in{self._addend} + matmul(a, b)"
+        self.source = f"# {name}: acc = {acc} through BLAS, then:\n" + plan.source
+        self._kernel = compile_kernel(plan.source, "kernel", scalar=True)  # element by element: no rewrites
 
     def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
-        a, b = (args[i] for i in self._operands)
-        acc = product(a, b, self.transpose, self.product_shape, self.dtype)
+        acc = self._acc()
+        if self._addend is not None:
+            np.copyto(acc, args[self._addend])
+        self._product(args[self._a], args[self._b], acc, self._addend is not None)
         given = dict(into)
         outs = [given[i] if i in given else POOL.empty(shape, dtype) for i, (shape, dtype) in enumerate(self._out_types)]
         self._kernel(*[_view(np.asarray(args[i]), kind) for i, kind in self._inputs], acc, *outs)
@@ -80,6 +96,7 @@ class _Plan:
     matmul: Node
     split: Node
     kinds: dict[Value, tuple[str, tuple[int, int]]]  # each input the math reads: how, in which space
+    fold: Node | None  # the add of the product and an addend that BLAS computes (`_folded_add`)
     source: str
 
 
@@ -119,6 +136,9 @@ def plan(body: Graph) -> _Plan | None:
     if not _reads_only(before, {matmul.out}) or not _reads_only(after, set(split.outputs)) \
             or not (split.inputs[0] == matmul.out or split.inputs[0].node in before):
         return None
+    fold = _folded_add(before, matmul)
+    if fold is not None:  # its addend is not read by the loop (unless other math reads it too)
+        spaces[0] = ((m, n), [x for x in before if x is not fold])
     kinds: dict[Value, tuple[str, tuple[int, int]]] = {}
     for space, nodes in spaces:
         for v in (v for x in nodes for v in x.inputs if v.node.op == "param"):
@@ -127,9 +147,26 @@ def plan(body: Graph) -> _Plan | None:
             if seen is None or seen != (kind, space) and not (kind == seen[0] == SCALAR):
                 return None  # read differently before and after the split: only one element can be
     try:
-        return _Plan(body, matmul, split, kinds, _source(body, matmul, split, kinds))
+        return _Plan(body, matmul, split, kinds, fold, _source(body, matmul, split, kinds, fold))
     except NotImplementedError:  # an op without an element form at this dtype
         return None
+
+
+def _folded_add(before: list[Node], matmul: Node) -> Node | None:
+    """The add of the product and a param of the product's shape and dtype (an RNN cell's
+    `xW + h @ W`, xW hoisted out of the time loop), where nothing else reads the product:
+    BLAS computes that sum, accumulating the product onto a copy of the addend (beta = 1),
+    and the loop reads one array less (the LSTM benchmark's step: 26.7 ms against 28.5,
+    medians of steps interleaved in one process, loaded machine). BLAS adds its finished sum over k to the
+    addend, as the reference adds the product (split over k in blocks, at larger k than
+    an RNN's, the sum rounds as a reordered sum)."""
+    readers = [x for x in before if matmul.out in x.inputs]
+    if len(readers) != 1 or readers[0].op != "add":
+        return None
+    others = [v for v in readers[0].inputs if v != matmul.out]
+    if len(others) != 1 or others[0].node.op != "param" or others[0].type != matmul.out.type:
+        return None
+    return readers[0]
 
 
 def _reads_only(nodes: list[Node], values: set[Value]) -> bool:
@@ -152,8 +189,10 @@ def _kind(shape: tuple[int, ...], space: tuple[int, int]) -> str | None:
     return None
 
 
-def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str, tuple[int, int]]]) -> str:
-    """The loop over the pieces' elements. Each array is read through contiguous 1-D slices
+def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str, tuple[int, int]]],
+            fold: Node | None) -> str:
+    """The loop over the pieces' elements (`acc`: the product, or with `fold` the sum it is
+    the addend of). Each array is read through contiguous 1-D slices
     indexed from 0 (one per piece for the math before the split): so indexed, numba knows no
     index is negative and the loop vectorises (an offset index such as `j + 256` did not, and
     ran the gate math 5-10x slower, measured)."""
@@ -207,7 +246,7 @@ def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str
     values: dict[Value, str] = {}
     for at, piece in zip(starts, split.outputs):
         writer = ElementWriter(lines, loader(at), prefix=f"e{at}_")
-        writer.names[matmul.out] = f"acc_{at}v"
+        writer.names[matmul.out if fold is None else fold.out] = f"acc_{at}v"
         lines.add(f"acc_{at}v = acc_{at}[j]")
         values[piece] = writer.value(split.inputs[0])
     writer = ElementWriter(lines, loader(0), prefix="g")
