@@ -226,3 +226,22 @@ def test_the_parallel_loop_of_a_large_update_gives_the_same_values(backend, monk
         _assert_close(got[k], want[k], np.float32)
     assert any("prange" in k.source for k in kernels) and all(k._fallback is None for k in kernels)
     assert in_place
+
+
+def test_the_node_by_node_path_of_a_mixed_shape_update_gives_the_reference_values(backend, monkeypatch):
+    """Without the update kernel, the runs of a (), (1,), (0, 3) and (2, 3, 4) variable's update
+    fuse into loops side by side; the ones at no common iteration space run node by node
+    (loop.build refuses them: a (0, 3) result in a (2, 3, 4) loop failed to compile)."""
+    rng = np.random.default_rng(2)
+    shapes = [(), (1,), (0, 3), (2, 3, 4), (2, 3, 4)]
+    values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    backend("reference")
+    want, _ = _shapes_run(values, grads, lambda: tf.train.AdamOptimizer(0.1))
+    backend("numba")
+    monkeypatch.setattr(update, "build", lambda node, fallback: None)
+    got, kernels = _shapes_run(values, grads, lambda: tf.train.AdamOptimizer(0.1))
+    assert not kernels
+    for k in want:
+        assert got[k].shape == want[k].shape
+        _assert_close(got[k], want[k], np.float32)
