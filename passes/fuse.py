@@ -162,6 +162,13 @@ class _Fuser:
                 producer_group, consumer_group)
             if why_not is None and _same_space(consumer_group.space, producer_group.space):
                 kind, space, why_not = _merged_kind(producer_group, consumer_group, producer, consumer)
+        elif producer_group.kind == consumer_group.kind == "reduction" and producer_group.space != consumer_group.space \
+                and _column_space(producer_group.space, consumer_group.space):
+            kind, space, why_not = "reduction", producer_group.space, _why_not_column_sums(producer_group, consumer_group)
+        elif producer_group.kind == "reduction" and consumer_group.kind == "loop" \
+                and _reads(consumer_group, _column_values(producer_group)):
+            kind, space, why_not = "reduction", producer_group.space, _why_not_after_column_sums(
+                producer_group, consumer_group)
         else:
             kind, space, why_not = _merged_kind(producer_group, consumer_group, producer, consumer)
         if why_not is None and producer.device != consumer.device:
@@ -281,6 +288,69 @@ def _why_not_after_reduction(p: Group, c: Group) -> str | None:
         return f"shape {c.space} differs from the contraction's output {p.space}"
     if _elements(c.space) != 1 and not all(_same_space(c.space, v.type.shape) for v in reads):
         return f"shape {c.space} is not the reduced values' shape"
+    return None
+
+
+def _column_space(rows: tuple, columns: tuple) -> bool:
+    """Whether reduction space `columns` sums the input of row space `rows` over other axes
+    (a candidate for the row kernel's column sums, `_why_not_column_sums` decides)."""
+    return rows[0] is not None and columns[0] is not None and tuple(rows[0]) == tuple(columns[0])
+
+
+def _why_not_column_sums(p: Group, c: Group) -> str | None:
+    """Why reduction group `c` may not join row kernel `p` as column sums, or None when it
+    may: float sums or means, over the leading axes that `p`'s rows run along, of values of
+    `p`'s input shape (a bias gradient after a softmax cross-entropy's gradient, a layer norm's
+    scale and offset gradients). The row kernel then accumulates them row by row in a
+    row-sized scratch (per block of rows when it runs in parallel) and computes them and the
+    math on them after its last row, where a column kernel read the summed values back. Not
+    on a GPU (the CUDA backend's row kernels have no column sums)."""
+    full, axes = p.space
+    _, columns = c.space
+    reductions = [n for n in c.members if _role(n) == "reduction"]
+    if any(n.op not in ("sum", "mean") or not n.out.type.dtype.is_floating for n in reductions):
+        return "only float sums and means fold into a row kernel as column sums"
+    if any("GPU:" in (n.device or "") for n in p.members + c.members):
+        return "the CUDA backend's row kernels have no column sums"
+    if axes is None or columns is None:
+        return f"reductions over different inputs/axes {p.space} and {c.space}"
+    rank = len(full)
+    kept = rank - len(set(a % rank for a in axes))
+    if kept == 0 or tuple(sorted(a % rank for a in axes)) != tuple(range(kept, rank)):
+        return f"the rows of a reduction over axes {axes} are not its trailing axes"
+    if tuple(sorted(a % rank for a in columns)) != tuple(range(kept)):
+        return f"a sum over axes {columns}, not the leading axes {tuple(range(kept))} the rows run along"
+    if _elements(full[kept:]) in (None, 0, 1) or _elements(full[:kept]) in (None, 0):
+        return f"rows of {full[kept:]} (a row kernel needs rows of more than one element)"
+    return None
+
+
+def _column_values(g: Group) -> set[Value]:
+    """The values of reduction group `g` its column sums give (reductions over other axes
+    than the group's), and what is computed from them (members are in program order)."""
+    columns: set[Value] = set()
+    for n in g.members:
+        if (_role(n) == "reduction" and _reduction_space(n) != g.space) or any(v in columns for v in n.inputs):
+            columns.update(n.outputs)
+    return columns
+
+
+def _reads(g: Group, values: set[Value]) -> bool:
+    return any(v in values for n in g.members for v in n.inputs)
+
+
+def _why_not_after_column_sums(p: Group, c: Group) -> str | None:
+    """Why loop `c`, which reads column sums of row kernel `p`, may not join it, or None when
+    it may: it is at the column sums' shape and reads no other value of `p` (the step of a bias
+    from its gradient), so the kernel computes it after its last row. A value of the rows that
+    reads a column sum would need every row summed before the rows are run."""
+    columns = _column_values(p)
+    inside = set(p.members)
+    reads = {v for n in c.members for v in n.inputs if v.node in inside}
+    if not reads <= columns:
+        return "it reads column sums and values of the rows (the sums are ready only after the last row)"
+    if not all(_same_space(c.space, v.type.shape) for v in reads):
+        return f"shape {c.space} is not the column sums' shape (they are ready only after the last row)"
     return None
 
 
