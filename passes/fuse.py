@@ -4,7 +4,9 @@ Kernel kinds and what they may hold (the backends generate one loop nest per kin
 - loop:        elementwise/broadcast ops over one iteration space (same element count);
 - reduction:   reductions over the same input shape and axes, with the elementwise ops that
                feed them (prologue) and use their results (epilogue) at the full or the
-               reduced shape — softmax, layer-norm and cross-entropy rows become one kernel;
+               reduced shape — softmax, layer-norm and cross-entropy rows become one kernel —
+               and sums over the leading axes of their values with the math after those
+               (a bias gradient after the cross-entropy's gradient: column sums);
 - contraction: one matmul/tensordot (or conv) plus its elementwise epilogue at its output shape,
                which may end in sums or means of its values (a loss, a bias gradient);
 - update:      variable assignments with the elementwise math computing the new values, so an
@@ -167,10 +169,13 @@ class _Fuser:
             kind, space, why_not = "reduction", producer_group.space, _why_not_column_sums(producer_group, consumer_group)
         elif producer_group.kind == "reduction" and consumer_group.kind == "loop" \
                 and _reads(consumer_group, _column_values(producer_group)):
-            kind, space, why_not = "reduction", producer_group.space, _why_not_after_column_sums(
-                producer_group, consumer_group)
+            kind, space, why_not = "reduction", producer_group.space, None  # the math after column sums
         else:
             kind, space, why_not = _merged_kind(producer_group, consumer_group, producer, consumer)
+        members = sorted(producer_group.members + consumer_group.members, key=self.index.__getitem__) \
+            if why_not is None else []
+        if why_not is None and kind == "reduction":
+            why_not = _why_not_column_readers(members, space)
         if why_not is None and producer.device != consumer.device:
             why_not = f"different devices ({producer.device} vs {consumer.device})"
         if why_not is None and self._creates_cycle(producer_group, consumer_group):
@@ -178,7 +183,7 @@ class _Fuser:
         if why_not is not None:
             self.decisions.append(f"not fused: {pair}: {why_not}")
             return consumer_group
-        merged = Group(kind, sorted(producer_group.members + consumer_group.members, key=self.index.__getitem__), space)
+        merged = Group(kind, members, space)
         for n in merged.members:
             self.group_of[n] = merged
         self.decisions.append(f"fused: {pair} into one {kind} kernel")
@@ -301,7 +306,7 @@ def _why_not_column_sums(p: Group, c: Group) -> str | None:
     """Why reduction group `c` may not join row kernel `p` as column sums, or None when it
     may: float sums or means, over the leading axes that `p`'s rows run along, of values of
     `p`'s input shape (a bias gradient after a softmax cross-entropy's gradient, a layer norm's
-    scale and offset gradients). The row kernel then accumulates them row by row in a
+    scale gradient). The row kernel then accumulates them row by row in a
     row-sized scratch (per block of rows when it runs in parallel) and computes them and the
     math on them after its last row, where a column kernel read the summed values back. Not
     on a GPU (the CUDA backend's row kernels have no column sums)."""
@@ -339,18 +344,27 @@ def _reads(g: Group, values: set[Value]) -> bool:
     return any(v in values for n in g.members for v in n.inputs)
 
 
-def _why_not_after_column_sums(p: Group, c: Group) -> str | None:
-    """Why loop `c`, which reads column sums of row kernel `p`, may not join it, or None when
-    it may: it is at the column sums' shape and reads no other value of `p` (the step of a bias
-    from its gradient), so the kernel computes it after its last row. A value of the rows that
-    reads a column sum would need every row summed before the rows are run."""
-    columns = _column_values(p)
-    inside = set(p.members)
-    reads = {v for n in c.members for v in n.inputs if v.node in inside}
-    if not reads <= columns:
-        return "it reads column sums and values of the rows (the sums are ready only after the last row)"
-    if not all(_same_space(c.space, v.type.shape) for v in reads):
-        return f"shape {c.space} is not the column sums' shape (they are ready only after the last row)"
+def _why_not_column_readers(members: list[Node], space: tuple) -> str | None:
+    """Why a row kernel of `members` (in program order) over `space` may not be, or None when
+    it may: its column sums are ready only after the last row, so what reads them must be
+    math at their shape that reads no other value of the kernel (the step of a bias from its
+    gradient), computed after the last row; a value of the rows that reads one would need
+    every row summed before the rows are run."""
+    inside = {v for n in members for v in n.outputs}
+    columns: set[Value] = set()
+    for n in members:
+        if _role(n) == "reduction" and _reduction_space(n) != space:
+            columns.update(n.outputs)
+            continue
+        read = [v for v in n.inputs if v in columns]
+        if not read:
+            continue
+        if any(v in inside and v not in columns for v in n.inputs):
+            return "it reads column sums and values of the rows (the sums are ready only after the last row)"
+        if _role(n) != "elementwise" or not all(_same_space(n.out.type.shape, v.type.shape) for v in read):
+            return f"a {n.op} of shape {n.out.type.shape} reads column sums of shape {read[0].type.shape} " \
+                   "(they are ready only after the last row)"
+        columns.update(n.outputs)
     return None
 
 

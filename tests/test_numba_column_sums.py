@@ -63,6 +63,15 @@ def test_cross_entropy_gradient_and_bias_step_are_one_row_kernel(dtype, batch, w
     assert len(kernel.body.results) == 4  # the loss rows, the logits' gradient, the bias's gradient and step
 
 
+def test_as_many_rows_as_columns_keep_row_and_column_values_apart():
+    """With rows == cols, the loss rows and the bias gradient have the same shape: the one is
+    per row, the other per column."""
+    fetches, feeds = _cross_entropy_step(5, 5, tf.float64)
+    got, want, exe = both(fetches, feeds)
+    assert_same(got, want, rtol=1e-12, atol=1e-14)
+    _row_kernel_with_columns(exe)
+
+
 def test_nan_and_inf_logits_reach_the_column_sums_as_in_numpy():
     fetches, feeds = _cross_entropy_step(6, 5, tf.float32)
     z = next(k for k in feeds if k.op.name == "z")
@@ -175,6 +184,29 @@ def test_a_value_of_the_rows_that_reads_a_column_sum_stays_in_another_kernel():
     assert any("not fused" in d and "AssignSub" in d for d in decisions)
     (kernel,) = [n for n in fuse(graph).nodes if n.op == "fused"]  # the rows and the column sum
     assert [n.op for n in kernel.attr("body").nodes] == ["max", "subtract", "sum"]
+
+
+def test_a_row_kernel_never_takes_a_value_of_the_rows_computed_from_its_column_sum():
+    """`x - sum(y, 0)` stays apart from the rows of `y`; a row sum of it that later meets the
+    rows of `y` (an add of two row sums) still may not bring it in."""
+    graph = parse_graph(_ir("""
+        func @f(%0: f32[4,5]) -> (f32[4], f32[5]) {
+          %1: f32[4,1] = max[axes=[1], keepdims=true](%0)
+          %2: f32[4,5] = subtract(%0, %1)
+          %3: f32[5] = sum[axes=[0], keepdims=false](%2)
+          %4: f32[4,5] = subtract(%0, %3)
+          %5: f32[4] = sum[axes=[1], keepdims=false](%4)
+          %6: f32[4] = sum[axes=[1], keepdims=false](%2)
+          %7: f32[4] = add(%5, %6)
+          return %7, %3
+        }"""))
+    decisions = explain_fusion(graph)
+    assert any(d.startswith("not fused") and "a subtract of shape (4, 5) reads column sums" in d for d in decisions)
+    fused = fuse(graph)
+    assert sum(n.op == "fused" for n in fused.nodes) == 2
+    x = RNG.standard_normal((4, 5)).astype(np.float32)
+    for g, w in zip(run_graph(fused, [x]), run_graph(graph, [x])):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
 
 
 def test_a_row_kernel_body_whose_column_sum_feeds_the_rows_runs_node_by_node():
