@@ -91,19 +91,20 @@ def test_parallel_blocks_of_rows_add_up_their_own_column_sums(monkeypatch):
     monkeypatch.setattr(reduction, "PARALLEL_MIN_ELEMENTS", 1)
     fetches, feeds = _cross_entropy_step(37, 19, tf.float32)
     loss, dlogits, db, step = fetches
-    extra = tf.reduce_mean(dlogits * dlogits, 0) * 2.0
+    extra = tf.reduce_mean(dlogits * dlogits, 0, keepdims=True) * 2.0
     got, want, exe = both([loss, dlogits, db, step, extra], feeds)
     assert_same(got, want, rtol=1e-5, atol=1e-7)
     kernel = _row_kernel_with_columns(exe)
     assert kernel.parallel and len(kernel.columns) == 2
 
 
-def test_log_softmax_gradient_sums_its_bias_gradient_in_the_row_kernel():
-    z = tf.placeholder(tf.float64, [7, 6], name="z")
+@pytest.mark.parametrize("shape", [(7, 6), (2, 4, 6)])  # rows along one or two leading axes
+def test_log_softmax_gradient_sums_its_bias_gradient_in_the_row_kernel(shape):
+    z = tf.placeholder(tf.float64, shape, name="z")
     b = tf.placeholder(tf.float64, [6], name="b")
-    t = tf.placeholder(tf.float64, [7, 6], name="t")
+    t = tf.placeholder(tf.float64, shape, name="t")
     loss = tf.reduce_sum(tf.nn.log_softmax(z + b) * t)
-    feeds = {z: RNG.standard_normal((7, 6)), b: RNG.standard_normal(6), t: RNG.standard_normal((7, 6))}
+    feeds = {z: RNG.standard_normal(shape), b: RNG.standard_normal(6), t: RNG.standard_normal(shape)}
     got, want, exe = both(tf.gradients(loss, [z, b]), feeds)
     assert_same(got, want, rtol=1e-12)
     _row_kernel_with_columns(exe)
