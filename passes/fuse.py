@@ -4,7 +4,9 @@ Kernel kinds and what they may hold (the backends generate one loop nest per kin
 - loop:        elementwise/broadcast ops over one iteration space (same element count);
 - reduction:   reductions over the same input shape and axes, with the elementwise ops that
                feed them (prologue) and use their results (epilogue) at the full or the
-               reduced shape — softmax, layer-norm and cross-entropy rows become one kernel;
+               reduced shape — softmax, layer-norm and cross-entropy rows become one kernel —
+               and sums over the leading axes of their values with the math after those
+               (a bias gradient after the cross-entropy's gradient: column sums);
 - contraction: one matmul/tensordot (or conv) plus its elementwise epilogue at its output shape,
                which may end in sums or means of its values (a loss, a bias gradient);
 - update:      variable assignments with the elementwise math computing the new values, so an
@@ -162,8 +164,18 @@ class _Fuser:
                 producer_group, consumer_group)
             if why_not is None and _same_space(consumer_group.space, producer_group.space):
                 kind, space, why_not = _merged_kind(producer_group, consumer_group, producer, consumer)
+        elif producer_group.kind == consumer_group.kind == "reduction" and producer_group.space != consumer_group.space \
+                and _column_space(producer_group.space, consumer_group.space):
+            kind, space, why_not = "reduction", producer_group.space, _why_not_column_sums(producer_group, consumer_group)
+        elif producer_group.kind == "reduction" and consumer_group.kind == "loop" \
+                and _reads(consumer_group, _column_values(producer_group)):
+            kind, space, why_not = "reduction", producer_group.space, None  # the math after column sums
         else:
             kind, space, why_not = _merged_kind(producer_group, consumer_group, producer, consumer)
+        members = sorted(producer_group.members + consumer_group.members, key=self.index.__getitem__) \
+            if why_not is None else []
+        if why_not is None and kind == "reduction":
+            why_not = _why_not_column_readers(members, space)
         if why_not is None and producer.device != consumer.device:
             why_not = f"different devices ({producer.device} vs {consumer.device})"
         if why_not is None and self._creates_cycle(producer_group, consumer_group):
@@ -171,7 +183,7 @@ class _Fuser:
         if why_not is not None:
             self.decisions.append(f"not fused: {pair}: {why_not}")
             return consumer_group
-        merged = Group(kind, sorted(producer_group.members + consumer_group.members, key=self.index.__getitem__), space)
+        merged = Group(kind, members, space)
         for n in merged.members:
             self.group_of[n] = merged
         self.decisions.append(f"fused: {pair} into one {kind} kernel")
@@ -281,6 +293,78 @@ def _why_not_after_reduction(p: Group, c: Group) -> str | None:
         return f"shape {c.space} differs from the contraction's output {p.space}"
     if _elements(c.space) != 1 and not all(_same_space(c.space, v.type.shape) for v in reads):
         return f"shape {c.space} is not the reduced values' shape"
+    return None
+
+
+def _column_space(rows: tuple, columns: tuple) -> bool:
+    """Whether reduction space `columns` sums the input of row space `rows` over other axes
+    (a candidate for the row kernel's column sums, `_why_not_column_sums` decides)."""
+    return rows[0] is not None and columns[0] is not None and tuple(rows[0]) == tuple(columns[0])
+
+
+def _why_not_column_sums(p: Group, c: Group) -> str | None:
+    """Why reduction group `c` may not join row kernel `p` as column sums, or None when it
+    may: float sums or means, over the leading axes that `p`'s rows run along, of values of
+    `p`'s input shape (a bias gradient after a softmax cross-entropy's gradient, a layer norm's
+    scale gradient). The row kernel then accumulates them row by row in a
+    row-sized scratch (per block of rows when it runs in parallel) and computes them and the
+    math on them after its last row, where a column kernel read the summed values back. Not
+    on a GPU (the CUDA backend's row kernels have no column sums)."""
+    full, axes = p.space
+    _, columns = c.space
+    reductions = [n for n in c.members if _role(n) == "reduction"]
+    if any(n.op not in ("sum", "mean") or not n.out.type.dtype.is_floating for n in reductions):
+        return "only float sums and means fold into a row kernel as column sums"
+    if any("GPU:" in (n.device or "") for n in p.members + c.members):
+        return "the CUDA backend's row kernels have no column sums"
+    if axes is None or columns is None:
+        return f"reductions over different inputs/axes {p.space} and {c.space}"
+    rank = len(full)
+    kept = rank - len(set(a % rank for a in axes))
+    if kept == 0 or tuple(sorted(a % rank for a in axes)) != tuple(range(kept, rank)):
+        return f"the rows of a reduction over axes {axes} are not its trailing axes"
+    if tuple(sorted(a % rank for a in columns)) != tuple(range(kept)):
+        return f"a sum over axes {columns}, not the leading axes {tuple(range(kept))} the rows run along"
+    if _elements(full[kept:]) in (None, 0, 1) or _elements(full[:kept]) in (None, 0):
+        return f"rows of {full[kept:]} (a row kernel needs rows of more than one element)"
+    return None
+
+
+def _column_values(g: Group) -> set[Value]:
+    """The values of reduction group `g` its column sums give (reductions over other axes
+    than the group's), and what is computed from them (members are in program order)."""
+    columns: set[Value] = set()
+    for n in g.members:
+        if (_role(n) == "reduction" and _reduction_space(n) != g.space) or any(v in columns for v in n.inputs):
+            columns.update(n.outputs)
+    return columns
+
+
+def _reads(g: Group, values: set[Value]) -> bool:
+    return any(v in values for n in g.members for v in n.inputs)
+
+
+def _why_not_column_readers(members: list[Node], space: tuple) -> str | None:
+    """Why a row kernel of `members` (in program order) over `space` may not be, or None when
+    it may: its column sums are ready only after the last row, so what reads them must be
+    math at their shape that reads no other value of the kernel (the step of a bias from its
+    gradient), computed after the last row; a value of the rows that reads one would need
+    every row summed before the rows are run."""
+    inside = {v for n in members for v in n.outputs}
+    columns: set[Value] = set()
+    for n in members:
+        if _role(n) == "reduction" and _reduction_space(n) != space:
+            columns.update(n.outputs)
+            continue
+        read = [v for v in n.inputs if v in columns]
+        if not read:
+            continue
+        if any(v in inside and v not in columns for v in n.inputs):
+            return "it reads column sums and values of the rows (the sums are ready only after the last row)"
+        if _role(n) != "elementwise" or not all(_same_space(n.out.type.shape, v.type.shape) for v in read):
+            return f"a {n.op} of shape {n.out.type.shape} reads column sums of shape {read[0].type.shape} " \
+                   "(they are ready only after the last row)"
+        columns.update(n.outputs)
     return None
 
 

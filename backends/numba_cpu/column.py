@@ -60,7 +60,7 @@ class ColumnKernel:
         self._local = self._local_values()
         self.scratch = self._scratch()
         starts = self._starts()
-        self._make_scratch = [functools.partial(_filled, scratch_maker((I,), dtype), starts[name]) if name in starts
+        self._make_scratch = [functools.partial(filled, scratch_maker((I,), dtype), starts[name]) if name in starts
                               else scratch_maker((I,), dtype) for name, dtype in self.scratch.items()]
         self.source = self._source()
         self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel, scalar=True)
@@ -216,7 +216,8 @@ class ColumnKernel:
         lines.dedent()
 
 
-def _filled(make: Callable[[], np.ndarray], value: np.generic) -> np.ndarray:
+def filled(make: Callable[[], np.ndarray], value: np.generic) -> np.ndarray:
+    """A scratch array from `make`, every element `value` (an accumulator's start)."""
     array = make()
     array.fill(value)
     return array

@@ -14,9 +14,15 @@ cost 0.15-0.3 s each to compile in a fresh process (measured); per-row scalars (
 softmax's sum) call libm in every kernel.
 Big kernels run blocks of rows in parallel. Reductions over leading or middle axes become
 column kernels (column.py); `build` picks the kind from the reduced axes.
+A row kernel may also take column sums: sums or means over the leading axes (the ones its rows
+run along) of full values it computes, as a bias gradient sums a softmax cross-entropy's
+gradient (passes/fuse.py). Each accumulates row by row in a row-sized scratch (one per parallel
+block, added up at the end), and after the last row the kernel computes them and the math on
+them at their shape: one kernel fewer to compile, and the summed values are not read back.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -25,10 +31,11 @@ from tfjit.ir.graph import Graph, Node, Value
 
 from . import reducers
 from .buffers import POOL, scratch_maker
-from .column import ColumnKernel
+from .column import ColumnKernel, filled
 from .codegen import INDEX_ONLY, ElementWriter, Lines, supported
 from .compile import compile_kernel
 from .loop import PARALLEL_MIN_ELEMENTS, VECTOR_LANES
+from .reducing_epilogue import after_reductions
 
 
 FULL, ROW, COLUMN, SCALAR = "full", "row", "column", "scalar"  # value kinds in row space
@@ -46,11 +53,17 @@ class RowKernel:
 
     returns_tuple = True
 
-    def __init__(self, body: Graph, name: str, full: tuple[int, ...], rows: int, cols: int):
+    def __init__(self, body: Graph, name: str, full: tuple[int, ...], rows: int, cols: int,
+                 columns: tuple[Node, ...] = ()):
         self.body = body
         self.name = name
         self.rows, self.cols = rows, cols
-        self.kinds = _kinds(body, full, rows, cols)
+        # Column sums and the values computed from them: ready after the last row.
+        self.columns = list(columns)
+        self.after = after_reductions(body, self.columns)
+        self.column_values = {v for n in self.columns + self.after for v in n.outputs}
+        self.kinds = _kinds(body, full, rows, cols, self.column_values)
+        self._check_after()
         # A max/min straight over an input runs before the row's first pass, with several
         # accumulators (one NaN-propagating accumulator does not vectorise); it also brings
         # the row into cache for that pass.
@@ -66,7 +79,9 @@ class RowKernel:
         # One row scratch per parallel block; a serial kernel takes its one row as a 1-D array
         # (a view made in the kernel costs its compile more than the argument does).
         shape = (self.blocks, cols) if self.parallel else (cols,)
-        self._make_scratch = [scratch_maker(shape, dtype) for dtype in self.scratch.values()]
+        starts = {f"cacc_{self._index[n]}": reducers.start_value(n) for n in self.columns}
+        self._make_scratch = [functools.partial(filled, scratch_maker(shape, dtype), starts[name]) if name in starts
+                              else scratch_maker(shape, dtype) for name, dtype in self.scratch.items()]
         self.source = self._source()
         self._kernel = compile_kernel(self.source, "kernel", parallel=self.parallel, scalar=True)
 
@@ -90,7 +105,29 @@ class RowKernel:
         for n in self.body.nodes:
             if n.op in _VIA_ROW and n not in self.early:
                 scratch[f"row_{self._index[n]}"] = n.types[0].dtype.np_dtype
+        for n in self.columns:  # filled with the sum's start value by the caller
+            scratch[f"cacc_{self._index[n]}"] = n.inputs[0].type.dtype.np_dtype
         return scratch
+
+    def _check_after(self) -> None:
+        """NotImplementedError unless every value computed after the last row is at the column
+        sums' shape and reads only them, inputs of that shape or scalars, and math on those."""
+        for v in self.column_values:
+            if v.type.num_elements != self.cols:
+                raise NotImplementedError(f"a value of shape {v.type.shape} computed from column sums")
+        for n in self.after:
+            for v in n.inputs:
+                if v not in self.column_values and not self._recomputable(v):
+                    raise NotImplementedError(f"a value of shape {v.type.shape} of the rows read after the last row")
+
+    def _recomputable(self, v: Value) -> bool:
+        """Whether code after the rows' loop can compute `v` from the kernel's inputs."""
+        node = v.node
+        if node.op == "param":
+            return self.kinds[v] in (SCALAR, COLUMN) or (self.kinds[v] == FULL and self.rows == 1)
+        if node.op in reducers.OPS or self.kinds[v] not in (SCALAR, COLUMN):
+            return False
+        return all(self._recomputable(u) for u in node.inputs)
 
     # -- source ------------------------------------------------------------------------------
     def _source(self) -> str:
@@ -128,15 +165,45 @@ class RowKernel:
             k = self._index[n]
             self._extreme(lines, n, f"red_{k}", f"in{params.index(n.inputs[0])}[r]", f"in{params.index(n.inputs[0])}[r, {{}}]")
             row_names[n.out] = f"red_{k}"
-        last_phase = max(self.phase.values(), default=0)
+        last_phase = max((p for v, p in self.phase.items() if v not in self.column_values), default=0)
         for phase in range(last_phase + 1):
             self._row_values(lines, row_names, phase)
             self._phase_loop(lines, phase, row_names, store_name, ins)
         self._row_values(lines, row_names, last_phase + 1)
         for o, r in zip(outs, results):
-            if self.kinds[r] != FULL:
+            if self.kinds[r] in (ROW, SCALAR):
                 lines.add(f"{o}[r, 0] = {row_names[r]}")
+        for _ in range(2 if self.parallel else 1):  # out of the rows' (and blocks') loop
+            lines.dedent()
+        self._after_rows(lines)
         return lines.source()
+
+    def _after_rows(self, lines: Lines) -> None:
+        """After the last row: the column sums (their blocks' sums added up in block order),
+        the values computed from them, and the results at their shape."""
+        results = [(i, r) for i, r in enumerate(self.body.results) if self.kinds[r] == COLUMN]
+        if not results:
+            return
+        position = {p: i for i, p in enumerate(self.body.params)}
+
+        def load(v: Value) -> str:
+            return f"in{position[v]}" if self.kinds[v] == SCALAR else f"in{position[v]}[0, j]"
+
+        lines.add("for j in range(COLS):")
+        lines.indent()
+        writer = ElementWriter(lines, load, prefix="c_", vector=False)  # once per call: no vector helpers
+        for n in self.columns:
+            k = self._index[n]
+            total = f"cacc_{k}[j]"
+            if self.parallel:
+                total = f"cacc_{k}_t"
+                lines.add(f"{total} = {reducers.start(n)}")
+                lines.add(f"for b in range({self.blocks}): {total} = {reducers.combine(n, total, f'cacc_{k}s[b, j]')}")
+            lines.add(f"red_{k} = {reducers.result(n, total, '', 'ROWS')}", n.loc.short if n.loc else None)
+            writer.names[n.out] = f"red_{k}"
+        for i, r in results:
+            lines.add(f"out{i}[0, j] = {writer.value(r)}")
+        lines.dedent()
 
     def _extreme(self, lines: Lines, node: Node, name: str, row: str, element: str) -> None:
         """`name` = the max or min of the row `row` (`element` formats one of its elements):
@@ -183,9 +250,10 @@ class RowKernel:
     def _phase_loop(self, lines: Lines, phase: int, row_names: dict[Value, str],
                     store_name: dict[Value, str], ins: list[str]) -> None:
         reductions = [n for n in self.body.nodes if n.op in reducers.OPS and self.phase[n.inputs[0]] == phase
-                      and n not in self.early]
+                      and n not in self.early and n not in self.columns]
+        columns = [n for n in self.columns if self.phase[n.inputs[0]] == phase]
         fulls = [n for n in self.body.nodes if self.kinds[n.out] == FULL and self.phase[n.out] == phase]
-        if not reductions and not fulls:
+        if not reductions and not fulls and not columns:
             return
         for n in reductions:
             k = self._index[n]
@@ -222,6 +290,9 @@ class RowKernel:
                 continue
             for line in reducers.update(n, f"acc_{k}", f"idx_{k}", writer.value(n.inputs[0]), "j"):
                 lines.add(line)
+        for n in columns:
+            acc = f"cacc_{self._index[n]}[j]"
+            lines.add(f"{acc} = {reducers.combine(n, acc, writer.value(n.inputs[0]))}", n.loc.short if n.loc else None)
         lines.dedent()
         for n in reductions:
             k = self._index[n]
@@ -233,13 +304,17 @@ class RowKernel:
                           n.loc.short if n.loc else None)
 
 
-def _kinds(body: Graph, full: tuple[int, ...], rows: int, cols: int) -> dict[Value, str]:
-    """Each value's kind. When rows == cols, a value of `rows` elements may be either a row
-    or a column value: a param or constant is taken by its shape (a column, as NumPy
-    broadcasts it), a computed value by how it was made (a reduction's result is a row value;
-    an elementwise value has its inputs' kind)."""
+def _kinds(body: Graph, full: tuple[int, ...], rows: int, cols: int, columns: set[Value]) -> dict[Value, str]:
+    """Each value's kind; `columns` (column sums and the values computed from them) are column
+    values. When rows == cols, a value of `rows` elements may be either a row or a column
+    value: a param or constant is taken by its shape (a column, as NumPy broadcasts it), a
+    computed value by how it was made (a reduction's result is a row value; an elementwise
+    value has its inputs' kind)."""
     kinds: dict[Value, str] = {}
     for v in reducers.values(body):
+        if v in columns:
+            kinds[v] = COLUMN
+            continue
         kind = _kind(v, full, rows, cols)
         if rows == cols and kind == COLUMN and v.node.op != "param":
             made = {kinds[u] for u in v.node.inputs} - {SCALAR}
@@ -301,20 +376,43 @@ def build(node: Node) -> RowKernel | ColumnKernel | None:
     others = Graph(body.name, body.params, [n for n in body.nodes if n.op not in reducers.OPS], [])
     if not supported(others) or any(not v.type.is_fully_defined for v in reducers.values(body)):
         return None
-    spaces = {(tuple(n.inputs[0].type.shape), reducers.axes(n)) for n in reductions}
-    if len(spaces) != 1:
+    space = _row_space(reductions)
+    if space is None:
         return None
-    full, axes = spaces.pop()
+    full, axes, columns = space
     groups = _groups(full, axes)
     if groups is None or 0 in full:
         return None
     view = tuple(int(np.prod([d for d, g in zip(full, groups) if g == k], dtype=np.int64)) for k in "ori")
     try:
         if view[2] == 1 and view[1] > 1:
-            return RowKernel(body, node.name or "row_kernel", full, view[0], view[1])
+            return RowKernel(body, node.name or "row_kernel", full, view[0], view[1], columns)
+        if columns:
+            return None
         return ColumnKernel(body, node.name or "column_kernel", full, groups, view)  # type: ignore[arg-type]
     except NotImplementedError:
         return None
+
+
+def _row_space(reductions: list[Node]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[Node, ...]] | None:
+    """The reductions' input shape, their reduced axes, and the column sums among them: float
+    sums and means of the same shape over the leading axes, where the others reduce the
+    trailing ones (a row kernel then takes them). None for any other mix of spaces."""
+    spaces = {(tuple(n.inputs[0].type.shape), reducers.axes(n)) for n in reductions}
+    if len(spaces) == 1:
+        full, axes = spaces.pop()
+        return full, axes, ()
+    if len(spaces) != 2 or len({full for full, _ in spaces}) != 1:
+        return None
+    (full, first), (_, second) = spaces
+    rank = len(full)
+    for axes, leading in ((first, second), (second, first)):
+        kept = rank - len(axes)
+        if kept >= 1 and axes == tuple(range(kept, rank)) and leading == tuple(range(kept)):
+            columns = tuple(n for n in reductions if reducers.axes(n) == leading)
+            if all(n.op in ("sum", "mean") and n.types[0].dtype.is_floating for n in columns):
+                return full, axes, columns
+    return None
 
 
 def _groups(full: tuple[int, ...], axes: tuple[int, ...]) -> tuple[str, ...] | None:
