@@ -593,3 +593,21 @@ def test_a_product_whose_threads_stall_every_second_or_third_call_moves_to_the_b
     bound = chooser.next_probe - chooser.calls + blas.PROBE_CALLS
     picks = _drive(chooser, speed, bound + 500)
     assert picks[bound:] == ["threaded"] * 500
+
+
+def test_a_lucky_try_of_stalling_threads_halves_the_gap_between_tries_and_their_next_stalls_end_it():
+    from tfjit.backends.numba_cpu import blas
+
+    chooser = blas._Chooser()
+    stalling = _stalls(lambda n: n % 2 == 1)
+    speed = {"threaded": stalling, "blocks": 0.4}
+    _drive(chooser, speed, 500)
+    gap = chooser.gap
+    assert gap >= 8 * blas.PROBE_GAP
+    speed["threaded"] = 0.2  # the threads' next try happens to miss the stalls
+    _drive(chooser, speed, chooser.next_probe - chooser.calls + blas.PROBE_CALLS)
+    assert chooser.gap == gap // 2  # (not back to PROBE_GAP: tries every few calls, each paying for stalls)
+    speed["threaded"] = stalling
+    picks = _drive(chooser, speed, chooser.next_probe - chooser.calls - 1)  # up to the next try
+    back = picks.index("blocks")  # after a stall or two (a window of 5 leaves out its slowest call)
+    assert back <= 4 and "threaded" not in picks[back:]  # and kept until the next try

@@ -238,9 +238,12 @@ class _Chooser:
     its threads in it (2-4 ms). While the threads run at their usual cost (within STALL of
     their fastest run) the blocks are not tried: on an idle machine each try cost a product
     1.5-2x its time (measured). Otherwise the other way is tried again now and then,
-    PROBE_CALLS calls in a row judged on their own (untrimmed), less often each time it
-    loses, so that a machine becoming busy or idle again is noticed. Unlocked: a race only
-    blurs an estimate."""
+    PROBE_CALLS calls in a row judged on their own (untrimmed), half as often after each loss
+    and twice as often after each win, so that a machine becoming busy or idle again is
+    noticed. (Not back to every PROBE_GAP calls after a win: under heavy load a third of the
+    threads' tries missed the stalls by luck, and trying them every few calls after cost more
+    in stalls than the blocks' whole time: 0.64 against 0.88 ms a call, simulated.)
+    Unlocked: a race only blurs an estimate."""
 
     def __init__(self) -> None:
         self.times: dict[str, list[float]] = {way: [] for way in WAYS}  # the last WINDOW timed calls
@@ -287,7 +290,7 @@ class _Chooser:
             self.probing = None
             other = _OTHER[way]
             won = not self.times[other] or self.cost[way] <= self.cost[other]
-            self.gap = PROBE_GAP if won else min(MAX_PROBE_GAP, 2 * self.gap)
+            self.gap = max(PROBE_GAP, self.gap // 2) if won else min(MAX_PROBE_GAP, 2 * self.gap)
             self.next_probe = self.calls + self.gap
 
 
@@ -298,7 +301,7 @@ _OTHER = {"threaded": "blocks", "blocks": "threaded"}
 # large products took 11-110 ms with another process running, against 1-3 ms for the blocks;
 # measured). On an idle machine that costs the first call ~2 ms.
 FIRST_WAY = "blocks"
-PROBE_GAP, MAX_PROBE_GAP = 8, 1024  # calls between tries of the slower way: doubled after each loss
+PROBE_GAP, MAX_PROBE_GAP = 8, 1024  # calls between tries of the slower way: doubled after each loss, halved after a win
 WINDOW = 10                         # a way's last timed calls, which judge it
 TRIM = 5                            # the slowest one in TRIM of them is left out of a way's cost
 PROBE_CALLS = 3                     # timed calls in a row that try a way again
