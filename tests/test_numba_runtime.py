@@ -4,6 +4,7 @@ failed run, two threads on one session; matmul + epilogue kernels for every tran
 batches, dtypes, row blocks and the fallback."""
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
 
@@ -550,3 +551,63 @@ def test_a_lone_slow_call_or_a_slow_first_call_does_not_move_a_product_to_the_bl
     # (the first is untimed); later one call in ten waits out another process's time slice.
     threaded = lambda i: 50.0 if i < 3 or i % 10 == 5 else 1.0  # noqa: E731
     assert _drive(chooser, {"threaded": threaded, "blocks": 2.0}, 200) == ["blocks"] + ["threaded"] * 199
+
+
+def _stalls(at, fast: float = 0.2, slow: float = 3.0):
+    """A way's times by its own call count n: `slow` where at(n), else `fast` (a descheduled
+    OpenBLAS thread waited for: the regression step's products, 3 ms where 0.2 is usual)."""
+    count = itertools.count()
+    return lambda i: slow if at(next(count)) else fast
+
+
+def _starts(picks: list[str], way: str) -> list[int]:
+    """Where each run of `way` in `picks` begins."""
+    return [i for i, w in enumerate(picks) if w == way and (i == 0 or picks[i - 1] != way)]
+
+
+@pytest.mark.parametrize("at", [lambda n: n % 10 == 5, lambda n: n % 10 in (5, 6)], ids=["one", "two-in-a-row"])
+def test_up_to_two_stalls_in_ten_threaded_calls_keep_a_product_threaded(at):
+    from tfjit.backends.numba_cpu import blas
+
+    picks = _drive(blas._Chooser(), {"threaded": _stalls(at), "blocks": 0.4}, 1000)
+    assert picks == ["blocks"] + ["threaded"] * 999
+
+
+@pytest.mark.parametrize("every", [2, 3])
+def test_a_product_whose_threads_stall_every_second_or_third_call_moves_to_the_blocks_and_back_when_they_stop(every):
+    from tfjit.backends.numba_cpu import blas
+
+    chooser = blas._Chooser()
+    speed = {"threaded": 0.2, "blocks": 0.4}
+    assert _drive(chooser, speed, 100)[1:] == ["threaded"] * 99  # idle: threaded, the blocks untried
+    speed["threaded"] = _stalls(lambda n: n % every == every - 1)  # heavy load: the median stays 0.2
+    picks = _drive(chooser, speed, 2000)
+    assert "blocks" in picks[:blas.WINDOW]  # tried once a few stalls are in the window
+    assert picks.count("blocks") >= 0.97 * len(picks)  # and kept
+    starts = _starts(picks[blas.WINDOW:], "threaded")  # the threads tried now and then, a few calls each
+    assert len(starts) >= 4 and all(picks[blas.WINDOW + i:blas.WINDOW + i + blas.PROBE_CALLS] ==
+                                    ["threaded"] * blas.PROBE_CALLS for i in starts)
+    gaps = np.diff(starts)[1:]  # (the first try follows the blocks' winning one)
+    assert all(1.8 < b / a < 2.2 for a, b in zip(gaps, gaps[1:]))  # less often each time they lose
+    speed["threaded"] = 0.2  # the load ends: the next try of the threads wins them back for good
+    bound = chooser.next_probe - chooser.calls + blas.PROBE_CALLS
+    picks = _drive(chooser, speed, bound + 500)
+    assert picks[bound:] == ["threaded"] * 500
+
+
+def test_a_lucky_try_of_stalling_threads_halves_the_gap_between_tries_and_their_next_stalls_end_it():
+    from tfjit.backends.numba_cpu import blas
+
+    chooser = blas._Chooser()
+    stalling = _stalls(lambda n: n % 2 == 1)
+    speed = {"threaded": stalling, "blocks": 0.4}
+    _drive(chooser, speed, 500)
+    gap = chooser.gap
+    assert gap >= 8 * blas.PROBE_GAP
+    speed["threaded"] = 0.2  # the threads' next try happens to miss the stalls
+    _drive(chooser, speed, chooser.next_probe - chooser.calls + blas.PROBE_CALLS)
+    assert chooser.gap == gap // 2  # (not back to PROBE_GAP: tries every few calls, each paying for stalls)
+    speed["threaded"] = stalling
+    picks = _drive(chooser, speed, chooser.next_probe - chooser.calls - 1)  # up to the next try
+    back = picks.index("blocks")  # after a stall or two (a window of 5 leaves out its slowest call)
+    assert back <= 4 and "threaded" not in picks[back:]  # and kept until the next try

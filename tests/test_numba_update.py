@@ -87,6 +87,35 @@ def test_every_optimizer_trains_as_on_the_reference_backend_in_place(backend, na
     assert in_place
 
 
+@pytest.mark.parametrize("name", ["adam", "rmsprop"])
+def test_a_weight_product_writes_its_gradient_alone_and_the_update_squares_it(backend, name):
+    """Adam's and RMSProp's g^2 is computed in the update kernel from g, not written beside g by
+    the product kernel for the update to read back."""
+    def train():
+        tf.reset_default_graph()
+        rng = np.random.default_rng(2)
+        x = tf.constant(rng.standard_normal((6, 4)).astype(np.float32))
+        w = tf.Variable(rng.standard_normal((4, 3)).astype(np.float32))
+        step = OPTIMIZERS[name][0]().minimize(tf.reduce_mean(tf.square(tf.tanh(tf.matmul(x, w)))))
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            for _ in range(3):
+                sess.run(step)
+            return {v.name: sess.run(v) for v in tf.global_variables()}, _kernels(sess)
+
+    backend("reference")
+    want, _ = train()
+    backend("numba")
+    got, kernels = train()
+    for k in want:
+        _assert_close(got[k], want[k], np.float32)
+    products = [n for n, _ in kernels if n.op == "fused" and n.attr("kind") == "contraction"  # the gradient's
+                and not any(m.op == "variable" for m in n.attr("body").nodes) and tuple(n.types[0].shape) == (4, 3)]
+    updates = [k.body for _, k in kernels if isinstance(k, update.UpdateKernel)]
+    assert [[m.op for m in p.attr("body").nodes] for p in products] == [["matmul"]] and len(products[0].types) == 1
+    assert any(m.op == "square" for u in updates for m in u.nodes)
+
+
 def _fed_run(make):
     tf.reset_default_graph()
     lr, mu = tf.placeholder(tf.float32, []), tf.placeholder(tf.float32, [])

@@ -227,19 +227,27 @@ class _Chooser:
     OpenBLAS (fastest on an idle machine) or the block pool (far faster when other processes
     hold the cores).
 
-    Each way is judged by the median of its last WINDOW timed calls: with other processes
-    about, one threaded call in ten or so waits out a time slice (3-4 ms where 0.2 ms is usual,
-    the regression step's products, measured), and judged by such a call the product ran in
-    blocks, 2x slower on an idle machine, for many calls after. A way's first call is not
-    timed: NumPy's OpenBLAS starts its threads in it (2-4 ms). While the threads run at their
-    usual speed (median within STALL of their fastest run) the blocks are not tried: on an
-    idle machine each try cost a product 1.5-2x its time (measured). Otherwise the other way
-    is tried again now and then, PROBE_CALLS calls in a row judged on their own, less often
-    each time it loses, so that a machine becoming busy or idle again is noticed. Unlocked:
-    a race only blurs an estimate."""
+    Each way is judged by its cost: the mean of its last WINDOW timed calls less the slowest
+    1 in TRIM of them. A threaded call waits now and then for a descheduled OpenBLAS thread
+    (3-4 ms where 0.2 ms is usual, the regression step's products, measured). Once in ten
+    calls or so, with other processes about, that is noise: judged by such a call the product
+    ran in blocks, 2x slower on an idle machine, for many calls after; the trim drops up to
+    two in ten. Under heavy load every second or third call stalls: the stalls left after the
+    trim (one to three in eight) put the threads' cost at 0.55-1.25 ms, above the blocks' 0.4,
+    where a median (0.2) kept them. A way's first call is not timed: NumPy's OpenBLAS starts
+    its threads in it (2-4 ms). While the threads run at their usual cost (within STALL of
+    their fastest run) the blocks are not tried: on an idle machine each try cost a product
+    1.5-2x its time (measured). Otherwise the other way is tried again now and then,
+    PROBE_CALLS calls in a row judged on their own (untrimmed), half as often after each loss
+    and twice as often after each win, so that a machine becoming busy or idle again is
+    noticed. (Not back to every PROBE_GAP calls after a win: under heavy load a third of the
+    threads' tries missed the stalls by luck, and trying them every few calls after cost more
+    in stalls than the blocks' whole time: 0.64 against 0.88 ms a call, simulated.)
+    Unlocked: a race only blurs an estimate."""
 
     def __init__(self) -> None:
         self.times: dict[str, list[float]] = {way: [] for way in WAYS}  # the last WINDOW timed calls
+        self.cost = {way: 0.0 for way in WAYS}  # judged on the times (see above); 0 before any
         self.warm: set[str] = set()  # ways whose first (untimed) call has run
         self.fastest = float("inf")  # the threaded way's fastest call
         self.calls = 0
@@ -253,15 +261,15 @@ class _Chooser:
         if not self.warm:  # the shape's first call (see FIRST_WAY)
             return FIRST_WAY
         self.calls += 1
+        threaded, blocks = self.cost["threaded"], self.cost["blocks"]
         # Before the blocks are first tried, the threads are judged on a full window only (a
         # second call, too, may pay for their start).
-        judged = len(self.times["threaded"]) >= WINDOW or bool(self.times["blocks"])
-        if not judged or self._median("threaded") <= STALL * self.fastest:
+        if threaded <= STALL * self.fastest or not (self.times["blocks"] or len(self.times["threaded"]) >= WINDOW):
             return "threaded"
-        best = min(WAYS, key=lambda w: self._median(w) if self.times[w] else 0.0)  # an untried way first
+        best = "threaded" if threaded <= blocks else "blocks"  # untried blocks (cost 0) first
         if self.times[best] and self.calls < self.next_probe:
             return best
-        other = next(w for w in WAYS if w != best) if self.times[best] else best
+        other = _OTHER[best] if self.times[best] else best
         self.probing = other
         self.times[other] = []  # judged on this try alone: its older times are stale
         return other
@@ -272,30 +280,30 @@ class _Chooser:
             return
         times = self.times[way]
         times.append(seconds)
-        del times[:-WINDOW]
-        if way == "threaded":
-            self.fastest = min(self.fastest, seconds)
+        if len(times) > WINDOW:
+            del times[0]
+        if seconds < self.fastest and way == "threaded":
+            self.fastest = seconds
+        kept = sorted(times)[:len(times) - len(times) // TRIM]
+        self.cost[way] = sum(kept) / len(kept)
         if self.probing == way and len(times) >= PROBE_CALLS:
             self.probing = None
-            others = [self._median(w) for w in WAYS if w != way and self.times[w]]
-            won = not others or self._median(way) <= min(others)
-            self.gap = PROBE_GAP if won else min(MAX_PROBE_GAP, 2 * self.gap)
+            other = _OTHER[way]
+            won = not self.times[other] or self.cost[way] <= self.cost[other]
+            self.gap = max(PROBE_GAP, self.gap // 2) if won else min(MAX_PROBE_GAP, 2 * self.gap)
             self.next_probe = self.calls + self.gap
-
-    def _median(self, way: str) -> float:
-        """The median of the way's times (the lower of the middle two)."""
-        times = sorted(self.times[way])
-        return times[(len(times) - 1) // 2]
 
 
 WAYS = ("threaded", "blocks")
+_OTHER = {"threaded": "blocks", "blocks": "threaded"}
 # A product shape's first call (untimed) runs in blocks, so that a process's first call never
 # waits for a descheduled OpenBLAS thread (NumPy's threaded first call of the MLP step's two
 # large products took 11-110 ms with another process running, against 1-3 ms for the blocks;
 # measured). On an idle machine that costs the first call ~2 ms.
 FIRST_WAY = "blocks"
-PROBE_GAP, MAX_PROBE_GAP = 8, 1024  # calls between tries of the slower way: doubled after each loss
-WINDOW = 5                          # a way's last timed calls, whose median judges it
+PROBE_GAP, MAX_PROBE_GAP = 8, 1024  # calls between tries of the slower way: doubled after each loss, halved after a win
+WINDOW = 10                         # a way's last timed calls, which judge it
+TRIM = 5                            # the slowest one in TRIM of them is left out of a way's cost
 PROBE_CALLS = 3                     # timed calls in a row that try a way again
 STALL = 1.5                         # threads slower than this times their fastest run: try the blocks
 _CHOOSERS: dict[tuple[Any, ...], _Chooser] = {}

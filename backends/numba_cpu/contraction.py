@@ -252,20 +252,16 @@ def split_assignments(body: Graph) -> Graph:
     if len(matmuls) != 1 or not any(get_op(n.op).stateful for n in body.nodes) or not covered(matmuls[0]):
         return body
     matmul = matmuls[0]
-    size = int(np.prod(matmul.types[0].shape))
-    head: list[Node] = [matmul]
-    inside = {matmul.out}
-    for n in body.nodes:
-        if n is matmul or get_op(n.op).stateful or len(n.types) != 1 or int(np.prod(n.types[0].shape or (0,))) != size:
-            continue
-        if any(v in inside for v in n.inputs) and all(v in inside or v.node.op in ("param", "constant") for v in n.inputs):
-            if supported(Graph("", [], [n], [])):
-                head.append(n)
-                inside.add(n.out)
-    constants = [v.node for n in head for v in n.inputs if v.node.op == "constant"]
-    head_nodes = set(head) | set(constants)
-    used_outside = [v for v in inside if v in body.results or any(
-        v in n.inputs for n in body.nodes if n not in head_nodes)]
+    # The kernel writes one array: where more of its values would leave it (Adam's g and g^2,
+    # RMSProp's g^2 and lr * g), each would be written and read back by the update, which
+    # computes them from one array instead (the epilogue nodes whose values leave are dropped
+    # until one value does).
+    left_out: set[Node] = set()
+    while True:
+        head, head_nodes, used_outside = _epilogue(body, matmul, left_out)
+        if len(used_outside) <= 1:
+            break
+        left_out.update(n for n in head[1:] if n.out in used_outside)
     if not used_outside:
         return body
     # The product's operands may be params or values the body computes before it (a variable
@@ -294,3 +290,24 @@ def split_assignments(body: Graph) -> Graph:
             nodes.append(new)
             outer_map.update(zip(n.outputs, new.outputs))
     return Graph(body.name, list(body.params), nodes, [outer_map.get(r, r) for r in body.results])
+
+
+def _epilogue(body: Graph, matmul: Node, left_out: set[Node]) -> tuple[list[Node], set[Node], list[Value]]:
+    """The product and the pure elementwise nodes after it (but `left_out`) that one kernel
+    can compute with it; those and their constants; and their values used outside them."""
+    size = int(np.prod(matmul.types[0].shape))
+    head: list[Node] = [matmul]
+    inside = {matmul.out}
+    for n in body.nodes:
+        if n is matmul or n in left_out or get_op(n.op).stateful or len(n.types) != 1 \
+                or int(np.prod(n.types[0].shape or (0,))) != size:
+            continue
+        if any(v in inside for v in n.inputs) and all(v in inside or v.node.op in ("param", "constant") for v in n.inputs):
+            if supported(Graph("", [], [n], [])):
+                head.append(n)
+                inside.add(n.out)
+    constants = [v.node for n in head for v in n.inputs if v.node.op == "constant"]
+    head_nodes = set(head) | set(constants)
+    used_outside = [v for v in inside if v in body.results or any(
+        v in n.inputs for n in body.nodes if n not in head_nodes)]
+    return head, head_nodes, used_outside
