@@ -284,3 +284,19 @@ def test_a_variable_addend_is_never_donated(backend):
                 assert not any(executable._donated(exe.graph, [k for _, k in exe.kernels], exe.memory) for exe in plans)
     for got in results["numba"]:
         assert_same(got, results["reference"][0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fetch_addend", [False, True])
+def test_an_addend_computed_by_a_loop_kernel_is_donated_unless_fetched(fetch_addend):
+    """`h @ W + tanh(x) * 0.5`: the addend is a planned value of its own (no split); fetched,
+    it is the user's and the cell copies it."""
+    x = tf.placeholder(tf.float32, [4, 32], name="x")
+    w = tf.placeholder(tf.float32, [8, 32], name="w")
+    h0 = tf.placeholder(tf.float32, [4, 8], name="h0")
+    xw = tf.tanh(x) * 0.5
+    i, j, f, o = tf.split(tf.matmul(h0, w) + xw, 4, axis=1)
+    c = tf.sigmoid(f) + tf.sigmoid(i) * tf.tanh(j)
+    h = tf.tanh(c) * tf.sigmoid(o)
+    feeds = {x: RNG.standard_normal((4, 32)), w: RNG.standard_normal((8, 32)), h0: RNG.standard_normal((4, 8))}
+    exe, donated = _run_twice([h, c, xw] if fetch_addend else [h, c], feeds)
+    assert len(_merged(exe)) == 1 and len(donated) == (0 if fetch_addend else 1)
