@@ -15,9 +15,9 @@ not before the caller had done both blocks, and NumPy's OpenBLAS threads, still 
 after the step's large threaded products, took its core (measured 480-600 us a cell).
 
 An add of the product and an input of its shape (an LSTM's `xW + h @ W`, xW hoisted out of
-the time loop) is BLAS's: the product accumulates onto a copy of that input (beta = 1), or onto the input
-itself where the step gives it up (`donate`: a dead piece of the hoisted product,
-executable._donated), and the loop reads the sum (`_folded_add`).
+the time loop) is BLAS's: the product accumulates onto a copy of that input (beta = 1), or
+onto the input itself where the step gives it up (`donate`: a dead piece of the hoisted
+product, executable._donated), and the loop reads the sum (`_folded_add`).
 
 Covered: a float32/float64 2-D matmul; elementwise epilogues whose inputs are the product's
 shape, a row or column of it, or one element; a split along the last axis into equal pieces;
