@@ -56,7 +56,8 @@ def _lstm(batch, inputs, hidden, steps, dtype=tf.float32):
 @pytest.mark.parametrize("batch, hidden", [(5, 24), (64, 128)])
 def test_lstm_cells_give_the_references_values(monkeypatch, way, batch, hidden):
     """(5, 24): a tiny product; (64, 128): 2*64*128*512 flops, a large one, on NumPy's threaded
-    BLAS or in blocks on our threads (`way`)."""
+    BLAS or in blocks on our threads (`way`), accumulating onto the pieces of the input
+    product the merge pass hoisted."""
     monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
     assert (2 * batch * hidden * 4 * hidden >= blas.SMALL_GEMM_FLOPS) == (batch == 64)
     hs, c, feeds = _lstm(batch, 16, hidden, 3)
@@ -64,7 +65,9 @@ def test_lstm_cells_give_the_references_values(monkeypatch, way, batch, hidden):
     assert_same(got, want, rtol=1e-5, atol=1e-5)
     assert len(_merged(exe)) == 3  # every step's product, split and gate math: one kernel
     assert not [n for n, _ in exe.kernels if n.op == "split" and n.inputs[0].type.shape == (batch, 4 * hidden)]
-    assert "into=" in "".join(linecache.getlines(exe._filename))  # the h's written into the concat
+    step = "".join(linecache.getlines(exe._filename))
+    assert "into=" in step  # the h's written into the concat
+    assert step.count("donate=True") == 3  # BLAS accumulating onto the hoisted product's pieces, each way
 
 
 def test_gru_like_cells_with_row_column_and_scalar_inputs_in_float64():
