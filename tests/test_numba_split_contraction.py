@@ -10,11 +10,23 @@ import numpy as np
 import pytest
 
 import tfjit as tf
+from tfjit import config
 from tfjit.backends.numba_cpu import blas, executable, split_contraction
+from tfjit.backends.numba_cpu.executable import compile_graph as numba_compile
+from tfjit.backends.reference import compile_graph as reference_compile
+from tfjit.debug import program_for
+from tfjit.runtime.state import RuntimeState
 
 from test_numba_backend import assert_same, both
 
 RNG = np.random.default_rng(11)
+
+
+@pytest.fixture
+def backend():
+    previous = config.current.backend
+    yield config.set_backend
+    config.set_backend(previous)
 
 
 def _merged(exe):
@@ -44,7 +56,8 @@ def _lstm(batch, inputs, hidden, steps, dtype=tf.float32):
 @pytest.mark.parametrize("batch, hidden", [(5, 24), (64, 128)])
 def test_lstm_cells_give_the_references_values(monkeypatch, way, batch, hidden):
     """(5, 24): a tiny product; (64, 128): 2*64*128*512 flops, a large one, on NumPy's threaded
-    BLAS or in blocks on our threads (`way`)."""
+    BLAS or in blocks on our threads (`way`), accumulating onto the pieces of the input
+    product the merge pass hoisted."""
     monkeypatch.setattr(blas._Chooser, "pick", lambda self: way)
     assert (2 * batch * hidden * 4 * hidden >= blas.SMALL_GEMM_FLOPS) == (batch == 64)
     hs, c, feeds = _lstm(batch, 16, hidden, 3)
@@ -52,7 +65,9 @@ def test_lstm_cells_give_the_references_values(monkeypatch, way, batch, hidden):
     assert_same(got, want, rtol=1e-5, atol=1e-5)
     assert len(_merged(exe)) == 3  # every step's product, split and gate math: one kernel
     assert not [n for n, _ in exe.kernels if n.op == "split" and n.inputs[0].type.shape == (batch, 4 * hidden)]
-    assert "into=" in "".join(linecache.getlines(exe._filename))  # the h's written into the concat
+    step = "".join(linecache.getlines(exe._filename))
+    assert "into=" in step  # the h's written into the concat
+    assert step.count("donate=True") == 3  # BLAS accumulating onto the hoisted product's pieces, each way
 
 
 def test_gru_like_cells_with_row_column_and_scalar_inputs_in_float64():
@@ -164,3 +179,127 @@ def test_an_addend_read_again_stays_an_input_and_a_product_read_twice_is_not_acc
     assert len(merged) == 2 and sorted(k._addend is None for k in merged) == [False, True]
     folded = next(k for k in merged if k._addend is not None)
     assert folded._addend in [i for i, _ in folded._inputs]
+
+
+# -- donated addends: BLAS accumulating onto a dead piece of the hoisted product -------------
+def _run_twice(fetches, feeds):
+    """The numba backend's results (two runs of one plan: the arena is reused) against the
+    reference's, the fed arrays checked unchanged; the plan and the cells it donates."""
+    program = config.pass_manager().run(program_for(fetches, feeds))
+    args = [np.asarray(feeds[k], k.dtype.np_dtype) for k in sorted(feeds, key=lambda t: t.op.node.uid)]
+    kept = [a.copy() for a in args]
+    exe = numba_compile(program)
+    runs = [exe.run(args, RuntimeState()) for _ in range(2)]
+    for a, b in zip(args, kept):
+        np.testing.assert_array_equal(a, b)  # no feed written
+    want = reference_compile(program).run(kept, RuntimeState())
+    for got in runs:
+        assert_same(got, want, rtol=1e-5, atol=1e-5)
+    donated = executable._donated(exe.graph, [k for _, k in exe.kernels], exe.memory)
+    assert "".join(linecache.getlines(exe._filename)).count("donate=True") == len(donated)
+    return exe, sorted(node.name for node in donated)
+
+
+def _hoisted(steps, batch, inputs, hidden, cells=None):
+    """An LSTM layer with its input product hoisted by hand (`xw`, cut into steps): the cells'
+    h and c, `xw`, its pieces and the feeds. `cells`: which piece each cell adds."""
+    x = tf.placeholder(tf.float32, [steps * batch, inputs], name="x")
+    wx = tf.placeholder(tf.float32, [inputs, 4 * hidden], name="wx")
+    wh = tf.placeholder(tf.float32, [hidden, 4 * hidden], name="wh")
+    b = tf.placeholder(tf.float32, [4 * hidden], name="b")
+    xw = tf.matmul(x, wx)
+    pieces = tf.split(xw, steps, axis=0)
+    h = c = tf.zeros([batch, hidden])
+    for t in cells or range(steps):
+        i, j, f, o = tf.split(pieces[t] + tf.matmul(h, wh, name=f"cell{t}") + b, 4, axis=1)
+        c = c * tf.sigmoid(f + 1.0) + tf.sigmoid(i) * tf.tanh(j)
+        h = tf.tanh(c) * tf.sigmoid(o)
+    feeds = {x: RNG.standard_normal((steps * batch, inputs)), wx: RNG.standard_normal((inputs, 4 * hidden)) * 0.3,
+             wh: RNG.standard_normal((hidden, 4 * hidden)) * 0.3, b: RNG.standard_normal(4 * hidden) * 0.1}
+    return h, c, xw, pieces, feeds
+
+
+def test_cells_accumulate_onto_the_hoisted_products_dead_pieces_in_place():
+    """The input product hoisted (by the merge pass from TF1's unstack idiom, or by hand):
+    each piece is read by its cell only, so BLAS accumulates onto it, no copy."""
+    hs, c, feeds = _lstm(4, 6, 8, 3)
+    exe, donated = _run_twice([hs[-1], c], feeds)
+    assert len(donated) == len(_merged(exe)) == 3
+    h, c, _, _, feeds = _hoisted(3, 4, 6, 8)
+    exe, donated = _run_twice([h, c], feeds)
+    assert len(donated) == len(_merged(exe)) == 3
+
+
+@pytest.mark.parametrize("case", ["piece read again", "piece fetched", "product fetched", "product read again",
+                                  "piece read by two cells"])
+def test_an_addend_anything_else_may_read_is_not_donated_and_the_values_are_right(case):
+    cells = [0, 1, 1, 2] if case == "piece read by two cells" else None
+    h, c, xw, pieces, feeds = _hoisted(3, 4, 6, 8, cells)
+    hh = tf.tile(h, [1, 4])  # read after the last cell
+    fetches = {"piece read again": [h, c, pieces[1] * hh], "piece fetched": [h, c, pieces[1]],
+               "product fetched": [h, c, xw], "product read again": [h, c, tf.matmul(xw, hh, transpose_b=True)],
+               "piece read by two cells": [h, c]}[case]
+    exe, donated = _run_twice(fetches, feeds)
+    names = sorted(node.name for node, k in exe.kernels if k in _merged(exe))  # fused/cell{piece}[_k]
+    assert len(names) == len(cells or range(3))
+    if case.startswith("piece read"):  # the cell(s) adding piece 1 copy it; the others accumulate onto theirs
+        assert donated == [n for n in names if "cell1" not in n] and len(donated) == 2
+    else:  # the product (or a view of it) is the user's: no piece is given up
+        assert donated == []
+
+
+def test_fed_pieces_are_never_donated_and_the_feed_is_unchanged():
+    """`h @ W + xs[t]`, xs fed: the addends are views of the user's array."""
+    xs = tf.placeholder(tf.float32, [2, 4, 32], name="xs")
+    w = tf.placeholder(tf.float32, [8, 32], name="w")
+    h = tf.zeros([4, 8])
+    c = h
+    for xw in tf.unstack(xs, axis=0):
+        i, j, f, o = tf.split(tf.matmul(h, w) + xw, 4, axis=1)
+        c = c * tf.sigmoid(f) + tf.sigmoid(i) * tf.tanh(j)
+        h = tf.tanh(c) * tf.sigmoid(o)
+    exe, donated = _run_twice([h, c], {xs: RNG.standard_normal((2, 4, 32)), w: RNG.standard_normal((8, 32))})
+    assert len(_merged(exe)) == 2 and donated == []
+
+
+def test_a_variable_addend_is_never_donated(backend):
+    """The hoisted product kept in a variable: its pieces are the store's array, unchanged by
+    the runs, and the results are the reference backend's."""
+    results = {}
+    for name in ("reference", "numba"):
+        backend(name)
+        tf.reset_default_graph()
+        xw = tf.Variable(np.random.default_rng(3).standard_normal((8, 32)).astype(np.float32), name="xw")
+        w = tf.Variable(np.random.default_rng(4).standard_normal((8, 32)).astype(np.float32), name="w")
+        h = c = tf.zeros([4, 8])
+        for piece in tf.split(xw, 2, axis=0):
+            i, j, f, o = tf.split(tf.matmul(h, w) + piece, 4, axis=1)
+            c = c * tf.sigmoid(f) + tf.sigmoid(i) * tf.tanh(j)
+            h = tf.tanh(c) * tf.sigmoid(o)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            before = sess.run(xw)
+            results[name] = [sess.run([h, c]) for _ in range(2)]
+            np.testing.assert_array_equal(sess.run(xw), before)
+            if name == "numba":
+                plans = [exe for exe, _ in sess._cache.values() if hasattr(exe, "kernels")]
+                assert any(_merged(exe) for exe in plans)
+                assert not any(executable._donated(exe.graph, [k for _, k in exe.kernels], exe.memory) for exe in plans)
+    for got in results["numba"]:
+        assert_same(got, results["reference"][0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fetch_addend", [False, True])
+def test_an_addend_computed_by_a_loop_kernel_is_donated_unless_fetched(fetch_addend):
+    """`h @ W + tanh(x) * 0.5`: the addend is a planned value of its own (no split); fetched,
+    it is the user's and the cell copies it."""
+    x = tf.placeholder(tf.float32, [4, 32], name="x")
+    w = tf.placeholder(tf.float32, [8, 32], name="w")
+    h0 = tf.placeholder(tf.float32, [4, 8], name="h0")
+    xw = tf.tanh(x) * 0.5
+    i, j, f, o = tf.split(tf.matmul(h0, w) + xw, 4, axis=1)
+    c = tf.sigmoid(f) + tf.sigmoid(i) * tf.tanh(j)
+    h = tf.tanh(c) * tf.sigmoid(o)
+    feeds = {x: RNG.standard_normal((4, 32)), w: RNG.standard_normal((8, 32)), h0: RNG.standard_normal((4, 8))}
+    exe, donated = _run_twice([h, c, xw] if fetch_addend else [h, c], feeds)
+    assert len(_merged(exe)) == 1 and len(donated) == (0 if fetch_addend else 1)

@@ -15,6 +15,11 @@ two threads never share one, and the arrays of an arena are made once. What the 
 out keeps the pool (buffers.py): results handed to the user and everything that may view
 them, values of kernels that take no `into` (convolutions, pooling, references), pieces
 written into a concat's block, and values of unknown size.
+
+Kernels never write into their inputs, with one exception: an RNN cell whose addend (a
+piece of the LSTM's hoisted input product) is a planned value nothing else can read any
+more is passed `donate=True`, and BLAS accumulates onto it instead of onto a copy
+(`_donated` says when that is safe).
 """
 from __future__ import annotations
 
@@ -269,6 +274,43 @@ def _placed_concats(graph: Graph, kernels: list[Any]) -> dict[Node, dict[Value, 
     return out
 
 
+def _donated(graph: Graph, kernels: list[Any], memory: MemoryPlan) -> set[Node]:
+    """The RNN cells (split_contraction) whose addend (an LSTM's hoisted `xW` rows) BLAS may
+    accumulate onto in place, because nothing can see it change: the addend is a planned
+    intermediate, or a piece of a split of one (the hoisted product's rows; C-contiguous, as
+    the scratch it replaces: a strided one would compile the gate loop once more), whose
+    memory the plan shares with no other value and no result (the arena's buffer stays the
+    product's until its last piece dies); the cell reads it once and is its only reader,
+    and the split is the product's only reader (so no other view of it exists). Fed arrays,
+    variables, constants and fetched values are never planned, so never donated. The LSTM
+    benchmark's step: 30.5 ms against 32.7 copying the addend, its cells x0.91 (medians,
+    interleaved in one process, shared machine)."""
+    readers: dict[Value, list[Node]] = {}
+    for node in graph.nodes:
+        for v in node.inputs:
+            readers.setdefault(v, []).append(node)
+    results = set(graph.results)
+    donated: set[Node] = set()
+    for node, kernel in zip(graph.nodes, kernels):
+        if not isinstance(kernel, split_contraction.SplitContractionKernel) or kernel.addend is None:
+            continue
+        addend = node.inputs[kernel.addend]
+        cut = addend.node
+        if readers[addend] != [node] or addend in results:
+            continue
+        if addend in memory.buffer_of or cut.op in ("split", "unstack") and _contiguous_pieces(cut) \
+                and cut.inputs[0] in memory.buffer_of and readers[cut.inputs[0]] == [cut]:
+            donated.add(node)
+    return donated
+
+
+def _contiguous_pieces(cut: Node) -> bool:
+    """Whether a split's or unstack's pieces of a C-contiguous array are C-contiguous (every
+    dim before the axis is 1), as the cell's gate loop reads its addend."""
+    shape = cut.inputs[0].type.shape
+    return shape is not None and all(d == 1 for d in shape[:cut.attr("axis") % len(shape)])
+
+
 def _generate_step(graph: Graph, kernels: list[Any], concats: dict[Node, dict[Value, str]],
                    memory: MemoryPlan) -> tuple[Callable[..., Any], str]:
     """`step(args, state, arena)`, `arena` being an Arena's `into` (one entry per node with
@@ -293,6 +335,7 @@ def _generate_step(graph: Graph, kernels: list[Any], concats: dict[Node, dict[Va
             namespace[f"tc{index}"] = (tuple(c.types[0].shape), c.types[0].dtype.np_dtype)
             into.update((v, (f"c{index}", block)) for v, block in concats[c].items())
     allocated: set[str] = set()
+    donated = _donated(graph, kernels, memory)
     for i, (node, kernel) in enumerate(zip(graph.nodes, kernels)):
         namespace[f"k{i}"] = kernel
         outs = [f"v{i}_{j}" for j in range(len(node.types))]
@@ -309,6 +352,8 @@ def _generate_step(graph: Graph, kernels: list[Any], concats: dict[Node, dict[Va
                 if buf not in allocated:
                     allocated.add(buf)
                     setup += f"{buf} = _empty(*t{buf}); "
+        if node in donated:
+            args.append("donate=True")
         call = f"k{i}({', '.join(args)})"
         if node in concats:
             line = f"{outs[0]} = c{i}; del c{i}"  # its inputs were written into it
