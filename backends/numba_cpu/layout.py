@@ -3,7 +3,8 @@
 The op references copy every result (tfjit/ops/layout.py); here a result shares its input's
 memory wherever NumPy gives a view (`OpDef.view`), so cutting an unrolled LSTM's merged input
 projection into its 32 steps costs nothing. Views are safe in this backend because no kernel
-writes into its inputs: kernels write into buffers from the pool, which hands a buffer out
+writes into its inputs (but an RNN cell onto a piece of that projection no other node can
+read any more: executable.py's `_donated`): kernels write into buffers from the pool, which hands a buffer out
 again only once no view of it is left (buffers.py); a variable is updated in place only when
 nothing else, no view either, references its array (tfjit/runtime/state.py); and what a run
 hands back is made the caller's own (tfjit/runtime/results.py).
