@@ -22,6 +22,14 @@ def _test_backend():
     config.set_backend(previous)
 
 
+@pytest.fixture
+def backend():
+    """`backend(name)` switches backends inside a test; the test's backend is restored after."""
+    previous = config.current.backend
+    yield config.set_backend
+    config.set_backend(previous)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_default_graph():
     """Reset the default graph so graphs and seeds never leak between tests."""

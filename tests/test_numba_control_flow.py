@@ -22,14 +22,6 @@ RNG = np.random.default_rng(11)
 rnn_cell = tf.nn.rnn_cell
 
 
-@pytest.fixture
-def backend():
-    """Switch backends inside a test; the configured one is restored afterwards."""
-    before = config.current.backend
-    yield config.set_backend
-    config.set_backend(before)
-
-
 def on_both(backend, fetches, feed_dict=None, init=False):
     """`fetches` run by one session on the reference backend, then on the numba backend."""
     sess = tf.Session()

@@ -12,20 +12,12 @@ import numpy as np
 import pytest
 
 import tfjit as tf
-from tfjit import config
 from tfjit.backends.numba_cpu import contraction
 from tfjit.runtime.state import RuntimeState
 
 from test_numba_backend import both
 
 RNG = np.random.default_rng(11)
-
-
-@pytest.fixture
-def backend():
-    previous = config.current.backend
-    yield config.set_backend
-    config.set_backend(previous)
 
 
 def _address(sess, var):

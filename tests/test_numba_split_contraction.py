@@ -22,13 +22,6 @@ from test_numba_backend import assert_same, both
 RNG = np.random.default_rng(11)
 
 
-@pytest.fixture
-def backend():
-    previous = config.current.backend
-    yield config.set_backend
-    config.set_backend(previous)
-
-
 def _merged(exe):
     return [k for _, k in exe.kernels if isinstance(k, split_contraction.SplitContractionKernel)]
 

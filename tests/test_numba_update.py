@@ -8,17 +8,9 @@ import numpy as np
 import pytest
 
 import tfjit as tf
-from tfjit import config
 from tfjit.backends.numba_cpu import update
 
 from test_optimizers import OPTIMIZERS
-
-
-@pytest.fixture
-def backend():
-    previous = config.current.backend
-    yield config.set_backend
-    config.set_backend(previous)
 
 
 def _kernels(sess):
