@@ -216,7 +216,11 @@ def _merged_kind(p: Group, c: Group, producer: Node, consumer: Node) -> tuple[st
     if kinds == {"loop"}:
         if _same_space(p.space, c.space):
             return "loop", c.space, None
-        if _elements(p.space) is not None and _elements(p.space) <= RECOMPUTE_ELEMENTS:
+        # A one-element producer is recomputed per element. Empty spaces stay apart: an
+        # optimizer's (0, 3) slot's update, fused with its scalar step size and through it with
+        # a (2, 3, 4) slot's, made a loop kernel over no common space (it failed to compile).
+        if _elements(p.space) is not None and 0 < _elements(p.space) <= RECOMPUTE_ELEMENTS \
+                and _elements(c.space) != 0:
             return "loop", c.space, None
         return "", None, f"different iteration spaces {p.space} and {c.space} (fusing would recompute the smaller one per element)"
     if kinds == {"loop", "reduction"}:

@@ -291,20 +291,7 @@ def build(node: Node) -> Any:
     body = node.attr("body") if node.op == "fused" else single_node_body(node)
     if not supported(body) or not all(r.type.is_fully_defined for r in body.results):
         return None
-    if not _one_space([tuple(r.type.shape) for r in body.results]):
-        return None
     return LoopKernel(body, node.name or node.op)
-
-
-def _one_space(shapes: list[tuple[int, ...]]) -> bool:
-    """Whether every result broadcasts to the largest one (the iteration space). Not so for
-    independent runs fused side by side at other shapes (an optimizer's update of a (0, 3)
-    and a (2, 3, 4) variable), which then run node by node."""
-    space = max(shapes, key=lambda s: (int(np.prod(s)), len(s)))
-    try:
-        return all(np.broadcast_shapes(s, space) == space for s in shapes)
-    except ValueError:
-        return False
 
 
 def single_node_body(node: Node) -> Graph:
