@@ -58,10 +58,10 @@ class GemmUpdateKernel:
         a = np.swapaxes(a, -1, -2) if self.transpose[0] else a
         b = np.swapaxes(b, -1, -2) if self.transpose[1] else b
         with np.errstate(all="ignore"):  # inf * 0 is NaN silently, as in TF
-            stored = state.add_in_place(self.var, self.shape, self.dtype,
-                                        lambda w: add_product_into(w, a, b, self.sign * scale))
-            if stored is None:  # the variable holds another shape or layout: the reference's update
-                stored = self._reference_update(args, scale, state)
+            written = state.update_together([self.var], [(self.shape, self.dtype)], [True],
+                                            lambda ws: add_product_into(ws[0], a, b, self.sign * scale))
+            # None: the variable holds another shape or layout (or none): the reference's update
+            stored = written[0] if written is not None else self._reference_update(args, scale, state)
         return (stored,) if self.returns_value else ()
 
     def _scale(self, args: tuple[np.ndarray, ...]) -> float:

@@ -88,32 +88,6 @@ class RuntimeState:
             self.variables[name] = new
             return new
 
-    def add_in_place(self, name: str, shape: tuple[int, ...], dtype: np.dtype,
-                     add: Callable[[np.ndarray], None]) -> np.ndarray | None:
-        """Apply `add(array)`, which adds a term into `array` in place, to the variable's value
-        and return the stored array: into the old array when nothing else holds it (see the
-        module docstring), else into a fresh copy of it. None, with nothing written, when the
-        stored value is not a C-ordered array of `shape` and `dtype` (the caller then updates
-        through `update`, which handles every case)."""
-        with self._variables_lock:
-            old = self._stored(name)
-            if old.shape != shape or old.dtype != dtype or not old.flags.c_contiguous:
-                return None
-            self.device_variables.pop(name, None)  # the host copy becomes the value
-            # References to `old`: the store's dict, this frame's local, getrefcount's argument.
-            if old.base is None and sys.getrefcount(old) == _ONLY_THE_STORE:
-                old.setflags(write=True)
-                try:
-                    add(old)
-                finally:
-                    old.setflags(write=False)
-                return old
-            new = old.copy()
-            add(new)
-            new.setflags(write=False)
-            self.variables[name] = new
-            return new
-
     def update_together(self, names: Sequence[str], like: Sequence[tuple[tuple[int, ...], np.dtype]],
                         keep: Sequence[bool], write: Callable[[list[np.ndarray]], None]) -> list[np.ndarray] | None:
         """Apply `write(arrays)`, which writes each named variable's new value into its array
