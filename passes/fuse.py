@@ -168,7 +168,7 @@ class _Fuser:
                 and _column_space(producer_group.space, consumer_group.space):
             kind, space, why_not = "reduction", producer_group.space, _why_not_column_sums(producer_group, consumer_group)
         elif producer_group.kind == "reduction" and consumer_group.kind == "loop" \
-                and _reads(consumer_group, _column_values(producer_group)):
+                and _reads(consumer_group, _reduced_values(producer_group)):
             kind, space, why_not = "reduction", producer_group.space, None  # the math after column sums
         else:
             kind, space, why_not = _merged_kind(producer_group, consumer_group, producer, consumer)
@@ -272,11 +272,12 @@ def _why_not_reduced_epilogue(p: Group, c: Group, users: dict[Node, list[Node]])
 
 
 def _reduced_values(g: Group) -> set[Value]:
-    """The values of contraction group `g` that its epilogue's sums and means give, and what
-    is computed from them (members are in program order)."""
+    """The values of group `g` that sums and means over other axes than its own space give
+    (a contraction epilogue's; a row kernel's column sums), and what is computed from them
+    (members are in program order)."""
     reduced: set[Value] = set()
     for n in g.members:
-        if _role(n) == "reduction" or any(v in reduced for v in n.inputs):
+        if (_role(n) == "reduction" and _reduction_space(n) != g.space) or any(v in reduced for v in n.inputs):
             reduced.update(n.outputs)
     return reduced
 
@@ -332,16 +333,6 @@ def _why_not_column_sums(p: Group, c: Group) -> str | None:
     if _elements(full[kept:]) in (None, 0, 1) or _elements(full[:kept]) in (None, 0):
         return f"rows of {full[kept:]} (a row kernel needs rows of more than one element)"
     return None
-
-
-def _column_values(g: Group) -> set[Value]:
-    """The values of reduction group `g` its column sums give (reductions over other axes
-    than the group's), and what is computed from them (members are in program order)."""
-    columns: set[Value] = set()
-    for n in g.members:
-        if (_role(n) == "reduction" and _reduction_space(n) != g.space) or any(v in columns for v in n.inputs):
-            columns.update(n.outputs)
-    return columns
 
 
 def _reads(g: Group, values: set[Value]) -> bool:
