@@ -53,8 +53,9 @@ class UpdateKernel:
         self._like = [(tuple(n.types[0].shape), n.types[0].dtype.np_dtype)
                       for n in {n.attr("var"): n for n in writes}.values()]
         self._keep = [_reads_old(body, var) for var in self.written]
-        self._reads = [n for n in body.nodes if n.op == "variable" and n.attr("var") not in self.written]
-        self._inputs: list[Value] = list(body.params) + [n.out for n in self._reads]
+        reads = [n for n in body.nodes if n.op == "variable" and n.attr("var") not in self.written]
+        self._read_vars = [n.attr("var") for n in reads]
+        self._inputs: list[Value] = list(body.params) + [n.out for n in reads]
         self._full = [v.type.num_elements in sizes and v.type.num_elements != 1 for v in self._inputs]
         self._returns = []  # per result: ("stored", variable index) | ("arg", param index) | ("out", out index)
         computed: list[Value] = []
@@ -66,20 +67,21 @@ class UpdateKernel:
             else:
                 self._returns.append(("out", len(computed)))
                 computed.append(r)
-        self._computed = computed
+        # What each call checks its arguments against and allocates, worked out once
+        self._param_types = [(tuple(p.type.shape), p.type.dtype.np_dtype) for p in body.params]
+        self._computed_types = [(tuple(v.type.shape), v.type.dtype.np_dtype) for v in computed]
         self.source = _source(body, self.written, self._inputs, self._full, computed, sizes)
         parallel = max(sizes) >= PARALLEL_MIN_ELEMENTS
         self._kernel = compile_kernel(self.source, "kernel", parallel=parallel, scalar=True)
 
     def __call__(self, *args: Any, state: RuntimeState) -> tuple[np.ndarray, ...]:
         arrays = [np.asarray(a) for a in args]
-        if any(a.shape != tuple(p.type.shape) or a.dtype != p.type.dtype.np_dtype
-               for a, p in zip(arrays, self.body.params)):
+        if any(a.shape != shape or a.dtype != dtype for a, (shape, dtype) in zip(arrays, self._param_types)):
             return self._run_fallback(args, state)
-        arrays += [state.read(n.attr("var")) for n in self._reads]
+        arrays += [state.read(var) for var in self._read_vars]
         inputs = [np.ascontiguousarray(a).reshape(-1) if full else a.reshape(())[()]
                   for a, full in zip(arrays, self._full)]
-        outs = [POOL.empty(tuple(v.type.shape), v.type.dtype.np_dtype) for v in self._computed]
+        outs = [POOL.empty(shape, dtype) for shape, dtype in self._computed_types]
         flat_outs = [o.reshape(-1) for o in outs]
         stored = state.update_together(self.written, self._like, self._keep,
                                        lambda targets: self._kernel(*inputs, *[t.reshape(-1) for t in targets],
