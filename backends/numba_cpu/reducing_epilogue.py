@@ -61,6 +61,7 @@ class ReducingEpilogue:
         self.blocks = min(self.rows, PARALLEL_BLOCKS) if self.parallel else 1
         self._shapes = [self._view(self.kinds[body.params[i]]) for i in self.inputs]
         self._out_shapes = [self._view(self.kinds[r]) if self.kinds[r] != SCALAR else (1,) for r in body.results]
+        self._out_types = [(tuple(r.type.shape), r.type.dtype.np_dtype) for r in body.results]
         self._partials = [scratch_maker((self.blocks,) if self.reduced[n] == SCALAR else (self.blocks, self.cols),
                                         n.inputs[0].type.dtype.np_dtype)
                           for n in self.reductions if self.parallel and self.reduced[n] != ROW]
@@ -74,8 +75,7 @@ class ReducingEpilogue:
         arrays = [np.asarray(args[i]).reshape(s) if s else np.asarray(args[i]).reshape(())[()]  # a NumPy scalar
                   for i, s in zip(self.inputs, self._shapes)]
         given = dict(into)
-        outs = [given[i] if i in given else POOL.empty(r.type.shape, r.type.dtype.np_dtype)
-                for i, r in enumerate(self.body.results)]
+        outs = [given[i] if i in given else POOL.empty(shape, dtype) for i, (shape, dtype) in enumerate(self._out_types)]
         partials = [make() for make in self._partials]
         self._kernel(*arrays, *[o.reshape(s) for o, s in zip(outs, self._out_shapes)], *partials,
                      self.rows, self.cols)
