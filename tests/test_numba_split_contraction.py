@@ -1,5 +1,5 @@
 """An RNN cell's product, gate split and gate math as one kernel (backends/numba_cpu/
-sink_splits.py, split_contraction.py): the reference backend's values for LSTM- and GRU-like
+sink_splits.py, split_contraction.py), cell by cell: the reference backend's values for LSTM- and GRU-like
 cells, with tiny and large products (each way `blas` runs them); hidden states written
 straight into the concat stacking them; chains of another form left alone, same values."""
 from __future__ import annotations
@@ -20,6 +20,13 @@ from tfjit.runtime.state import RuntimeState
 from test_numba_backend import assert_same, both
 
 RNG = np.random.default_rng(11)
+
+
+@pytest.fixture(autouse=True)
+def _cell_by_cell(monkeypatch):
+    """These tests are about the one-cell kernel: runs of cells are not made one layer kernel
+    here (test_numba_recurrence.py covers those)."""
+    monkeypatch.setattr(executable, "fuse_recurrences", lambda graph: graph)
 
 
 def _merged(exe):

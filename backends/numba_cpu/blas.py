@@ -22,6 +22,11 @@ took 17-45 ms through it (median) and 2.4 ms on one thread, because each call wa
 descheduled worker. The blocks cost a little more on an idle machine (each re-packs an
 operand) but never wait for work that a descheduled thread has not started.
 
+NumPy's OpenBLAS threads spin for a long while after each call (~2^28 cycles, its
+THREAD_TIMEOUT), taking half a core from any other thread there: an RNN layer run by
+numba's threads (recurrence.py) took 373 us a step right after a threaded product against
+203 us. A step holding such a layer runs its products in blocks (`blocks_only`).
+
 alpha and beta are exposed, so a gradient-descent update `W -= lr * x^T g` is one GEMM with
 alpha = -lr and beta = 1 writing into `W` (`add_product_into`): no product buffer and no
 second pass over the weights.
@@ -35,9 +40,10 @@ import importlib.util
 import itertools
 import math
 import os
+import contextlib
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -57,6 +63,25 @@ MAX_ROUNDS = 2
 _ALIGN = 16             # block edges on multiples of 16 rows or columns (whole vectors)
 
 _done = False
+
+
+_MODE = threading.local()
+
+
+@contextlib.contextmanager
+def blocks_only() -> Iterator[None]:
+    """Large products in this thread run in blocks, never on NumPy's threaded OpenBLAS (whose
+    threads would then spin through what follows; see the module docstring)."""
+    before = getattr(_MODE, "blocks", False)
+    _MODE.blocks = True
+    try:
+        yield
+    finally:
+        _MODE.blocks = before
+
+
+def _threads_allowed() -> bool:
+    return not getattr(_MODE, "blocks", False)
 
 
 def single_threaded() -> None:
@@ -139,7 +164,8 @@ class Product:
                 a = a.T
             if self.transpose[1]:
                 b = b.T
-            if chooser is None or not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
+            if chooser is None or not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous) \
+                    or not _threads_allowed():
                 if accumulate:
                     add_product_into(out, a, b, 1.0)
                 else:
@@ -177,7 +203,7 @@ def _gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float
     (ta, lda, a), (tb, ldb, b) = _row_major(a), _row_major(b)
     flops = 2.0 * m * n * k
     threaded = _numpy_gemm(c.dtype.char) if flops >= SMALL_GEMM_FLOPS and _POOL.helpers else None
-    chooser = _chooser_of((m, n, k, ta, tb, c.dtype.char)) if threaded else None
+    chooser = _chooser_of((m, n, k, ta, tb, c.dtype.char)) if threaded and _threads_allowed() else None
     if chooser is None:
         way = "blocks"
     elif way is None:

@@ -23,7 +23,8 @@ from .codegen import strip_comments
 FASTMATH = {"contract", "reassoc"}
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _DEPS = files_digest(*(os.path.join(_HERE, f) for f in sorted(os.listdir(_HERE))
-                       if f in ("scalar_lib.py", "mathlib.py", "gemm.py", "im2col.py", "winograd_tiles.py")))
+                       if f in ("scalar_lib.py", "mathlib.py", "gemm.py", "im2col.py", "winograd_tiles.py",
+                                "microgemm.py", "atomics.py")))
 _IMPORTS = (
     "import math\n"
     "import numpy as np\n"

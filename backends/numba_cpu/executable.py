@@ -23,6 +23,7 @@ more is passed `donate=True`, and BLAS accumulates onto it instead of onto a cop
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import linecache
@@ -37,9 +38,11 @@ from tfjit.ops.registry import Fusion, get_op
 from tfjit.passes.plan_memory import MemoryPlan, plan
 from tfjit.runtime.state import RuntimeState
 
-from . import contraction, control_flow, conv, gemm_update, layout, loop, pool, reduction, split_contraction, update
+from . import (blas, contraction, control_flow, conv, gemm_update, layout, loop, pool, recurrence, reduction,
+               split_contraction, update)
 from .buffers import POOL, Arena
 from .column import ColumnKernel
+from .recurrence import fuse_recurrences
 from .sink_concats import sink_concats
 from .sink_reads import sink_reads
 from .sink_splits import sink_splits
@@ -49,8 +52,9 @@ class NumbaExecutable:
     def __init__(self, graph: Graph):
         # sink_reads: so optimizer kernels update their slots in place; sink_concats: so a
         # pointwise convolution reads a concat's pieces instead of a copy of them; sink_splits:
-        # so an RNN cell's product, gate split and gate math run as one kernel
-        self.graph = graph = sink_splits(sink_concats(sink_reads(graph)))
+        # so an RNN cell's product, gate split and gate math run as one kernel; fuse_recurrences:
+        # so an unrolled RNN layer's cells run in one parallel region
+        self.graph = graph = fuse_recurrences(sink_splits(sink_concats(sink_reads(graph))))
         self.kernels: list[tuple[Node, Any]] = [(n, _kernel_for(n)) for n in graph.nodes]
         kernels = [k for _, k in self.kernels]
         concats = _placed_concats(graph, kernels)
@@ -60,6 +64,9 @@ class NumbaExecutable:
         self._arena_bytes, self._arena_kernels = _arena_layout(graph, self.memory)
         self._arenas: list[Arena] = []  # free ones; a run takes one and gives it back
         self._step, self._filename = _generate_step(graph, kernels, concats, self.memory)
+        # NumPy's BLAS threads, spinning after a product, would take a core from the layer's
+        self._blas_mode = blas.blocks_only if any(isinstance(k, recurrence.RecurrenceKernel) for k in kernels) \
+            else contextlib.nullcontext
 
     def run(self, args: Sequence[np.ndarray], state: RuntimeState) -> list[np.ndarray]:
         try:
@@ -67,7 +74,8 @@ class NumbaExecutable:
         except IndexError:  # the first run, or other threads hold every arena
             arena = Arena(self._arena_bytes, self._arena_kernels)
         try:
-            return self._step(list(args), state, arena.into)
+            with self._blas_mode():
+                return self._step(list(args), state, arena.into)
         except Exception as e:  # name the node whose line failed, as the reference backend does
             node = self._failing_node(sys.exc_info()[2])
             if node is None or (isinstance(e, OpError) and e.node_def is not None):
@@ -139,7 +147,8 @@ def kernel_sources(exe: NumbaExecutable, indent: str = "") -> str:
 # Kernels whose results are always arrays they compute (never an input or a view of one) and
 # that write them into arrays given as `into=((result index, array), ...)`.
 _INTO_KERNELS = (loop.LoopKernel, reduction.RowKernel, ColumnKernel, contraction.ContractionKernel,
-                 contraction.MatmulKernel, split_contraction.SplitContractionKernel, gemm_update.GemmStepKernel)
+                 contraction.MatmulKernel, split_contraction.SplitContractionKernel, gemm_update.GemmStepKernel,
+                 recurrence.RecurrenceKernel)
 
 
 def _writes_into(kernel: Any) -> bool:
@@ -169,6 +178,8 @@ def _kernel_for(node: Node) -> Callable[..., Any]:
         generated = loop.build(node)
     elif kind == "reduction":
         generated = reduction.build(node)
+    elif kind == "recurrence":
+        generated = recurrence.build(node)
     elif kind == "update":
         generated = update.build(node, lambda body: _run_body(NumbaExecutable(_loops_fused(body))))
     elif kind == "contraction":
@@ -245,7 +256,8 @@ def _call_kernel(node: Node, kernel: Any, inputs: list[np.ndarray], state: Runti
     return tuple(out)
 
 
-_WRITES_BLOCKS = (loop.LoopKernel, split_contraction.SplitContractionKernel)  # kernels writing into a concat's blocks
+_WRITES_BLOCKS = (loop.LoopKernel, split_contraction.SplitContractionKernel,  # kernels writing into a concat's blocks
+                  recurrence.RecurrenceKernel)
 
 
 def _placed_concats(graph: Graph, kernels: list[Any]) -> dict[Node, dict[Value, str]]:

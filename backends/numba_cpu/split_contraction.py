@@ -59,6 +59,7 @@ class SplitContractionKernel:
             body.params.index(next(v for v in plan.fold.inputs if v != matmul.out))
         self._inputs = [(body.params.index(v), kind) for v, (kind, _) in plan.kinds.items()]
         self._out_types = [(tuple(r.type.shape), r.type.dtype.np_dtype) for r in body.results]
+        self.width = plan.split.types[0].shape[-1]
         # The product's BLAS way resolved once here, not per call (product() -> matmul_into
         # took ~4 us of Python a call, measured)
         m, n = self.product_shape
@@ -90,14 +91,16 @@ class SplitContractionKernel:
         self._product(args[self._a], args[self._b], acc, self._addend is not None)
         given = dict(into)
         outs = [given[i] if i in given else POOL.empty(shape, dtype) for i, (shape, dtype) in enumerate(self._out_types)]
-        self._kernel(*[_view(np.asarray(args[i]), kind) for i, kind in self._inputs], acc, *outs)
+        self._kernel(*[_view(np.asarray(args[i]), kind) for i, kind in self._inputs], acc, *outs, 0, self.width)
         return tuple(outs)
 
 
 def _view(a: np.ndarray, kind: str) -> np.ndarray:
-    """An input as the kernel reads it: 2-D with contiguous rows, a 1-D row, a column, or 0-d."""
+    """An input as the kernel reads it: 2-D with contiguous rows, a 1-D row, a column, or one
+    element as a 1-D array (a 0-d array passed into a parallel region arrives there as a
+    scalar: recurrence.py)."""
     if kind == SCALAR:
-        return a.reshape(())
+        return a.reshape(1)
     if kind == ROW:
         return np.ascontiguousarray(a.reshape(-1))
     if kind == COLUMN:
@@ -216,7 +219,7 @@ def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str
     outs = [f"o{i}" for i in range(len(body.results))]
     width = split.types[0].shape[-1]
     starts = range(0, len(split.outputs) * width, width)  # each piece's first column
-    lines.add(f"def kernel({''.join(q + ', ' for q in inputs.values())}acc, {', '.join(outs)}):")
+    lines.add(f"def kernel({''.join(q + ', ' for q in inputs.values())}acc, {', '.join(outs)}, j0, j1):")
     lines.indent()
 
     def offsets(v: Value) -> Sequence[int]:  # an input read before the split: at each piece
@@ -225,24 +228,24 @@ def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str
     for v, q in inputs.items():
         kind = kinds[v][0]
         if kind == SCALAR:
-            lines.add(f"{q}s = {q}[()]")
+            lines.add(f"{q}s = {q}[0]")
         elif kind == ROW:
             for at in offsets(v):
-                lines.add(f"{q}_{at} = _contiguous_row({q}[{at}:{at + width}])")
+                lines.add(f"{q}_{at} = _contiguous_row({q}[{at} + j0:{at} + j1])")
     lines.add("for i in range(acc.shape[0]):")
     lines.indent()
     for at in starts:
-        lines.add(f"acc_{at} = _contiguous_row(acc[i, {at}:{at + width}])")
+        lines.add(f"acc_{at} = _contiguous_row(acc[i, {at} + j0:{at} + j1])")
     for v, q in inputs.items():
         kind = kinds[v][0]
         if kind == FULL:
             for at in offsets(v):
-                lines.add(f"{q}_{at} = _contiguous_row({q}[i, {at}:{at + width}])")
+                lines.add(f"{q}_{at} = _contiguous_row({q}[i, {at} + j0:{at} + j1])")
         elif kind == COLUMN:
             lines.add(f"{q}s = {q}[i, 0]")
     for o in outs:
-        lines.add(f"{o}r = {o}[i]")
-    lines.add(f"for j in range({width}):")
+        lines.add(f"{o}r = {o}[i, j0:j1]")
+    lines.add("for j in range(j1 - j0):")
     lines.indent()
     loaded: dict[tuple[int, Value], str] = {}
 

@@ -1,0 +1,60 @@
+"""Atomic counters for threads of one numba parallel region that hand work to each other
+(recurrence.py: the chunks of an RNN step, claimed and counted done)."""
+from __future__ import annotations
+
+import platform
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+def _int64_array(array: types.Type) -> bool:
+    return isinstance(array, types.Array) and array.dtype == types.int64 and array.layout == "C"
+
+
+@intrinsic
+def fetch_add(typingctx, counters, index, value):  # type: ignore[no-untyped-def]
+    """`counters[index] += value` atomically (sequentially consistent); the old value."""
+    if not _int64_array(counters):
+        return None
+    sig = types.int64(counters, types.intp, types.int64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.atomic_rmw("add", builder.gep(array.data, [args[1]]), args[2], "seq_cst")
+
+    return sig, codegen
+
+
+@intrinsic
+def load_acquire(typingctx, counters, index):  # type: ignore[no-untyped-def]
+    """`counters[index]`, read atomically: what was written before the add that made it is
+    visible after."""
+    if not _int64_array(counters):
+        return None
+    sig = types.int64(counters, types.intp)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.load_atomic(builder.gep(array.data, [args[1]]), "acquire", 8)
+
+    return sig, codegen
+
+
+@intrinsic
+def spin_pause(typingctx):  # type: ignore[no-untyped-def]
+    """The CPU's spin-wait hint (x86 `pause`; nothing elsewhere): a waiting thread leaves the
+    core's resources to its sibling and saves power."""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+            return context.get_dummy_value()
+        pause = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                               "llvm.x86.sse2.pause")
+        builder.call(pause, [])
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -1,0 +1,260 @@
+"""An unrolled RNN layer's cells as one kernel: every step's product and gate math in one
+parallel region, each thread doing a block of the hidden units.
+
+A static RNN (TF1's `for x in unstack(inputs)`) leaves one `split_contraction` cell per time
+step, each `gates = h @ W + xW_t`, split into pieces, elementwise gate math. Run cell by
+cell, the product went to NumPy's threaded OpenBLAS (215-228 us for the LSTM benchmark's
+64x256x1024) while the gate loop (40 us) ran on one core; numba's threads cannot be woken
+per cell cheaply (~60 us with `OMP_WAIT_POLICY=passive`). Here the threads are woken once
+for the whole run of cells. Step by step, each thread claims a column block of every piece,
+computes those product columns (microgemm.tile, W packed once) and the gate math for the
+same hidden units, and counts the block done; a thread starts the next step once every
+block of this one is done, as the next product reads all of this step's state. Blocks are
+claimed in order through an atomic counter, so one thread alone (or a region given fewer
+threads) still runs every block. The LSTM benchmark's cell: ~200 us against ~260.
+
+`fuse_recurrences` finds the runs: consecutive contraction nodes with the same cell body
+(`split_contraction.plan`), whose product's left operand is an output of the cell before,
+and whose weight is one value. Each other input is the same value in every cell, or an
+output of the cell before, or a value from outside the run (an LSTM's hoisted `xW` rows).
+Every output of every cell is still an output (the hidden states feed the next layer).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+
+from tfjit.ir.graph import Graph, Node, Value
+
+from . import microgemm, split_contraction
+from .buffers import POOL, scratch_maker
+from .compile import FASTMATH, compile_kernel
+
+MAX_LEFT_BYTES = 512 * 1024  # the product's left operand, re-read per panel, stays in L2
+SHARED, STEP = "shared", "step"
+CHUNKS = 2
+
+
+def fuse_recurrences(graph: Graph) -> Graph:
+    """`graph` with each run of two or more chained RNN cells (see the module docstring) as
+    one `fused` node of kind `recurrence`."""
+    controlled = {c for node in graph.nodes for c in node.control_inputs}
+    runs: list[list[Node]] = []
+    run: list[Node] = []
+    for node in graph.nodes:
+        if _cell_key(node, controlled) is None:
+            run = []
+            continue
+        if run and _cell_key(run[0], controlled) == _cell_key(node, controlled) and _chained(run, node):
+            run.append(node)
+        else:
+            run = [node]
+            runs.append(run)
+    runs = [r for r in runs if len(r) >= 2]
+    if not runs:
+        return graph
+    first = {r[0]: r for r in runs}
+    inside = {n for r in runs for n in r}
+    mapping: dict[Value, Value] = {}
+    nodes = []
+    for node in graph.nodes:
+        if node in inside and node not in first:
+            continue
+        new = _fused(first[node]) if node in first else node
+        inputs = tuple(mapping.get(v, v) for v in new.inputs)
+        if inputs != new.inputs:
+            new = new.evolve(inputs=inputs)
+        old = [v for cell in first[node] for v in cell.outputs] if node in first else node.outputs
+        mapping.update(zip(old, new.outputs))
+        nodes.append(new)
+    return Graph(graph.name, list(graph.params), nodes, [mapping.get(r, r) for r in graph.results])
+
+
+def _cell_key(node: Node, controlled: set[Node]) -> tuple[Any, ...] | None:
+    """What two cells must share to be steps of one run; None where `node` is no cell this
+    kernel runs."""
+    if node.op != "fused" or node.attr("kind") != "contraction" or node.control_inputs or node in controlled:
+        return None
+    body: Graph = node.attr("body")
+    found = split_contraction.plan(body)
+    if found is None:
+        return None
+    matmul = found.matmul
+    dtype = matmul.types[0].dtype.np_dtype
+    m, n = matmul.types[0].shape
+    k = matmul.inputs[0].type.shape[1]
+    width = found.split.types[0].shape[-1]
+    if matmul.attr("transpose_a") or dtype.name not in ("float32", "float64") \
+            or width % microgemm.panel_width(dtype) or m * k * dtype.itemsize > MAX_LEFT_BYTES \
+            or any(r.type.dtype.np_dtype != dtype for r in body.results):
+        return None
+    return (found.source, tuple(p.type for p in body.params), tuple(r.type for r in body.results),
+            body.params.index(matmul.inputs[0]), body.params.index(matmul.inputs[1]),
+            bool(matmul.attr("transpose_b")))
+
+
+def _chained(run: list[Node], node: Node) -> bool:
+    """Whether `node` continues `run`: its product's left operand is an output of the cell
+    before, its weight the same value, and each input plays the role it played so far."""
+    previous = run[-1]
+    roles = [_role(previous, node, i) for i in range(len(node.inputs))]
+    body: Graph = node.attr("body")
+    found = split_contraction.plan(body)
+    left, weight = (body.params.index(v) for v in found.matmul.inputs)
+    if not isinstance(roles[left], int) or roles[weight] != SHARED:
+        return False
+    outputs = {v for cell in run for v in cell.outputs}
+    if any(role == STEP and v in outputs for role, v in zip(roles, node.inputs)):
+        return False  # an output of an earlier cell, not the one before: not a recurrence
+    return len(run) == 1 or roles == [_role(run[-2], previous, i) for i in range(len(node.inputs))]
+
+
+def _role(previous: Node, node: Node, i: int) -> str | int:
+    """Input `i` of `node`: SHARED with `previous`, the index of `previous`'s output it is,
+    or STEP (a value of its own)."""
+    v = node.inputs[i]
+    if v == previous.inputs[i]:
+        return SHARED
+    return previous.outputs.index(v) if v in previous.outputs else STEP
+
+
+def _fused(run: list[Node]) -> Node:
+    """One node for the run: its inputs every value the cells read from outside the run; its
+    outputs every cell's outputs, step by step; attr `sources`: per step, each cell input as
+    ("input", index) or ("output", step, index)."""
+    inputs: list[Value] = []
+    position: dict[Value, tuple[Any, ...]] = {}
+    sources = []
+    for step, cell in enumerate(run):
+        for q, v in enumerate(cell.outputs):
+            position[v] = ("output", step, q)
+        row = []
+        for v in cell.inputs:
+            if v not in position:
+                position[v] = ("input", len(inputs))
+                inputs.append(v)
+            row.append(position[v])
+        sources.append(tuple(row))
+    first = run[0]
+    return Node("fused", tuple(inputs),
+                (("body", first.attr("body")), ("kind", "recurrence"), ("sources", tuple(sources))),
+                tuple(t for cell in run for t in cell.types), device=first.device, loc=first.loc, name=first.name)
+
+
+class RecurrenceKernel:
+    """`kernel(*arrays, into=()) -> every step's results`, for a `recurrence` node."""
+
+    returns_tuple = True
+
+    def __init__(self, node: Node):
+        body: Graph = node.attr("body")
+        plan = split_contraction.plan(body)
+        assert plan is not None, "fuse_recurrences made a recurrence of a body split_contraction declines"
+        self.sources: tuple[tuple[tuple[Any, ...], ...], ...] = node.attr("sources")
+        self.steps = len(self.sources)
+        matmul = plan.matmul
+        self._left, self._weight = (body.params.index(v) for v in matmul.inputs)
+        self._transpose_b = bool(matmul.attr("transpose_b"))
+        self._addend = None if plan.fold is None else \
+            body.params.index(next(v for v in plan.fold.inputs if v != matmul.out))
+        self._reads = [(body.params.index(v), kind) for v, (kind, _) in plan.kinds.items()]
+        self._outputs = len(body.results)
+        self._types = [(tuple(t.shape), t.dtype.np_dtype) for t in node.types]
+        self.dtype = matmul.types[0].dtype.np_dtype
+        m, n = matmul.types[0].shape
+        k = matmul.inputs[0].type.shape[1]
+        self._acc = scratch_maker((m, n), self.dtype)
+        self._packed = scratch_maker(microgemm.packed_shape(k, n, self.dtype), self.dtype)
+        self._zeros = np.zeros((m, n), self.dtype) if self._addend is None else None
+        first = self.sources[0]
+        self._shared = {i for i in range(len(first)) if all(row[i] == first[i] for row in self.sources)}
+        self._panels = plan.split.types[0].shape[-1] // microgemm.panel_width(self.dtype)  # per piece
+        layer = _layer_source(self, m, len(plan.split.outputs))
+        cell = plan.source.replace("def kernel(", "def cell(", 1)
+        self.source = f"# {node.name or 'recurrence'}: {self.steps} steps of\n{layer}\n{_CELL_DECORATOR}{cell}"
+        self._kernel = compile_kernel(layer + "\n\n" + _CELL_DECORATOR + cell, "layer", parallel=True,
+                                      prelude=_PRELUDE)
+
+    def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
+        given = dict(into)
+        outs = [given[i] if i in given else POOL.empty(shape, dtype) for i, (shape, dtype) in enumerate(self._types)]
+
+        def value(step: int, i: int) -> np.ndarray:
+            source = self.sources[step][i]
+            return np.asarray(args[source[1]]) if source[0] == "input" else outs[source[1] * self._outputs + source[2]]
+
+        def per_step(i: int, view: Any = None) -> Any:
+            arrays = [value(s, i) if view is None else split_contraction._view(value(s, i), view)
+                      for s in range(1 if i in self._shared else self.steps)]
+            arrays = [_typed_alike(x) for x in arrays]
+            return arrays[0] if i in self._shared else tuple(arrays)
+
+        weight = value(0, self._weight)
+        packed = microgemm.pack(weight.T if self._transpose_b else weight, self._packed())
+        src = self._zeros if self._addend is None else per_step(self._addend)
+        strided = {i: o for i, o in enumerate(outs) if not o.flags.c_contiguous}  # none from this backend's step
+        written = [POOL.empty(o.shape, o.dtype) if i in strided else o for i, o in enumerate(outs)]
+        results = tuple(tuple(written[s * self._outputs + q] for s in range(self.steps)) for q in range(self._outputs))
+        threads = min(numba.get_num_threads(), self._panels)
+        counters = np.zeros(2 * self.steps, np.int64)
+        self._kernel(per_step(self._left), packed, src, *[per_step(i, kind) for i, kind in self._reads],
+                     *results, self._acc(), counters, threads, min(CHUNKS, self._panels))
+        for i, o in strided.items():
+            np.copyto(o, written[i])
+        return tuple(outs)
+
+
+def _typed_alike(x: np.ndarray) -> np.ndarray:
+    """`x` as a C-contiguous writeable array, so that every step's array of one input has one
+    numba type (a tuple of them is indexed by the step); a copy only for others (a read-only
+    constant as the first state)."""
+    return x if x.flags.c_contiguous and x.flags.writeable else np.array(x, order="C")
+
+
+_PRELUDE = ("from tfjit.backends.numba_cpu.microgemm import MR, tile\n"
+            "from tfjit.backends.numba_cpu.atomics import fetch_add, load_acquire, spin_pause\n"
+            "from tfjit.backends.numba_cpu.scalar_lib import _contiguous_row\n")
+_CELL_DECORATOR = (f"@njit(cache=True, error_model='numpy', fastmath=set({sorted(FASTMATH)!r}), nogil=True, "
+                   "no_cfunc_wrapper=True, no_rewrites=True)\n")
+
+
+def _layer_source(kernel: RecurrenceKernel, m: int, pieces: int) -> str:
+    """The parallel region: per step, column blocks of each piece's panels claimed, computed
+    and counted done, then a wait for the step's last block."""
+    panels = kernel._panels
+    reads = [f"g{i}" for i, _ in kernel._reads]
+    outs = [f"o{q}" for q in range(kernel._outputs)]
+
+    def at(name: str, i: int | None) -> str:
+        return name if i in kernel._shared else f"{name}[s]"
+
+    addend = "src" if kernel._addend is None else at("src", kernel._addend)
+    return "\n".join([
+        f"def layer(left, packed, src, {''.join(r + ', ' for r in reads)}{', '.join(outs)}, acc, counters, threads, chunks):",
+        "    for thread in prange(threads):",
+        f"        for s in range({kernel.steps}):",
+        f"            a = {at('left', kernel._left)}",
+        f"            b = {addend}",
+        "            while True:",
+        "                chunk = fetch_add(counters, 2 * s, 1)",
+        "                if chunk >= chunks:",
+        "                    break",
+        f"                lo = chunk * {panels} // chunks",
+        f"                hi = (chunk + 1) * {panels} // chunks",
+        f"                for piece in range({pieces}):",
+        f"                    for p in range(piece * {panels} + lo, piece * {panels} + hi):",
+        f"                        for r in range(0, {m}, MR):",
+        f"                            tile(a, packed, b, acc, r, min(MR, {m} - r), p)",
+        f"                cell({''.join(at(r, i) + ', ' for r, (i, _) in zip(reads, kernel._reads))}acc, "
+        f"{''.join(o + '[s], ' for o in outs)}lo * {microgemm.panel_width(kernel.dtype)}, "
+        f"hi * {microgemm.panel_width(kernel.dtype)})",
+        "                fetch_add(counters, 2 * s + 1, 1)",
+        "            while load_acquire(counters, 2 * s + 1) < chunks:",
+        "                spin_pause()",
+    ]) + "\n"
+
+
+def build(node: Node) -> RecurrenceKernel:
+    return RecurrenceKernel(node)
