@@ -44,7 +44,9 @@ def test_the_tile_computes_src_plus_a_times_w(dtype, m, k, n):
     a, w = RNG.standard_normal((m, k)).astype(dtype), RNG.standard_normal((k, n)).astype(dtype)
     wide = -(-n // nr) * nr
     src = RNG.standard_normal((m, wide)).astype(dtype)
-    packed = microgemm.pack(w, np.full(microgemm.packed_shape(k, n, dtype), np.nan, dtype))
+    packed = np.full(microgemm.packed_shape(k, n, dtype), np.nan, dtype)
+    for panel in range(packed.shape[0]):
+        microgemm.pack_panel(w, packed, panel)
     dst = np.full((m, wide), np.nan, dtype)
     _product(a, packed, src, dst)
     want = np.concatenate([a @ w, np.zeros((m, wide - n), dtype)], axis=1) + src

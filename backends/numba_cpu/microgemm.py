@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -33,17 +33,16 @@ def packed_shape(k: int, n: int, dtype: np.dtype) -> tuple[int, int, int]:
     return (-(-n // nr), k, nr)
 
 
-def pack(w: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """`w` (K, N) into `out` (packed_shape): panel p holds columns p*NR..p*NR+NR-1, row by
-    row; columns past N are zeros."""
+@njit(cache=True, nogil=True)
+def pack_panel(w: np.ndarray, out: np.ndarray, panel: int) -> None:
+    """Panel `panel` of `w` (K, N) into `out` (packed_shape): columns panel*NR..panel*NR+NR-1,
+    row by row, zeros past N."""
     k, n = w.shape
-    panels, _, nr = out.shape
-    full = n // nr
-    np.copyto(out[:full], w[:, :full * nr].reshape(k, full, nr).transpose(1, 0, 2))
-    if full < panels:
-        out[full].fill(0)
-        out[full, :, :n - full * nr] = w[:, full * nr:]
-    return out
+    nr = out.shape[2]
+    for row in range(k):
+        for c in range(nr):
+            column = panel * nr + c
+            out[panel, row, c] = w[row, column] if column < n else 0
 
 
 @intrinsic

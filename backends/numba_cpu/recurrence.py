@@ -31,10 +31,10 @@ from tfjit.ir.graph import Graph, Node, Value
 from . import microgemm, split_contraction
 from .buffers import POOL, scratch_maker
 from .compile import FASTMATH, compile_kernel
+from .split_contraction import FULL
 
 MAX_LEFT_BYTES = 512 * 1024  # the product's left operand, re-read per panel, stays in L2
 SHARED, STEP = "shared", "step"
-CHUNKS = 2
 
 
 def fuse_recurrences(graph: Graph) -> Graph:
@@ -166,7 +166,7 @@ class RecurrenceKernel:
         m, n = matmul.types[0].shape
         k = matmul.inputs[0].type.shape[1]
         self._acc = scratch_maker((m, n), self.dtype)
-        self._packed = scratch_maker(microgemm.packed_shape(k, n, self.dtype), self.dtype)
+        self._packed = scratch_maker(microgemm.packed_shape(k, n, self.dtype), self.dtype)  # W, packed in the kernel
         self._zeros = np.zeros((m, n), self.dtype) if self._addend is None else None
         first = self.sources[0]
         self._shared = {i for i in range(len(first)) if all(row[i] == first[i] for row in self.sources)}
@@ -180,40 +180,39 @@ class RecurrenceKernel:
     def __call__(self, *args: np.ndarray, into: tuple[tuple[int, np.ndarray], ...] = ()) -> tuple[np.ndarray, ...]:
         given = dict(into)
         outs = [given[i] if i in given else POOL.empty(shape, dtype) for i, (shape, dtype) in enumerate(self._types)]
+        # none strided from this backend's step; were one given, the kernel writes a copy
+        written = [o if o.flags.c_contiguous else POOL.empty(o.shape, o.dtype) for o in outs]
+        count = self._outputs
 
-        def value(step: int, i: int) -> np.ndarray:
-            source = self.sources[step][i]
-            return np.asarray(args[source[1]]) if source[0] == "input" else outs[source[1] * self._outputs + source[2]]
-
-        def per_step(i: int, view: Any = None) -> Any:
-            arrays = [value(s, i) if view is None else split_contraction._view(value(s, i), view)
-                      for s in range(1 if i in self._shared else self.steps)]
-            arrays = [_typed_alike(x) for x in arrays]
+        def gathered(i: int, kind: str) -> Any:
+            """Input `i` of every step (one array where it is shared), as the kernel takes it."""
+            wheres = [row[i] for row in (self.sources[:1] if i in self._shared else self.sources)]
+            arrays = [_prepared(args[at[1]], kind) if at[0] == "input" else written[at[1] * count + at[2]] for at in wheres]
             return arrays[0] if i in self._shared else tuple(arrays)
 
-        weight = value(0, self._weight)
-        packed = microgemm.pack(weight.T if self._transpose_b else weight, self._packed())
-        src = self._zeros if self._addend is None else per_step(self._addend)
-        strided = {i: o for i, o in enumerate(outs) if not o.flags.c_contiguous}  # none from this backend's step
-        written = [POOL.empty(o.shape, o.dtype) if i in strided else o for i, o in enumerate(outs)]
-        results = tuple(tuple(written[s * self._outputs + q] for s in range(self.steps)) for q in range(self._outputs))
+        weight = args[self.sources[0][self._weight][1]]
+        src = self._zeros if self._addend is None else gathered(self._addend, FULL)
+        results = tuple(tuple(written[s * count + q] for s in range(self.steps)) for q in range(count))
         threads = min(numba.get_num_threads(), self._panels)
-        counters = np.zeros(2 * self.steps, np.int64)
-        self._kernel(per_step(self._left), packed, src, *[per_step(i, kind) for i, kind in self._reads],
-                     *results, self._acc(), counters, threads, min(CHUNKS, self._panels))
-        for i, o in strided.items():
-            np.copyto(o, written[i])
+        counters = np.zeros(2 * self.steps + 2, np.int64)
+        self._kernel(weight.T if self._transpose_b else weight, self._packed(), gathered(self._left, FULL), src,
+                     *[gathered(i, kind) for i, kind in self._reads], *results, self._acc(), counters, threads,
+                     threads)  # one block a thread: more, smaller blocks measured slower
+        for o, w in zip(outs, written):
+            if o is not w:
+                np.copyto(o, w)
         return tuple(outs)
 
 
-def _typed_alike(x: np.ndarray) -> np.ndarray:
-    """`x` as a C-contiguous writeable array, so that every step's array of one input has one
-    numba type (a tuple of them is indexed by the step); a copy only for others (a read-only
-    constant as the first state)."""
+def _prepared(x: np.ndarray, kind: str) -> np.ndarray:
+    """An input as the kernel reads it (split_contraction._view), C-contiguous and writeable so
+    that every step's array of one input has one numba type (a tuple of them is indexed by
+    the step): a copy only for others (a read-only constant as the first state)."""
+    x = split_contraction._view(x, kind)
     return x if x.flags.c_contiguous and x.flags.writeable else np.array(x, order="C")
 
 
-_PRELUDE = ("from tfjit.backends.numba_cpu.microgemm import MR, tile\n"
+_PRELUDE = ("from tfjit.backends.numba_cpu.microgemm import MR, pack_panel, tile\n"
             "from tfjit.backends.numba_cpu.atomics import fetch_add, load_acquire, spin_pause\n"
             "from tfjit.backends.numba_cpu.scalar_lib import _contiguous_row\n")
 _CELL_DECORATOR = (f"@njit(cache=True, error_model='numpy', fastmath=set({sorted(FASTMATH)!r}), nogil=True, "
@@ -221,8 +220,9 @@ _CELL_DECORATOR = (f"@njit(cache=True, error_model='numpy', fastmath=set({sorted
 
 
 def _layer_source(kernel: RecurrenceKernel, m: int, pieces: int) -> str:
-    """The parallel region: per step, column blocks of each piece's panels claimed, computed
-    and counted done, then a wait for the step's last block."""
+    """The parallel region: W's panels packed (claimed one by one), then per step, column
+    blocks of each piece's panels claimed, computed and counted done, then a wait for the
+    step's last block."""
     panels = kernel._panels
     reads = [f"g{i}" for i, _ in kernel._reads]
     outs = [f"o{q}" for q in range(kernel._outputs)]
@@ -232,13 +232,21 @@ def _layer_source(kernel: RecurrenceKernel, m: int, pieces: int) -> str:
 
     addend = "src" if kernel._addend is None else at("src", kernel._addend)
     return "\n".join([
-        f"def layer(left, packed, src, {''.join(r + ', ' for r in reads)}{', '.join(outs)}, acc, counters, threads, chunks):",
+        f"def layer(w, packed, left, src, {''.join(r + ', ' for r in reads)}{', '.join(outs)}, acc, counters, threads, chunks):",
         "    for thread in prange(threads):",
+        "        while True:",
+        "            chunk = fetch_add(counters, 0, 1)",
+        f"            if chunk >= {panels * pieces}:",
+        "                break",
+        "            pack_panel(w, packed, chunk)",
+        "            fetch_add(counters, 1, 1)",
+        f"        while load_acquire(counters, 1) < {panels * pieces}:",
+        "            spin_pause()",
         f"        for s in range({kernel.steps}):",
         f"            a = {at('left', kernel._left)}",
         f"            b = {addend}",
         "            while True:",
-        "                chunk = fetch_add(counters, 2 * s, 1)",
+        "                chunk = fetch_add(counters, 2 * s + 2, 1)",
         "                if chunk >= chunks:",
         "                    break",
         f"                lo = chunk * {panels} // chunks",
@@ -250,8 +258,8 @@ def _layer_source(kernel: RecurrenceKernel, m: int, pieces: int) -> str:
         f"                cell({''.join(at(r, i) + ', ' for r, (i, _) in zip(reads, kernel._reads))}acc, "
         f"{''.join(o + '[s], ' for o in outs)}lo * {microgemm.panel_width(kernel.dtype)}, "
         f"hi * {microgemm.panel_width(kernel.dtype)})",
-        "                fetch_add(counters, 2 * s + 1, 1)",
-        "            while load_acquire(counters, 2 * s + 1) < chunks:",
+        "                fetch_add(counters, 2 * s + 3, 1)",
+        "            while load_acquire(counters, 2 * s + 3) < chunks:",
         "                spin_pause()",
     ]) + "\n"
 
