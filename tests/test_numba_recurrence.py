@@ -77,7 +77,8 @@ def test_lstm_layers_give_the_references_values(threads, batch, hidden, dtype):
 
 def test_a_two_layer_lstm_fetching_only_the_top_state():
     """The benchmark's form: the lower layer's states stacked for the upper layer's hoisted
-    product, only the upper layer's last state fetched."""
+    product, only the upper layer's last state fetched (so each layer's last cell leaves out
+    the cell state and differs in form)."""
     batch, hidden, steps = 8, 32, 5
     x = tf.placeholder(tf.float32, [steps, batch, 16], name="x")
     weights = {}
@@ -100,7 +101,8 @@ def test_a_two_layer_lstm_fetching_only_the_top_state():
         feeds[b] = RNG.standard_normal(b.shape.as_list()) * 0.1
     got, want, exe = both([h[1]], feeds)
     assert_same(got, want, rtol=1e-5, atol=1e-5)
-    assert len(_layers(exe)) == 2
+    # per layer: the first cell (zero state) apart, the middle ones, the last (no state out) as one more step
+    assert [k.steps for k in _layers(exe)] == [steps - 2, 1, steps - 2, 1] and len(_cells(exe)) == 2
 
 
 def test_gru_like_layers_with_a_transposed_weight_row_column_and_scalar_inputs_in_float64():
@@ -125,7 +127,7 @@ def test_gru_like_layers_with_a_transposed_weight_row_column_and_scalar_inputs_i
     got, want, exe = both([tf.stack(outs)], feeds)
     assert_same(got, want, rtol=1e-12, atol=1e-12)
     layers = _layers(exe)
-    assert len(layers) == 1 and layers[0].steps == steps - 2  # the middle cells; the first and last differ in form
+    assert [k.steps for k in layers] == [steps - 2, 1]  # the middle cells, then the last (it differs in form)
 
 
 def test_nan_and_inf_pass_through_as_in_the_reference():

@@ -38,8 +38,8 @@ SHARED, STEP = "shared", "step"
 
 
 def fuse_recurrences(graph: Graph) -> Graph:
-    """`graph` with each run of two or more chained RNN cells (see the module docstring) as
-    one `fused` node of kind `recurrence`."""
+    """`graph` with each run of two or more chained RNN cells (see the module docstring), and
+    a cell of another form right after one (`_last`), as a `fused` node of kind `recurrence`."""
     controlled = {c for node in graph.nodes for c in node.control_inputs}
     runs: list[list[Node]] = []
     run: list[Node] = []
@@ -52,7 +52,7 @@ def fuse_recurrences(graph: Graph) -> Graph:
         else:
             run = [node]
             runs.append(run)
-    runs = [r for r in runs if len(r) >= 2]
+    runs = [r for i, r in enumerate(runs) if len(r) >= 2 or i and len(runs[i - 1]) >= 2 and _last(runs[i - 1][-1], r[0])]
     if not runs:
         return graph
     first = {r[0]: r for r in runs}
@@ -109,6 +109,18 @@ def _chained(run: list[Node], node: Node) -> bool:
     if any(role == STEP and v in outputs for role, v in zip(roles, node.inputs)):
         return False  # an output of an earlier cell, not the one before: not a recurrence
     return len(run) == 1 or roles == [_role(run[-2], previous, i) for i in range(len(node.inputs))]
+
+
+def _last(previous: Node, node: Node) -> bool:
+    """Whether `node`, a cell of another form, is the step after a run's last cell `previous`
+    (an RNN's last step, without the state no step reads any more): the product's left
+    operand an output of `previous`, the weight the same. It runs as a run of one step, on the
+    threads that ran the others: the step around it keeps large products off NumPy's
+    threaded BLAS (blas.blocks_only), where this cell took ~0.64 ms against ~0.3."""
+    operands = [split_contraction.plan(n.attr("body")).matmul.inputs for n in (previous, node)]
+    (_, weight), (left, weight_after) = [[n.inputs[n.attr("body").params.index(v)] for v in pair]
+                                          for n, pair in zip((previous, node), operands)]
+    return left in previous.outputs and weight_after == weight
 
 
 def _role(previous: Node, node: Node, i: int) -> str | int:
@@ -222,7 +234,8 @@ _CELL_DECORATOR = (f"@njit(cache=True, error_model='numpy', fastmath=set({sorted
 def _layer_source(kernel: RecurrenceKernel, m: int, pieces: int) -> str:
     """The parallel region: W's panels packed (claimed one by one), then per step, column
     blocks of each piece's panels claimed, computed and counted done, then a wait for the
-    step's last block."""
+    step's last block. A block's gate math runs MR rows at a time, right after their
+    products, while they are in L1 (the LSTM benchmark's step: 187-199 us against 202-207)."""
     panels = kernel._panels
     reads = [f"g{i}" for i, _ in kernel._reads]
     outs = [f"o{q}" for q in range(kernel._outputs)]
@@ -251,12 +264,13 @@ def _layer_source(kernel: RecurrenceKernel, m: int, pieces: int) -> str:
         "                    break",
         f"                lo = chunk * {panels} // chunks",
         f"                hi = (chunk + 1) * {panels} // chunks",
-        f"                for piece in range({pieces}):",
-        f"                    for p in range(piece * {panels} + lo, piece * {panels} + hi):",
-        f"                        for r in range(0, {m}, MR):",
-        f"                            tile(a, packed, b, acc, r, min(MR, {m} - r), p)",
-        f"                cell({''.join(at(r, i) + ', ' for r, (i, _) in zip(reads, kernel._reads))}acc, "
-        f"{''.join(o + '[s], ' for o in outs)}lo * {microgemm.panel_width(kernel.dtype)}, "
+        f"                for r in range(0, {m}, MR):",
+        f"                    rows = min(MR, {m} - r)",
+        f"                    for piece in range({pieces}):",
+        f"                        for p in range(piece * {panels} + lo, piece * {panels} + hi):",
+        "                            tile(a, packed, b, acc, r, rows, p)",
+        f"                    cell({''.join(at(r, i) + ', ' for r, (i, _) in zip(reads, kernel._reads))}acc, "
+        f"{''.join(o + '[s], ' for o in outs)}r, r + rows, lo * {microgemm.panel_width(kernel.dtype)}, "
         f"hi * {microgemm.panel_width(kernel.dtype)})",
         "                fetch_add(counters, 2 * s + 3, 1)",
         "            while load_acquire(counters, 2 * s + 3) < chunks:",

@@ -91,7 +91,8 @@ class SplitContractionKernel:
         self._product(args[self._a], args[self._b], acc, self._addend is not None)
         given = dict(into)
         outs = [given[i] if i in given else POOL.empty(shape, dtype) for i, (shape, dtype) in enumerate(self._out_types)]
-        self._kernel(*[_view(np.asarray(args[i]), kind) for i, kind in self._inputs], acc, *outs, 0, self.width)
+        self._kernel(*[_view(np.asarray(args[i]), kind) for i, kind in self._inputs], acc, *outs, 0, acc.shape[0],
+                     0, self.width)
         return tuple(outs)
 
 
@@ -219,7 +220,7 @@ def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str
     outs = [f"o{i}" for i in range(len(body.results))]
     width = split.types[0].shape[-1]
     starts = range(0, len(split.outputs) * width, width)  # each piece's first column
-    lines.add(f"def kernel({''.join(q + ', ' for q in inputs.values())}acc, {', '.join(outs)}, j0, j1):")
+    lines.add(f"def kernel({''.join(q + ', ' for q in inputs.values())}acc, {', '.join(outs)}, i0, i1, j0, j1):")
     lines.indent()
 
     def offsets(v: Value) -> Sequence[int]:  # an input read before the split: at each piece
@@ -232,7 +233,7 @@ def _source(body: Graph, matmul: Node, split: Node, kinds: dict[Value, tuple[str
         elif kind == ROW:
             for at in offsets(v):
                 lines.add(f"{q}_{at} = _contiguous_row({q}[{at} + j0:{at} + j1])")
-    lines.add("for i in range(acc.shape[0]):")
+    lines.add("for i in range(i0, i1):")
     lines.indent()
     for at in starts:
         lines.add(f"acc_{at} = _contiguous_row(acc[i, {at} + j0:{at} + j1])")
