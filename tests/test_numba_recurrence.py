@@ -101,8 +101,8 @@ def test_a_two_layer_lstm_fetching_only_the_top_state():
         feeds[b] = RNG.standard_normal(b.shape.as_list()) * 0.1
     got, want, exe = both([h[1]], feeds)
     assert_same(got, want, rtol=1e-5, atol=1e-5)
-    # per layer: the first cell (zero state) apart, the middle ones, the last (no state out) as one more step
-    assert [k.steps for k in _layers(exe)] == [steps - 2, 1, steps - 2, 1] and len(_cells(exe)) == 2
+    # per layer: the middle cells; the first (zero state) and the last (no state out) apart
+    assert [k.steps for k in _layers(exe)] == [steps - 2, steps - 2] and len(_cells(exe)) == 4
 
 
 def test_gru_like_layers_with_a_transposed_weight_row_column_and_scalar_inputs_in_float64():
@@ -127,7 +127,7 @@ def test_gru_like_layers_with_a_transposed_weight_row_column_and_scalar_inputs_i
     got, want, exe = both([tf.stack(outs)], feeds)
     assert_same(got, want, rtol=1e-12, atol=1e-12)
     layers = _layers(exe)
-    assert [k.steps for k in layers] == [steps - 2, 1]  # the middle cells, then the last (it differs in form)
+    assert [k.steps for k in layers] == [steps - 2]  # the middle cells; the first and last differ in form
 
 
 def test_nan_and_inf_pass_through_as_in_the_reference():

@@ -39,10 +39,13 @@ def pack_panel(w: np.ndarray, out: np.ndarray, panel: int) -> None:
     row by row, zeros past N."""
     k, n = w.shape
     nr = out.shape[2]
+    start = panel * nr
+    width = min(nr, n - start)
     for row in range(k):
-        for c in range(nr):
-            column = panel * nr + c
-            out[panel, row, c] = w[row, column] if column < n else 0
+        for c in range(width):  # a contiguous copy where w's rows are: it vectorises
+            out[panel, row, c] = w[row, start + c]
+        for c in range(width, nr):
+            out[panel, row, c] = 0
 
 
 @intrinsic

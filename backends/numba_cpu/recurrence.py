@@ -38,8 +38,8 @@ SHARED, STEP = "shared", "step"
 
 
 def fuse_recurrences(graph: Graph) -> Graph:
-    """`graph` with each run of two or more chained RNN cells (see the module docstring), and
-    a cell of another form right after one (`_last`), as a `fused` node of kind `recurrence`."""
+    """`graph` with each run of two or more chained RNN cells (see the module docstring) as
+    one `fused` node of kind `recurrence`."""
     controlled = {c for node in graph.nodes for c in node.control_inputs}
     runs: list[list[Node]] = []
     run: list[Node] = []
@@ -52,7 +52,7 @@ def fuse_recurrences(graph: Graph) -> Graph:
         else:
             run = [node]
             runs.append(run)
-    runs = [r for i, r in enumerate(runs) if len(r) >= 2 or i and len(runs[i - 1]) >= 2 and _last(runs[i - 1][-1], r[0])]
+    runs = [r for r in runs if len(r) >= 2]
     if not runs:
         return graph
     first = {r[0]: r for r in runs}
@@ -109,18 +109,6 @@ def _chained(run: list[Node], node: Node) -> bool:
     if any(role == STEP and v in outputs for role, v in zip(roles, node.inputs)):
         return False  # an output of an earlier cell, not the one before: not a recurrence
     return len(run) == 1 or roles == [_role(run[-2], previous, i) for i in range(len(node.inputs))]
-
-
-def _last(previous: Node, node: Node) -> bool:
-    """Whether `node`, a cell of another form, is the step after a run's last cell `previous`
-    (an RNN's last step, without the state no step reads any more): the product's left
-    operand an output of `previous`, the weight the same. It runs as a run of one step, on the
-    threads that ran the others: the step around it keeps large products off NumPy's
-    threaded BLAS (blas.blocks_only), where this cell took ~0.64 ms against ~0.3."""
-    operands = [split_contraction.plan(n.attr("body")).matmul.inputs for n in (previous, node)]
-    (_, weight), (left, weight_after) = [[n.inputs[n.attr("body").params.index(v)] for v in pair]
-                                          for n, pair in zip((previous, node), operands)]
-    return left in previous.outputs and weight_after == weight
 
 
 def _role(previous: Node, node: Node, i: int) -> str | int:
