@@ -58,3 +58,19 @@ def spin_pause(typingctx):  # type: ignore[no-untyped-def]
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def yield_cpu(typingctx):  # type: ignore[no-untyped-def]
+    """`sched_yield()` (POSIX; nothing elsewhere): a thread waiting for another that the OS
+    has descheduled gives it its core instead of spinning through the time slice."""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        if platform.system() in ("Linux", "Darwin"):
+            function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []),
+                                                      "sched_yield")
+            builder.call(function, [])
+        return context.get_dummy_value()
+
+    return sig, codegen

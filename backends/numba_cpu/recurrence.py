@@ -35,6 +35,9 @@ from .split_contraction import FULL
 
 MAX_LEFT_BYTES = 512 * 1024  # the product's left operand, re-read per panel, stays in L2
 SHARED, STEP = "shared", "step"
+# A thread waiting at a step's end yields its core every SPINS pauses (~40 us here): on an idle
+# machine the other thread arrives well before; on a loaded one it may be descheduled.
+SPINS = 2000
 
 
 def fuse_recurrences(graph: Graph) -> Graph:
@@ -213,7 +216,7 @@ def _prepared(x: np.ndarray, kind: str) -> np.ndarray:
 
 
 _PRELUDE = ("from tfjit.backends.numba_cpu.microgemm import MR, pack_panel, tile\n"
-            "from tfjit.backends.numba_cpu.atomics import fetch_add, load_acquire, spin_pause\n"
+            "from tfjit.backends.numba_cpu.atomics import fetch_add, load_acquire, spin_pause, yield_cpu\n"
             "from tfjit.backends.numba_cpu.scalar_lib import _contiguous_row\n")
 _CELL_DECORATOR = (f"@njit(cache=True, error_model='numpy', fastmath=set({sorted(FASTMATH)!r}), nogil=True, "
                    "no_cfunc_wrapper=True, no_rewrites=True)\n")
@@ -243,6 +246,7 @@ def _layer_source(kernel: RecurrenceKernel, m: int, pieces: int) -> str:
         "            fetch_add(counters, 1, 1)",
         f"        while load_acquire(counters, 1) < {panels * pieces}:",
         "            spin_pause()",
+        "        spins = 0",
         f"        for s in range({kernel.steps}):",
         f"            a = {at('left', kernel._left)}",
         f"            b = {addend}",
@@ -262,7 +266,11 @@ def _layer_source(kernel: RecurrenceKernel, m: int, pieces: int) -> str:
         f"hi * {microgemm.panel_width(kernel.dtype)})",
         "                fetch_add(counters, 2 * s + 3, 1)",
         "            while load_acquire(counters, 2 * s + 3) < chunks:",
-        "                spin_pause()",
+        "                spins += 1",
+        f"                if spins % {SPINS} == 0:",
+        "                    yield_cpu()",
+        "                else:",
+        "                    spin_pause()",
     ]) + "\n"
 
 
