@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -74,3 +74,21 @@ def yield_cpu(typingctx):  # type: ignore[no-untyped-def]
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+SPINS = 2000  # pauses between yields while waiting (~40 us here)
+
+
+@njit(cache=True, nogil=True)
+def wait_for(counters, index, value):  # type: ignore[no-untyped-def]
+    """Until `counters[index]` reaches `value`: spinning, and now and then yielding the core.
+    On an idle machine the other threads arrive well within SPINS pauses; on a loaded one the
+    thread being waited for may be descheduled, and a waiter that only spun would hold its
+    core for the time slice (the LSTM step beside one busy process: 44 ms against 52)."""
+    spins = 0
+    while load_acquire(counters, index) < value:
+        spins += 1
+        if spins % SPINS == 0:
+            yield_cpu()
+        else:
+            spin_pause()

@@ -6,12 +6,14 @@ step, each `gates = h @ W + xW_t`, split into pieces, elementwise gate math. Run
 cell, the product went to NumPy's threaded OpenBLAS (215-228 us for the LSTM benchmark's
 64x256x1024) while the gate loop (40 us) ran on one core; numba's threads cannot be woken
 per cell cheaply (~60 us with `OMP_WAIT_POLICY=passive`). Here the threads are woken once
-for the whole run of cells. Step by step, each thread claims a column block of every piece,
+for the whole run of cells, and the step holding it keeps its other products off NumPy's
+threaded BLAS, whose threads would spin on the cores meanwhile (blas.blocks_only). Step by step, each thread claims a column block of every piece,
 computes those product columns (microgemm.tile, W packed once) and the gate math for the
 same hidden units, and counts the block done; a thread starts the next step once every
 block of this one is done, as the next product reads all of this step's state. Blocks are
 claimed in order through an atomic counter, so one thread alone (or a region given fewer
-threads) still runs every block. The LSTM benchmark's cell: ~200 us against ~260.
+threads) still runs every block; a waiting thread spins, yielding now and then
+(atomics.wait_for). The LSTM benchmark's cell: ~190-200 us against ~260.
 
 `fuse_recurrences` finds the runs: consecutive contraction nodes with the same cell body
 (`split_contraction.plan`), whose product's left operand is an output of the cell before,
@@ -35,22 +37,20 @@ from .split_contraction import FULL
 
 MAX_LEFT_BYTES = 512 * 1024  # the product's left operand, re-read per panel, stays in L2
 SHARED, STEP = "shared", "step"
-# A thread waiting at a step's end yields its core every SPINS pauses (~40 us here): on an idle
-# machine the other thread arrives well before; on a loaded one it may be descheduled.
-SPINS = 2000
 
 
 def fuse_recurrences(graph: Graph) -> Graph:
     """`graph` with each run of two or more chained RNN cells (see the module docstring) as
     one `fused` node of kind `recurrence`."""
     controlled = {c for node in graph.nodes for c in node.control_inputs}
+    keys = {node: _cell_key(node, controlled) for node in graph.nodes}
     runs: list[list[Node]] = []
     run: list[Node] = []
     for node in graph.nodes:
-        if _cell_key(node, controlled) is None:
+        if keys[node] is None:
             run = []
             continue
-        if run and _cell_key(run[0], controlled) == _cell_key(node, controlled) and _chained(run, node):
+        if run and keys[run[0]] == keys[node] and _chained(run, node, keys[node]):
             run.append(node)
         else:
             run = [node]
@@ -93,19 +93,18 @@ def _cell_key(node: Node, controlled: set[Node]) -> tuple[Any, ...] | None:
             or width % microgemm.panel_width(dtype) or m * k * dtype.itemsize > MAX_LEFT_BYTES \
             or any(r.type.dtype.np_dtype != dtype for r in body.results):
         return None
-    return (found.source, tuple(p.type for p in body.params), tuple(r.type for r in body.results),
-            body.params.index(matmul.inputs[0]), body.params.index(matmul.inputs[1]),
+    left, weight = (body.params.index(v) for v in matmul.inputs)
+    return (found.source, tuple(p.type for p in body.params), tuple(r.type for r in body.results), left, weight,
             bool(matmul.attr("transpose_b")))
 
 
-def _chained(run: list[Node], node: Node) -> bool:
-    """Whether `node` continues `run`: its product's left operand is an output of the cell
-    before, its weight the same value, and each input plays the role it played so far."""
+def _chained(run: list[Node], node: Node, key: tuple[Any, ...]) -> bool:
+    """Whether `node` (its `_cell_key`: `key`) continues `run`: its product's left operand is
+    an output of the cell before, its weight the same value, and each input plays the role
+    it played so far."""
     previous = run[-1]
     roles = [_role(previous, node, i) for i in range(len(node.inputs))]
-    body: Graph = node.attr("body")
-    found = split_contraction.plan(body)
-    left, weight = (body.params.index(v) for v in found.matmul.inputs)
+    left, weight = key[3], key[4]
     if not isinstance(roles[left], int) or roles[weight] != SHARED:
         return False
     outputs = {v for cell in run for v in cell.outputs}
@@ -199,8 +198,7 @@ class RecurrenceKernel:
         threads = min(numba.get_num_threads(), self._panels)
         counters = np.zeros(2 * self.steps + 2, np.int64)
         self._kernel(weight.T if self._transpose_b else weight, self._packed(), gathered(self._left, FULL), src,
-                     *[gathered(i, kind) for i, kind in self._reads], *results, self._acc(), counters, threads,
-                     threads)  # one block a thread: more, smaller blocks measured slower
+                     *[gathered(i, kind) for i, kind in self._reads], *results, self._acc(), counters, threads)
         for o, w in zip(outs, written):
             if o is not w:
                 np.copyto(o, w)
@@ -216,18 +214,20 @@ def _prepared(x: np.ndarray, kind: str) -> np.ndarray:
 
 
 _PRELUDE = ("from tfjit.backends.numba_cpu.microgemm import MR, pack_panel, tile\n"
-            "from tfjit.backends.numba_cpu.atomics import fetch_add, load_acquire, spin_pause, yield_cpu\n"
+            "from tfjit.backends.numba_cpu.atomics import fetch_add, wait_for\n"
             "from tfjit.backends.numba_cpu.scalar_lib import _contiguous_row\n")
 _CELL_DECORATOR = (f"@njit(cache=True, error_model='numpy', fastmath=set({sorted(FASTMATH)!r}), nogil=True, "
                    "no_cfunc_wrapper=True, no_rewrites=True)\n")
 
 
 def _layer_source(kernel: RecurrenceKernel, m: int, pieces: int) -> str:
-    """The parallel region: W's panels packed (claimed one by one), then per step, column
-    blocks of each piece's panels claimed, computed and counted done, then a wait for the
-    step's last block. A block's gate math runs MR rows at a time, right after their
-    products, while they are in L1 (the LSTM benchmark's step: 187-199 us against 202-207)."""
+    """The parallel region: W's panels packed (claimed one by one), then per step, one block
+    of each piece's panels per thread (more, smaller blocks measured slower) claimed,
+    computed and counted done, then a wait for the step's last block. A block's gate math
+    runs MR rows at a time, right after their products, while they are in L1 (the LSTM
+    benchmark's step: 187-199 us against 202-207)."""
     panels = kernel._panels
+    width = microgemm.panel_width(kernel.dtype)
     reads = [f"g{i}" for i, _ in kernel._reads]
     outs = [f"o{q}" for q in range(kernel._outputs)]
 
@@ -236,41 +236,33 @@ def _layer_source(kernel: RecurrenceKernel, m: int, pieces: int) -> str:
 
     addend = "src" if kernel._addend is None else at("src", kernel._addend)
     return "\n".join([
-        f"def layer(w, packed, left, src, {''.join(r + ', ' for r in reads)}{', '.join(outs)}, acc, counters, threads, chunks):",
+        f"def layer(w, packed, left, src, {''.join(r + ', ' for r in reads)}{', '.join(outs)}, acc, counters, threads):",
         "    for thread in prange(threads):",
         "        while True:",
-        "            chunk = fetch_add(counters, 0, 1)",
-        f"            if chunk >= {panels * pieces}:",
+        "            panel = fetch_add(counters, 0, 1)",
+        f"            if panel >= {panels * pieces}:",
         "                break",
-        "            pack_panel(w, packed, chunk)",
+        "            pack_panel(w, packed, panel)",
         "            fetch_add(counters, 1, 1)",
-        f"        while load_acquire(counters, 1) < {panels * pieces}:",
-        "            spin_pause()",
-        "        spins = 0",
+        f"        wait_for(counters, 1, {panels * pieces})",
         f"        for s in range({kernel.steps}):",
         f"            a = {at('left', kernel._left)}",
         f"            b = {addend}",
         "            while True:",
-        "                chunk = fetch_add(counters, 2 * s + 2, 1)",
-        "                if chunk >= chunks:",
+        "                block = fetch_add(counters, 2 * s + 2, 1)",
+        "                if block >= threads:",
         "                    break",
-        f"                lo = chunk * {panels} // chunks",
-        f"                hi = (chunk + 1) * {panels} // chunks",
+        f"                lo = block * {panels} // threads",
+        f"                hi = (block + 1) * {panels} // threads",
         f"                for r in range(0, {m}, MR):",
         f"                    rows = min(MR, {m} - r)",
         f"                    for piece in range({pieces}):",
         f"                        for p in range(piece * {panels} + lo, piece * {panels} + hi):",
         "                            tile(a, packed, b, acc, r, rows, p)",
-        f"                    cell({''.join(at(r, i) + ', ' for r, (i, _) in zip(reads, kernel._reads))}acc, "
-        f"{''.join(o + '[s], ' for o in outs)}r, r + rows, lo * {microgemm.panel_width(kernel.dtype)}, "
-        f"hi * {microgemm.panel_width(kernel.dtype)})",
+        f"                    cell({''.join(at(name, i) + ', ' for name, (i, _) in zip(reads, kernel._reads))}acc, "
+        f"{''.join(o + '[s], ' for o in outs)}r, r + rows, lo * {width}, hi * {width})",
         "                fetch_add(counters, 2 * s + 3, 1)",
-        "            while load_acquire(counters, 2 * s + 3) < chunks:",
-        "                spins += 1",
-        f"                if spins % {SPINS} == 0:",
-        "                    yield_cpu()",
-        "                else:",
-        "                    spin_pause()",
+        "            wait_for(counters, 2 * s + 3, threads)",
     ]) + "\n"
 
 
