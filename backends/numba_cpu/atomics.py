@@ -1,5 +1,6 @@
 """Atomic counters for threads of one numba parallel region that hand work to each other
-(recurrence.py: the chunks of an RNN step, claimed and counted done)."""
+(recurrence.py: the blocks of an RNN step, claimed and counted done), and raw addresses as
+pointers (its per-step arrays, passed as addresses)."""
 from __future__ import annotations
 
 import platform
@@ -92,3 +93,18 @@ def wait_for(counters, index, value):  # type: ignore[no-untyped-def]
             yield_cpu()
         else:
             spin_pause()
+
+
+@intrinsic
+def void_pointer(typingctx, address):  # type: ignore[no-untyped-def]
+    """An address (an array's `.ctypes.data`) as a `voidptr`, for `numba.carray(pointer, shape,
+    dtype)`: per-step arrays passed as one array of addresses (a tuple of 30 arrays indexed by
+    the step took LLVM minutes to compile: a switch per access, the loop copied per case)."""
+    if not isinstance(address, types.Integer):
+        return None
+    sig = types.voidptr(types.intp)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+    return sig, codegen

@@ -173,7 +173,7 @@ class RecurrenceKernel:
         first = self.sources[0]
         self._shared = {i for i in range(len(first)) if all(row[i] == first[i] for row in self.sources)}
         self._panels = plan.split.types[0].shape[-1] // microgemm.panel_width(self.dtype)  # per piece
-        layer = _layer_source(self, m, len(plan.split.outputs))
+        layer = _layer_source(self, plan)
         cell = plan.source.replace("def kernel(", "def cell(", 1)
         self.source = f"# {node.name or 'recurrence'}: {self.steps} steps of\n{layer}\n{_CELL_DECORATOR}{cell}"
         self._kernel = compile_kernel(layer + "\n\n" + _CELL_DECORATOR + cell, "layer", parallel=True,
@@ -184,17 +184,26 @@ class RecurrenceKernel:
         outs = [given[i] if i in given else POOL.empty(shape, dtype) for i, (shape, dtype) in enumerate(self._types)]
         # none strided from this backend's step; were one given, the kernel writes a copy
         written = [o if o.flags.c_contiguous else POOL.empty(o.shape, o.dtype) for o in outs]
+        at_output = [o.ctypes.data for o in written]
         count = self._outputs
+        held = []  # inputs copied to be read as the kernel reads them: alive through the call
+
+        def address(where: tuple[Any, ...], kind: str) -> int:
+            if where[0] == "output":
+                return at_output[where[1] * count + where[2]]
+            held.append(_prepared(args[where[1]], kind))
+            return held[-1].ctypes.data
 
         def gathered(i: int, kind: str) -> Any:
-            """Input `i` of every step (one array where it is shared), as the kernel takes it."""
-            wheres = [row[i] for row in (self.sources[:1] if i in self._shared else self.sources)]
-            arrays = [_prepared(args[at[1]], kind) if at[0] == "input" else written[at[1] * count + at[2]] for at in wheres]
-            return arrays[0] if i in self._shared else tuple(arrays)
+            """Input `i` as the kernel takes it: the one array where every step shares it,
+            else every step's address."""
+            if i in self._shared:
+                return _prepared(args[self.sources[0][i][1]], kind)
+            return np.array([address(row[i], kind) for row in self.sources], np.intp)
 
         weight = args[self.sources[0][self._weight][1]]
         src = self._zeros if self._addend is None else gathered(self._addend, FULL)
-        results = tuple(tuple(written[s * count + q] for s in range(self.steps)) for q in range(count))
+        results = [np.array(at_output[q::count], np.intp) for q in range(count)]
         threads = min(numba.get_num_threads(), self._panels)
         counters = np.zeros(2 * self.steps + 2, np.int64)
         self._kernel(weight.T if self._transpose_b else weight, self._packed(), gathered(self._left, FULL), src,
@@ -206,21 +215,21 @@ class RecurrenceKernel:
 
 
 def _prepared(x: np.ndarray, kind: str) -> np.ndarray:
-    """An input as the kernel reads it (split_contraction._view), C-contiguous and writeable so
-    that every step's array of one input has one numba type (a tuple of them is indexed by
-    the step): a copy only for others (a read-only constant as the first state)."""
+    """An input as the kernel reads it (split_contraction._view), C-contiguous (a per-step one
+    is read at its address as such): a copy only for others."""
     x = split_contraction._view(x, kind)
-    return x if x.flags.c_contiguous and x.flags.writeable else np.array(x, order="C")
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
 
 _PRELUDE = ("from tfjit.backends.numba_cpu.microgemm import MR, pack_panel, tile\n"
-            "from tfjit.backends.numba_cpu.atomics import fetch_add, wait_for\n"
+            "from tfjit.backends.numba_cpu.atomics import fetch_add, void_pointer, wait_for\n"
+            "from numba import carray\n"
             "from tfjit.backends.numba_cpu.scalar_lib import _contiguous_row\n")
 _CELL_DECORATOR = (f"@njit(cache=True, error_model='numpy', fastmath=set({sorted(FASTMATH)!r}), nogil=True, "
                    "no_cfunc_wrapper=True, no_rewrites=True)\n")
 
 
-def _layer_source(kernel: RecurrenceKernel, m: int, pieces: int) -> str:
+def _layer_source(kernel: RecurrenceKernel, plan: split_contraction._Plan) -> str:
     """The parallel region: W's panels packed (claimed one by one), then per step, one block
     of each piece's panels per thread (more, smaller blocks measured slower) claimed,
     computed and counted done, then a wait for the step's last block. A block's gate math
@@ -228,13 +237,21 @@ def _layer_source(kernel: RecurrenceKernel, m: int, pieces: int) -> str:
     benchmark's step: 187-199 us against 202-207)."""
     panels = kernel._panels
     width = microgemm.panel_width(kernel.dtype)
+    m, n = plan.matmul.types[0].shape
+    k = plan.matmul.inputs[0].type.shape[1]
+    piece = plan.split.types[0].shape[-1]
+    pieces = len(plan.split.outputs)
+    shapes = [(i, _view_shape(kind, space)) for (i, kind), (_, space) in zip(kernel._reads, plan.kinds.values())]
     reads = [f"g{i}" for i, _ in kernel._reads]
     outs = [f"o{q}" for q in range(kernel._outputs)]
 
-    def at(name: str, i: int | None) -> str:
-        return name if i in kernel._shared else f"{name}[s]"
+    def at(name: str, i: int | None, shape: tuple[int, ...]) -> str:
+        """Input `i` at step `s`: the shared array, or the step's array at its address."""
+        if i in kernel._shared:
+            return name
+        return f"carray(void_pointer({name}[s]), {shape}, np.{kernel.dtype.name})"
 
-    addend = "src" if kernel._addend is None else at("src", kernel._addend)
+    addend = "src" if kernel._addend is None else at("src", kernel._addend, (m, n))
     return "\n".join([
         f"def layer(w, packed, left, src, {''.join(r + ', ' for r in reads)}{', '.join(outs)}, acc, counters, threads):",
         "    for thread in prange(threads):",
@@ -246,7 +263,7 @@ def _layer_source(kernel: RecurrenceKernel, m: int, pieces: int) -> str:
         "            fetch_add(counters, 1, 1)",
         f"        wait_for(counters, 1, {panels * pieces})",
         f"        for s in range({kernel.steps}):",
-        f"            a = {at('left', kernel._left)}",
+        f"            a = {at('left', kernel._left, (m, k))}",
         f"            b = {addend}",
         "            while True:",
         "                block = fetch_add(counters, 2 * s + 2, 1)",
@@ -259,11 +276,17 @@ def _layer_source(kernel: RecurrenceKernel, m: int, pieces: int) -> str:
         f"                    for piece in range({pieces}):",
         f"                        for p in range(piece * {panels} + lo, piece * {panels} + hi):",
         "                            tile(a, packed, b, acc, r, rows, p)",
-        f"                    cell({''.join(at(name, i) + ', ' for name, (i, _) in zip(reads, kernel._reads))}acc, "
-        f"{''.join(o + '[s], ' for o in outs)}r, r + rows, lo * {width}, hi * {width})",
+        f"                    cell({''.join(at(name, i, shape) + ', ' for name, (i, shape) in zip(reads, shapes))}acc, "
+        f"{''.join(at(o, -1, (m, piece)) + ', ' for o in outs)}r, r + rows, lo * {width}, hi * {width})",
         "                fetch_add(counters, 2 * s + 3, 1)",
         "            wait_for(counters, 2 * s + 3, threads)",
     ]) + "\n"
+
+
+def _view_shape(kind: str, space: tuple[int, int]) -> tuple[int, ...]:
+    """The shape of an input as the cell reads it (split_contraction._view) in a 2-D space."""
+    return {split_contraction.FULL: space, split_contraction.ROW: (space[1],),
+            split_contraction.COLUMN: (space[0], 1), split_contraction.SCALAR: (1,)}[kind]
 
 
 def build(node: Node) -> RecurrenceKernel:
