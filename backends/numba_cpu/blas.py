@@ -33,6 +33,7 @@ second pass over the weights.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import glob
@@ -40,7 +41,6 @@ import importlib.util
 import itertools
 import math
 import os
-import contextlib
 import threading
 import time
 from typing import Any, Callable, Iterator

@@ -64,7 +64,8 @@ class NumbaExecutable:
         self._arena_bytes, self._arena_kernels = _arena_layout(graph, self.memory)
         self._arenas: list[Arena] = []  # free ones; a run takes one and gives it back
         self._step, self._filename = _generate_step(graph, kernels, concats, self.memory)
-        # NumPy's BLAS threads, spinning after a product, would take a core from the layer's
+        # a step holding an RNN layer (recurrence.py) keeps its products off NumPy's threaded
+        # BLAS, whose threads spin after each call and would take a core from the layer's
         self._blas_mode = blas.blocks_only if any(isinstance(k, recurrence.RecurrenceKernel) for k in kernels) \
             else contextlib.nullcontext
 

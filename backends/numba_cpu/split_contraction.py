@@ -13,6 +13,7 @@ Running the cell in column blocks on two threads instead (each block's product, 
 and gates on one core) lost: a pool thread woke 20-30 us late, and in a fifth of the calls
 not before the caller had done both blocks, and NumPy's OpenBLAS threads, still spinning
 after the step's large threaded products, took its core (measured 480-600 us a cell).
+recurrence.py runs a whole run of such cells that way, its threads woken once.
 
 An add of the product and an input of its shape (an LSTM's `xW + h @ W`, xW hoisted out of
 the time loop) is BLAS's: the product accumulates onto a copy of that input (beta = 1), or
