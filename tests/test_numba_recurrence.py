@@ -57,8 +57,9 @@ def test_the_tile_computes_src_plus_a_times_w(dtype, m, k, n):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("batch, hidden, dtype", [(64, 64, tf.float32), (5, 32, tf.float32), (11, 48, tf.float64)])
 def test_lstm_layers_give_the_references_values(threads, batch, hidden, dtype):
-    """Every hidden state fetched: the middle cells are one kernel (the first cell's zero state
-    and the last cell differ in form); one thread runs every block itself."""
+    """Every hidden state fetched: the cells after the first are one kernel (the first's zero
+    state, h and c at once, makes its body differ); one thread runs every block itself. In
+    float64 the kernels get the fed arrays themselves, which stay as they were."""
     steps = 6
     hs, c, feeds = _lstm(batch, 16, hidden, steps, dtype)
     before = {k: np.array(v) for k, v in feeds.items()}
@@ -72,7 +73,7 @@ def test_lstm_layers_give_the_references_values(threads, batch, hidden, dtype):
     assert_same(got, want, rtol=tol, atol=tol)
     assert [k.steps for k in _layers(exe)] == [steps - 1]
     for k, v in feeds.items():
-        np.testing.assert_array_equal(v, before[k])  # the hoisted product's rows are read, never written
+        np.testing.assert_array_equal(v, before[k])
 
 
 def test_a_two_layer_lstm_fetching_only_the_top_state():
