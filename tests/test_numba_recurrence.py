@@ -58,10 +58,11 @@ def test_the_tile_computes_src_plus_a_times_w(dtype, m, k, n):
 @pytest.mark.parametrize("batch, hidden, dtype", [(64, 64, tf.float32), (5, 32, tf.float32), (11, 48, tf.float64)])
 def test_lstm_layers_give_the_references_values(threads, batch, hidden, dtype):
     """Every hidden state fetched: the cells after the first are one kernel (the first's zero
-    state, h and c at once, makes its body differ); one thread runs every block itself. In
-    float64 the kernels get the fed arrays themselves, which stay as they were."""
+    state, h and c at once, makes its body differ); one thread runs every block itself. The
+    fed arrays stay as they were."""
     steps = 6
     hs, c, feeds = _lstm(batch, 16, hidden, steps, dtype)
+    feeds = {k: np.asarray(v, k.dtype.np_dtype) for k, v in feeds.items()}  # so the kernels get these arrays
     before = {k: np.array(v) for k, v in feeds.items()}
     previous = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))

@@ -53,7 +53,7 @@ def tile(typingctx, a, packed, src, dst, row0, rows, panel):  # type: ignore[no-
     """`dst[r, c] = src[r, c] + sum_k a[r, k] * W[k, c]` for the `rows` (1..MR) rows from
     `row0` and the panel's NR columns. The product is summed over k first, then added to
     `src` (as `matmul(a, W) + src` rounds). `a`, `src`, `dst`: 2-D with contiguous rows;
-    `packed`: 3-D C-contiguous (pack)."""
+    `packed`: 3-D C-contiguous (pack_panel)."""
     dtype = getattr(packed, "dtype", None)
     if str(dtype) not in _LANES or any(getattr(x, "dtype", None) != dtype for x in (a, src, dst)):
         return None

@@ -33,6 +33,7 @@ from tfjit.ir.graph import Graph, Node, Value
 from . import microgemm, split_contraction
 from .buffers import POOL, scratch_maker
 from .compile import FASTMATH, compile_kernel
+from .sink_concats import rebuilt
 from .split_contraction import FULL
 
 MAX_LEFT_BYTES = 512 * 1024  # the product's left operand, re-read per panel, stays in L2
@@ -58,21 +59,8 @@ def fuse_recurrences(graph: Graph) -> Graph:
     runs = [r for r in runs if len(r) >= 2]
     if not runs:
         return graph
-    first = {r[0]: r for r in runs}
-    inside = {n for r in runs for n in r}
-    mapping: dict[Value, Value] = {}
-    nodes = []
-    for node in graph.nodes:
-        if node in inside and node not in first:
-            continue
-        new = _fused(first[node]) if node in first else node
-        inputs = tuple(mapping.get(v, v) for v in new.inputs)
-        if inputs != new.inputs:
-            new = new.evolve(inputs=inputs)
-        old = [v for cell in first[node] for v in cell.outputs] if node in first else node.outputs
-        mapping.update(zip(old, new.outputs))
-        nodes.append(new)
-    return Graph(graph.name, list(graph.params), nodes, [mapping.get(r, r) for r in graph.results])
+    return rebuilt(graph, {r[0]: _fused(r) for r in runs}, {n for r in runs for n in r[1:]},
+                   {r[0]: [v for cell in r for v in cell.outputs] for r in runs})
 
 
 def _cell_key(node: Node, controlled: set[Node]) -> tuple[Any, ...] | None:

@@ -34,9 +34,11 @@ def sink_concats(graph: Graph) -> Graph:
                    set(moved.values()))
 
 
-def rebuilt(graph: Graph, replaced: dict[Node, Node], dropped: set[Node]) -> Graph:
+def rebuilt(graph: Graph, replaced: dict[Node, Node], dropped: set[Node],
+            stands_for: dict[Node, list[Value]] | None = None) -> Graph:
     """`graph` without the `dropped` nodes and with each node of `replaced` swapped for its
-    replacement (whose results stand for the old node's), later inputs renamed to follow."""
+    replacement (whose results stand for the old node's, or for the values `stands_for`
+    lists: a run of nodes made one), later inputs renamed to follow."""
     mapping: dict[Value, Value] = {}
     nodes = []
     for node in graph.nodes:
@@ -46,7 +48,7 @@ def rebuilt(graph: Graph, replaced: dict[Node, Node], dropped: set[Node]) -> Gra
         inputs = tuple(mapping.get(v, v) for v in new.inputs)
         if inputs != new.inputs:
             new = new.evolve(inputs=inputs)
-        mapping.update(zip(node.outputs, new.outputs))
+        mapping.update(zip((stands_for or {}).get(node, node.outputs), new.outputs))
         nodes.append(new)
     return Graph(graph.name, list(graph.params), nodes, [mapping.get(r, r) for r in graph.results])
 
